@@ -1,0 +1,128 @@
+"""The contract between the control plane (`controller`) and the Jobs (`jobs`).
+
+Both halves import this module and nothing else of each other: flag and
+environment-variable names, Job label keys, MLflow tag/metric names and the
+spec hash live here. It imports neither torch nor the kubernetes client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+CODE_VERSION = "0.1.0"
+
+# --- environment variables a Job receives -----------------------------------
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_TRACKING_USERNAME = "MLFLOW_TRACKING_USERNAME"
+ENV_TRACKING_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
+ENV_EXPERIMENT = "TP4_EXPERIMENT"
+ENV_GRID = "TP4_GRID"
+ENV_PARENT_RUN_ID = "TP4_PARENT_RUN_ID"
+ENV_POINT = "TP4_POINT"
+ENV_SPEC_HASH = "TP4_SPEC_HASH"
+ENV_ATTEMPT = "TP4_ATTEMPT"
+ENV_DATASET_PATH = "TP4_DATASET_PATH"
+ENV_DATASET_MD5 = "TP4_DATASET_MD5"
+ENV_BACKEND = "TP4_BACKEND"  # "local" or "kubernetes"
+ENV_IMAGE = "TP4_IMAGE"
+ENV_REPORTS_DIR = "TP4_REPORTS_DIR"
+ENV_TORCH_THREADS = "TP4_TORCH_THREADS"
+ENV_S3_ENDPOINT = "AWS_ENDPOINT_URL"
+ENV_S3_REGION = "AWS_DEFAULT_REGION"
+ENV_S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
+ENV_S3_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+
+# Environment variables whose values are secrets: never rendered as literals,
+# never logged, always redacted.
+SECRET_ENV = frozenset({ENV_TRACKING_PASSWORD, ENV_S3_SECRET_KEY, ENV_S3_ACCESS_KEY})
+
+# --- labels on every Job (and its pods) --------------------------------------
+LABEL_GRID = "tp4.io/grid"
+LABEL_POINT = "tp4.io/point"
+LABEL_SPEC_HASH = "tp4.io/spec-hash"
+LABEL_ROLE = "tp4.io/role"  # "train" or "finalize"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_VERSION = "app.kubernetes.io/version"
+ROLE_TRAIN = "train"
+ROLE_FINALIZE = "finalize"
+
+# --- MLflow tags ---------------------------------------------------------------
+TAG_GRID = "tp4.grid"
+TAG_POINT = "tp4.point"
+TAG_SPEC_HASH = "tp4.spec_hash"
+TAG_ROLE = "tp4.role"  # "parent", "train" or "finalize"
+TAG_ATTEMPT = "tp4.attempt"
+TAG_DATASET_MD5 = "tp4.dataset_md5"
+TAG_CODE_VERSION = "tp4.code_version"
+TAG_IMAGE = "tp4.image"
+TAG_BACKEND = "tp4.backend"
+TAG_WEIGHTS_SOURCE = "tp4.weights_source"  # see WEIGHTS_SOURCES
+TAG_WEIGHTS = "tp4.weights"  # what was asked for (name, path, s3:// URI, .yaml)
+TAG_DECISION = "tp4.decision"  # on the parent run: "YES" or "NO"
+TAG_PREVIOUS_CHAMPION = "tp4.previous_champion"
+ROLE_PARENT = "parent"
+WEIGHTS_SOURCES = ("pretrained", "path", "s3", "scratch")
+
+# --- MLflow metrics --------------------------------------------------------------
+# Final validation metrics of a train run (best.pt on the val split).
+METRIC_PRECISION = "precision"
+METRIC_RECALL = "recall"
+METRIC_MAP50 = "mAP50"
+METRIC_MAP50_95 = "mAP50-95"
+FINAL_METRICS = (METRIC_PRECISION, METRIC_RECALL, METRIC_MAP50, METRIC_MAP50_95)
+METRIC_TRAIN_SECONDS = "train_seconds"
+METRIC_LATENCY_MS = "inference_ms_per_image"
+METRIC_MODEL_SIZE_MB = "model_size_mb"
+# Per-epoch series are logged with step=epoch (1-based) under "epoch/<name>",
+# e.g. "epoch/mAP50-95", "epoch/train_box_loss", "epoch/lr_pg0".
+EPOCH_PREFIX = "epoch/"
+# Test-split metrics, logged by the finalizer on the candidate's run.
+TEST_PREFIX = "test_"
+
+# --- artifacts -------------------------------------------------------------------
+ARTIFACT_WEIGHTS_DIR = "weights"  # weights/best.pt, weights/last.pt
+ARTIFACT_PLOTS_DIR = "plots"  # results.png, confusion_matrix.png, PR_curve.png, F1_curve.png, ...
+ARTIFACT_RESULTS_CSV = "results.csv"
+ARTIFACT_REPORT_DIR = "report"  # on the parent run: decision.md, runs.csv, ...
+
+# --- exit codes --------------------------------------------------------------------
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2  # bad configuration: a Job's podFailurePolicy fails it at once
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """A short stable hash of a grid point's spec.
+
+    The spec holds every training argument, the weights, the dataset md5 and
+    the image/code version: change any of them and the point is a new point.
+    """
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+# --- what the controller logs on the parent run for the finalizer -------------
+# grid.json = {"spec": <validated grid.yaml as a dict, defaults filled>,
+#              "points": [{"name", "spec_hash", "params": {<axis>: value}}]}
+ARTIFACT_GRID_SPEC = "grid.json"
+
+
+# --- the embedded default (no server): everything under <project>/.tp4 ----------
+EMBEDDED_DIR = ".tp4"
+
+
+def embedded_tracking_uri(project_dir: Path) -> str:
+    """MLflow tracking store used when MLFLOW_TRACKING_URI is unset."""
+    return f"sqlite:///{(project_dir / EMBEDDED_DIR / 'mlflow.db').resolve()}"
+
+
+def embedded_artifact_location(project_dir: Path, experiment: str) -> str:
+    """Artifact location given to experiments created in the embedded store
+    (MLflow's own default, ./mlruns, would depend on the current directory)."""
+    return (project_dir / EMBEDDED_DIR / "mlartifacts" / experiment).resolve().as_uri()

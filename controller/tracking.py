@@ -1,0 +1,90 @@
+"""The controller's MLflow adapter: the grid's parent run and what status shows of results."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+import contract
+from controller.expanding import GridPoint
+from controller.gridspec import GridSpec
+
+
+def tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI, or the embedded store under the project folder."""
+    return os.environ.get(contract.ENV_TRACKING_URI) or contract.embedded_tracking_uri(root)
+
+
+def is_embedded(uri: str) -> bool:
+    return uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = contract.embedded_artifact_location(root, name) if is_embedded(uri) else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridPoint], experiment_id: str,
+                     backend: str, dataset_md5: str) -> str:
+    """One parent run per submission, holding the grid spec the finalizer reads back."""
+    run = mlflow.create_run(experiment_id, run_name=f"grid-{grid.name}", tags={
+        contract.TAG_ROLE: contract.ROLE_PARENT, contract.TAG_GRID: grid.name,
+        contract.TAG_CODE_VERSION: contract.CODE_VERSION, contract.TAG_BACKEND: backend,
+        contract.TAG_DATASET_MD5: dataset_md5, contract.TAG_IMAGE: grid.job.image,
+    })
+    run_id = run.info.run_id
+    params = {"grid": grid.name, "points": str(len(points)), "weights": grid.weights,
+              "objective": f"{grid.objective_metric} ({grid.objective_direction})",
+              **{f"axis.{name}": json.dumps(values) for name, values in grid.axes.items()},
+              **{f"train.{name}": str(value) for name, value in grid.train.items()}}
+    for key, value in params.items():
+        mlflow.log_param(run_id, key, value)
+    spec = {"spec": grid.to_dict(), "points": [p.to_dict() for p in points], "dataset_md5": dataset_md5}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / contract.ARTIFACT_GRID_SPEC
+        path.write_text(json.dumps(spec, indent=1, default=str))
+        mlflow.log_artifact(run_id, str(path))
+    return run_id
+
+
+def end_run(mlflow: MlflowClient, run_id: str, *, status: str) -> None:
+    if mlflow.get_run(run_id).info.status == "RUNNING":
+        mlflow.set_terminated(run_id, status=status)
+
+
+def runs_of_point(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: str, point: str) -> list[Any]:
+    query = (f"tags.`{contract.TAG_POINT}` = '{point}' and tags.mlflow.parentRunId = '{parent_run_id}'")
+    return mlflow.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"])
+
+
+def kill_open_runs(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: str, points: list[str]) -> int:
+    """Mark KILLED the runs that interrupted Jobs could not end themselves."""
+    killed = 0
+    for point in points:
+        for run in runs_of_point(mlflow, experiment_id=experiment_id, parent_run_id=parent_run_id, point=point):
+            if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+                mlflow.set_terminated(run.info.run_id, status="KILLED")
+                killed += 1
+    return killed
+
+
+def final_metrics(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: str, point: str) -> tuple[str | None, dict[str, float]]:
+    """The newest FINISHED run of a point in this submission, and its final metrics."""
+    for run in runs_of_point(mlflow, experiment_id=experiment_id, parent_run_id=parent_run_id, point=point):
+        if run.info.status == "FINISHED":
+            keep = (*contract.FINAL_METRICS, contract.METRIC_TRAIN_SECONDS)
+            return run.info.run_id, {k: v for k, v in run.data.metrics.items() if k in keep}
+    return None, {}

@@ -1,0 +1,28 @@
+"""Shared fixtures: paths, the real COCO128 copy, an isolated project folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("TP4_SHARED", REPO.parent / "shared"))
+COCO128 = SHARED / "datasets" / "coco128"
+BACKBONE = SHARED / "weights" / "yolov5nu-coco-backbone.pt"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reaches the Ultralytics servers or writes the user's settings."""
+    monkeypatch.setenv("YOLO_OFFLINE", "true")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics-config")))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture
+def coco128() -> Path:
+    if not COCO128.is_dir():
+        pytest.fail(f"the local COCO128 copy is missing at {COCO128} (set TP4_SHARED)")
+    return COCO128
