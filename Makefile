@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create the virtual environment with the pinned dependencies
 
 data: $(STAMP)  ## build data/tiny_coco (DVC stage) from COCO128=$(COCO128)
-	TP4_COCO128_SOURCE=$(COCO128) $(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" TP4_COCO128_SOURCE=$(COCO128) $(VENV)/bin/dvc repro
 
 demo: data  ## run the whole lab grid locally and write the decision report
 	$(PY) -m controller submit-grid $(GRID) $(if $(WEIGHTS),--weights $(WEIGHTS),)

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from controller import inspecting, submitting
 from controller.errors import InvalidInput, NameClash
+from tinycoco.errors import DatasetError
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -40,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="the dataset").add_subparsers(dest="data_command", required=True)
     build = data.add_parser("build", help="build data/tiny_coco from COCO128")
-    build.add_argument("--source", default=None, help="coco128.zip URL (default: the official one), a local zip or folder")
+    build.add_argument("--source", default=None, help="coco128.zip URL, a local zip or folder "
+                       "(default: $TP4_COCO128_SOURCE, else the official URL)")
     build.add_argument("--out", type=Path, default=Path("data/tiny_coco"))
     build.add_argument("--seed", type=int, default=0)
     return parser
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         return _dispatch(args, console)
-    except (InvalidInput, NameClash) as error:
+    except (InvalidInput, NameClash, DatasetError) as error:
         console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -50,8 +50,9 @@ def submit_grid(*, grid_path: Path, root: Path, parallelism: int | None, weights
 
 
 def build_dataset(*, source: str | None, out: Path, seed: int, console: Console) -> int:
-    from tinycoco import building  # the dataset builder is only needed by this verb
+    """Raises tinycoco.DatasetError on a bad source; the previous dataset is kept."""
+    from tinycoco import build  # the dataset builder is only needed by this verb
 
-    card = building.build(source=source or building.OFFICIAL_URL, out_dir=out, seed=seed)
-    console.print(card.summary(), highlight=False)
+    built = build(source=source, out_dir=out, seed=seed)
+    console.print(built.summary(), highlight=False, soft_wrap=True)
     return 0

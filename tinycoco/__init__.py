@@ -1,0 +1,30 @@
+"""tinycoco: turn COCO128 into `tiny_coco`, a 60-image person-detection dataset.
+
+Public API (used by `python -m controller data build`):
+
+    from tinycoco import build, default_source, DatasetError
+    built = build(source=default_source(), out_dir=Path("data/tiny_coco"), seed=0)
+    print(built.summary())
+
+Standard library only: the controller image imports it without extra packages.
+"""
+
+from tinycoco.building import BuiltDataset, build
+from tinycoco.card import Card, SplitSummary
+from tinycoco.errors import DatasetError
+from tinycoco.selection import DEFAULT_SPLIT, SPLIT_NAMES, Skipped
+from tinycoco.source import DEFAULT_SOURCE_URL, SOURCE_ENV, default_source
+
+__all__ = [
+    "DEFAULT_SOURCE_URL",
+    "DEFAULT_SPLIT",
+    "SOURCE_ENV",
+    "SPLIT_NAMES",
+    "BuiltDataset",
+    "Card",
+    "DatasetError",
+    "Skipped",
+    "SplitSummary",
+    "build",
+    "default_source",
+]

@@ -1,0 +1,148 @@
+"""The dataset card and the ultralytics data.yaml, rendered as text (pure).
+
+The card holds only what the data is, never where it came from (URL, path)
+or when: the same COCO128 content gives the same bytes, hence the same DVC
+md5, whether it was read from the official zip, a copy of it, or a folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from tinycoco.selection import SPLIT_NAMES, Inventory, Skipped, SplitPlan
+from tinycoco.source import SourceFiles
+
+CARD_VERSION = 1
+CLASS_NAMES = {0: "person"}
+DATA_YAML = """\
+# tiny_coco: person detection on COCO128, built by tinycoco (see CARD.md).
+# No `path:` key on purpose: ultralytics then resolves train/val/test against
+# this file's folder, so the dataset works wherever it is checked out.
+train: images/train
+val: images/val
+test: images/test
+names:
+  0: person
+"""
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    images: int
+    boxes: int
+    image_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Card:
+    seed: int
+    splits: Mapping[str, SplitSummary]  # train, val, test
+    source_content_sha256: str
+    source_images: int
+    source_label_files: int
+    person_images: int
+    images_without_person: int
+    unused_person_images: tuple[str, ...]
+    skipped: tuple[Skipped, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "card_version": CARD_VERSION,
+            "name": "tiny_coco",
+            "description": "COCO128 images that contain a person; person boxes only",
+            "classes": {str(k): v for k, v in CLASS_NAMES.items()},
+            "seed": self.seed,
+            "splits": {
+                name: {"images": s.images, "boxes": s.boxes, "image_ids": list(s.image_ids)}
+                for name, s in self.splits.items()
+            },
+            "source": {
+                "dataset": "COCO128",
+                "content_sha256": self.source_content_sha256,
+                "images": self.source_images,
+                "label_files": self.source_label_files,
+                "person_images": self.person_images,
+                "images_without_person": self.images_without_person,
+            },
+            "unused_person_images": list(self.unused_person_images),
+            "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        return "\n".join([*_markdown_head(self), *_markdown_splits(self), *_markdown_source(self)]) + "\n"
+
+
+def make_card(*, source: SourceFiles, inventory: Inventory, plan: SplitPlan, seed: int) -> Card:
+    splits = {
+        name: SplitSummary(
+            images=len(samples),
+            boxes=sum(len(s.person_lines) for s in samples),
+            image_ids=tuple(s.stem for s in samples),
+        )
+        for name, samples in plan.splits.items()
+    }
+    return Card(
+        seed=seed,
+        splits=splits,
+        source_content_sha256=source.content_sha256,
+        source_images=len(source.layout.images),
+        source_label_files=len(source.layout.labels),
+        person_images=len(inventory.persons),
+        images_without_person=len(inventory.without_person),
+        unused_person_images=tuple(s.stem for s in plan.unused),
+        skipped=inventory.skipped,
+    )
+
+
+def _markdown_head(card: Card) -> list[str]:
+    return [
+        "# tiny_coco",
+        "",
+        "Person detection on a small subset of COCO128: only images that contain",
+        "at least one person, only person boxes (class 0). Images are the original",
+        "JPEG files, byte for byte (original resolution and aspect ratio).",
+        "Built by `tinycoco` (see `docs/dataset.md`); do not edit by hand.",
+        "",
+        f"Seed: {card.seed}. Classes: 0 = person. Machine-readable card: `card.json`.",
+        "",
+    ]
+
+
+def _markdown_splits(card: Card) -> list[str]:
+    rows = [f"| {name} | {card.splits[name].images} | {card.splits[name].boxes} |" for name in SPLIT_NAMES]
+    total_images = sum(s.images for s in card.splits.values())
+    total_boxes = sum(s.boxes for s in card.splits.values())
+    return [
+        "| split | images | person boxes |",
+        "|---|---:|---:|",
+        *rows,
+        f"| total | {total_images} | {total_boxes} |",
+        "",
+    ]
+
+
+def _markdown_source(card: Card) -> list[str]:
+    skipped = [f"- `{s.file}`: {s.reason}" for s in card.skipped] or ["- nothing"]
+    unused = ", ".join(card.unused_person_images) or "none"
+    return [
+        "## Source",
+        "",
+        f"COCO128: {card.source_images} images, {card.source_label_files} label files,",
+        f"content sha256 `{card.source_content_sha256}`",
+        "(sha256 over the sorted lines `<path>\\0<sha256 of the file>\\n` of",
+        "`images/train2017/*` and `labels/train2017/*.txt`: the same for the zip",
+        "and its unpacked folder).",
+        "",
+        f"- images with a person: {card.person_images}",
+        f"- person images left out by the split: {unused}",
+        f"- usable images without a person: {card.images_without_person}",
+        "",
+        "Skipped source files:",
+        "",
+        *skipped,
+    ]
