@@ -6,14 +6,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+
+import contract
 
 from controller.errors import InvalidInput, Problem
 from controller.local_state import GridState, known_grids, load_state
 from controller.progress import status_table
 
 FOLLOW_POLL_SECONDS = 0.5
+REPORT_JSON = "decision.json"
 
 
 def grid_name(value: str) -> str:
@@ -74,15 +78,49 @@ def show_logs(*, root: Path, job: str, follow: bool, attempt: int | None) -> int
     return 0
 
 
+def decision_lines(decision: dict[str, Any]) -> list[str]:
+    """The decision summary, from decision.json (written by the finalizer)."""
+    verdict = decision.get("decision", {})
+    objective = decision.get("objective", {}).get("metric", "")
+    lines = [f"grid {decision.get('grid')}: decision {verdict.get('verdict', '?')}"]
+    if verdict.get("failed_gates"):
+        lines.append(f"failed gates: {', '.join(verdict['failed_gates'])}")
+    candidate = decision.get("candidate")
+    if candidate:
+        metric = candidate.get("metrics", {}).get(objective, {})
+        values = ", ".join(f"{split} {metric[split]:.4f}" for split in ("val", "test") if metric.get(split) is not None)
+        lines.append(f"candidate: {candidate.get('point')} (run {candidate.get('run_id')}) {objective}: {values}")
+    registry = decision.get("registry") or {}
+    if registry.get("version"):
+        moved = "champion moved" if registry.get("champion_moved") else "champion unchanged"
+        lines.append(f"registered: {registry.get('name')} version {registry['version']} ({moved})")
+    for flag in decision.get("flags", [])[:5]:
+        details = ", ".join(f"{k}={v}" for k, v in flag.get("data", {}).items())
+        lines.append(f"warning: {flag.get('code')}" + (f" ({details})" if details else ""))
+    return lines
+
+
 def show_report(*, root: Path, grid: str, console: Console) -> int:
+    """Print the decision summary from reports/<grid>/, else from the grid's latest parent run in MLflow."""
     name = grid_name(grid)
-    folder = root / "reports" / name
-    decision = folder / "decision.json"
-    if not decision.exists():
-        raise InvalidInput([Problem("grid", f"no decision report for {name!r} in {folder}")])
-    summary = json.loads(decision.read_text())
-    console.print(f"decision: [bold]{summary.get('decision', '?')}[/]", highlight=False)
-    for line in summary.get("summary", []) if isinstance(summary.get("summary"), list) else [summary.get("summary", "")]:
+    local = root / "reports" / name / REPORT_JSON
+    if local.exists():
+        decision, where = json.loads(local.read_text()), str(local.with_name("decision.md"))
+    else:
+        decision, where = _report_from_mlflow(root, name)
+    for line in decision_lines(decision):
         console.print(line, highlight=False, soft_wrap=True)
-    console.print(f"report: {folder / 'decision.md'}", highlight=False)
+    console.print(f"report: {where}", highlight=False, soft_wrap=True)
     return 0
+
+
+def _report_from_mlflow(root: Path, grid: str) -> tuple[dict[str, Any], str]:
+    from controller import tracking
+
+    uri = tracking.tracking_uri(root)
+    found = tracking.latest_report(tracking.client(uri), grid=grid)
+    if found is None:
+        raise InvalidInput([Problem("grid", f"no decision report for {grid!r} in {root / 'reports'} "
+                                    f"nor on a parent run at {uri}")])
+    run_id, decision = found
+    return decision, f"runs:/{run_id}/{contract.ARTIFACT_REPORT_DIR}/decision.md ({uri})"

@@ -88,3 +88,16 @@ def final_metrics(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: st
             keep = (*contract.FINAL_METRICS, contract.METRIC_TRAIN_SECONDS)
             return run.info.run_id, {k: v for k, v in run.data.metrics.items() if k in keep}
     return None, {}
+
+
+def latest_report(mlflow: MlflowClient, *, grid: str) -> tuple[str, dict[str, Any]] | None:
+    """decision.json of the newest parent run of a grid that has one, from any experiment."""
+    query = f"tags.`{contract.TAG_ROLE}` = '{contract.ROLE_PARENT}' and tags.`{contract.TAG_GRID}` = '{grid}'"
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    for run in mlflow.search_runs(experiments, filter_string=query, order_by=["attributes.start_time DESC"]):
+        if contract.TAG_DECISION not in run.data.tags:
+            continue
+        with tempfile.TemporaryDirectory() as folder:
+            path = mlflow.download_artifacts(run.info.run_id, f"{contract.ARTIFACT_REPORT_DIR}/decision.json", folder)
+            return run.info.run_id, json.loads(Path(path).read_text())
+    return None

@@ -1,0 +1,52 @@
+"""What the finalizer knows about a grid point's run and about the current champion (pure data)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import contract
+
+FINISHED = "FINISHED"
+MISSING = "MISSING"  # a point of grid.json with no train run at all
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One grid point and the newest train run logged for it (if any)."""
+
+    point: str
+    params: Mapping[str, Any]  # the point's axis values, from grid.json
+    status: str = MISSING  # MLflow run status, or MISSING
+    run_id: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    logged_params: Mapping[str, str] = field(default_factory=dict)
+    weights_source: str | None = None
+    start_time: int = 0  # ms since the epoch
+    url: str | None = None
+
+    def metric(self, name: str) -> float:
+        value = self.metrics.get(name)
+        return float(value) if value is not None else math.nan
+
+    def test_metric(self, name: str) -> float:
+        return self.metric(contract.TEST_PREFIX + name)
+
+    @property
+    def scratch(self) -> bool:
+        return self.weights_source == "scratch"
+
+
+@dataclass(frozen=True)
+class ChampionInfo:
+    """The model version that holds the `champion` alias before this grid decides."""
+
+    version: str
+    run_id: str | None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    dataset_md5: str | None = None
+
+    def metric(self, name: str) -> float:
+        value = self.metrics.get(name)
+        return float(value) if value is not None else math.nan
