@@ -38,7 +38,7 @@ def submit_grid(*, grid_path: Path, root: Path, parallelism: int | None, weights
     run = LocalRun(grid=grid, points=points, dataset_md5=dataset_md5, root=root,
                    parallelism=default_parallelism(grid, parallelism))
     console.print(f"grid [bold]{grid.name}[/]: {len(points)} points, {run.parallelism} at a time, "
-                  f"tracking at {tracking.tracking_uri(root)}", highlight=False)
+                  f"tracking at {tracking.tracking_uri(root)}", highlight=False, soft_wrap=True)
     view = ProgressView(points=[p.name for p in points], metric=grid.objective_metric, console=console)
     outcome = run_grid_locally(run, view=view)
     if outcome.up_to_date:
