@@ -94,7 +94,7 @@ def candidate_data(*, ranking: Ranking, candidate: RunRecord | None) -> dict[str
         return None
     params = {k: candidate.logged_params[k] for k in SHOWN_PARAMS if k in candidate.logged_params}
     params.update({k: v for k, v in candidate.params.items() if k not in params})
-    config = next((c for c in ranking.configs if candidate in c.runs), None)
+    config = next((c for c in ranking.configs if any(r.run_id == candidate.run_id for r in c.runs)), None)
     return {"run_id": candidate.run_id, "point": candidate.point, "url": candidate.url,
             "weights_source": candidate.weights_source, "params": params,
             "configuration": config.label if config else None,

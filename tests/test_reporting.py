@@ -158,3 +158,17 @@ def test_no_successful_run_still_gives_a_report() -> None:
         markdown = render_markdown(data={**data, "language": language})
         assert all(heading in markdown for heading in SECTIONS[language])
     assert plotting.write_plots(ranking=ranking, directory=Path("/nonexistent")) == []
+
+
+def test_a_candidate_with_test_metrics_keeps_its_configuration() -> None:
+    import dataclasses
+
+    ranking = lab_ranking()
+    evaluated = dataclasses.replace(ranking.candidate, metrics={**ranking.candidate.metrics, "test_mAP50-95": 0.2})
+    decision = decide(ranking=ranking, candidate=evaluated, champion=None)
+    data = report_data(ReportInputs(
+        ranking=ranking, decision=decision, candidate=evaluated, champion=None, parent_run_id="p",
+        generated_at="2025-01-01T00:00:00+00:00", plots=(), registry=None,
+        test=EvaluationStatus(evaluated=True, reason="")))
+    assert data["candidate"]["configuration"] == "imgsz=416, lr0=0.01"
+    assert data["candidate"]["metrics"]["mAP50-95"]["config"] is not None
