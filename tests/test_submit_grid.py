@@ -143,3 +143,21 @@ def test_ctrl_c_kills_children_and_marks_runs_killed(project: Path, submitted: s
     assert process.returncode == 130, output
     runs = mlflow.search_runs([experiment.experiment_id])
     assert runs and all(r.info.status == "KILLED" for r in runs), [(r.data.tags.get(contract.TAG_ROLE), r.info.status) for r in runs]
+
+
+def test_report_prints_the_decision_from_the_folder_or_from_mlflow(project: Path, submitted: subprocess.CompletedProcess[str]) -> None:
+    local = controller(project, "report", "tiny")
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert "grid tiny: decision" in local.stdout and "candidate: train-0." in local.stdout
+    assert str(project / "reports" / "tiny" / "decision.md") in local.stdout.replace("\n", "")
+    moved = project.parent / "reports-elsewhere"
+    shutil.move(project / "reports", moved)
+    try:
+        remote = controller(project, "report", "tiny")
+    finally:
+        shutil.move(moved, project / "reports")
+    assert remote.returncode == 0, remote.stdout + remote.stderr
+    assert remote.stdout.splitlines()[0] == local.stdout.splitlines()[0]
+    assert "runs:/" in remote.stdout and "/report/decision.md" in remote.stdout
+    unknown = controller(project, "report", "no-such-grid")
+    assert unknown.returncode == 2 and "no decision report for 'no-such-grid'" in unknown.stdout
