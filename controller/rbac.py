@@ -1,0 +1,64 @@
+"""The Kubernetes permissions of the tp4 controller: the one list of them.
+
+The controller's Kubernetes adapter (issue 6) imports `CONTROLLER_RULES` to
+know what it may call; the chart's Role (charts/tp4/templates/controller.yaml)
+grants exactly these rules, no more, and tests/test_chart.py checks that the
+rendered Role equals this constant. Adding a call to the adapter means adding
+its verb here and in the Role, in the same change.
+
+Pure data: no kubernetes client import (the contract module's rule).
+
+Owner references: a Job owned by its Grid (so that deleting the Grid deletes
+its Jobs) must set `blockOwnerDeletion: false`, or the controller needs
+`update` on `grids/finalizers` in clusters that enable the
+OwnerReferencesPermissionEnforcement admission plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One RBAC rule: verbs on one resource of one API group ("" is the core group)."""
+
+    api_group: str
+    resource: str
+    verbs: frozenset[str]
+
+    def as_policy_rule(self) -> dict[str, list[str]]:
+        """The rule as it appears in a rbac.authorization.k8s.io/v1 Role."""
+        return {"apiGroups": [self.api_group], "resources": [self.resource], "verbs": sorted(self.verbs)}
+
+
+def _rule(api_group: str, resource: str, *verbs: str) -> Rule:
+    return Rule(api_group, resource, frozenset(verbs))
+
+
+GRID_GROUP = "tp4.io"
+GRID_VERSION = "v1alpha1"
+GRID_KIND = "Grid"
+GRID_PLURAL = "grids"
+
+CONTROLLER_RULES: tuple[Rule, ...] = (
+    # the Grids it reconciles: watched, never written but their status
+    _rule(GRID_GROUP, GRID_PLURAL, "get", "list", "watch"),
+    _rule(GRID_GROUP, f"{GRID_PLURAL}/status", "patch"),
+    # one Job per grid point plus the finalizer; delete replaces a failed or changed point
+    _rule("batch", "jobs", "create", "delete", "get", "list", "watch"),
+    # the Jobs' pods: phase, exit codes, and the logs behind `controller logs`
+    _rule("", "pods", "get", "list", "watch"),
+    _rule("", "pods/log", "get"),
+    # Events on the Grid (created, point failed, finalizer started, ...)
+    _rule("", "events", "create", "patch"),
+)
+
+
+def rules_by_resource(rules: tuple[Rule, ...] = CONTROLLER_RULES) -> dict[tuple[str, str], frozenset[str]]:
+    """{(api group, resource): verbs}: the form in which two rule lists are compared."""
+    merged: dict[tuple[str, str], frozenset[str]] = {}
+    for rule in rules:
+        key = (rule.api_group, rule.resource)
+        merged[key] = merged.get(key, frozenset()) | rule.verbs
+    return merged
