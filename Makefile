@@ -25,7 +25,7 @@ DOCKER_BUILD := DOCKER_BUILDKIT=$(if $(shell docker buildx version 2>/dev/null),
 E2E_GRID ?= grid.yaml
 HELM_EXTRA ?=
 
-.PHONY: help setup data demo test ui clean kube-tools base-image images kind-up kind-down deploy kind-test kind-e2e kind-diagnostics
+.PHONY: help setup data demo test ui clean stack-up stack-down kube-tools base-image images kind-up kind-down deploy kind-test kind-e2e kind-diagnostics
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ test: $(STAMP)  ## run the tests (unit + integration against real servers)
 ui: $(STAMP)  ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --workers 1 --host 127.0.0.1 --port 5000 \
 	  --backend-store-uri sqlite:///$(CURDIR)/.tp4/mlflow.db --default-artifact-root $(CURDIR)/.tp4/mlartifacts
+
+stack-up: $(STAMP)  ## start the production-like stack (Postgres, S3, MLflow server) in the background; AUTH=1 for basic auth
+	$(PY) -m devstack up $(if $(AUTH),--auth,)
+
+stack-down: $(STAMP)  ## stop the production-like stack and discard its data
+	$(PY) -m devstack down
 
 clean:  ## remove the embedded store, logs and reports (keeps the venv and the dataset)
 	rm -rf .tp4/grids .tp4/mlflow.db .tp4/mlartifacts reports/*/

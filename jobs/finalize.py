@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 import contract
+from jobs.errors import BadInput
 from jobs.finalizing import Options, Outcome, finalize
 from jobs.gridrules import GridSpecError
 
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome = finalize(client=make_client(uri=args.tracking_uri), options=options)
     except GridSpecError as exc:
         print("error: bad grid spec:\n" + "\n".join(f"  {p}" for p in exc.problems), file=sys.stderr)
+        return contract.EXIT_BAD_INPUT
+    except BadInput as exc:  # e.g. wrong tracking credentials: retrying cannot help
+        print(f"error: {exc}", file=sys.stderr)
         return contract.EXIT_BAD_INPUT
     except Exception as exc:  # the Job's log must say why, in one line at the end
         traceback.print_exc()

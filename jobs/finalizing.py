@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from mlflow.tracking import MlflowClient
 
-from jobs import plotting, reporting, results
+from jobs import plotting, reporting, results, tracking
 from jobs.gates import Decision, decide
 from jobs.ranking import Ranking, rank
 from jobs.records import ChampionInfo, RunRecord
@@ -44,6 +44,7 @@ class Outcome:
 
 
 def finalize(*, client: MlflowClient, options: Options) -> Outcome:
+    tracking.wait_for_server(uri=client.tracking_uri)  # a server still starting is waited for, bounded
     rules, parent = results.load_rules(client=client, parent_run_id=options.parent_run_id)
     ranking = rank(runs=results.fetch_runs(client=client, rules=rules, parent=parent), rules=rules)
     errors: list[str] = []
@@ -66,9 +67,7 @@ def finalize(*, client: MlflowClient, options: Options) -> Outcome:
 
 
 def _public_uri(uri: str) -> str:
-    from jobs.tracking import redact_uri
-
-    return redact_uri(uri)
+    return tracking.redact_uri(uri)
 
 
 def evaluate(*, client: MlflowClient, ranking: Ranking, options: Options,

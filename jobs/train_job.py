@@ -1,8 +1,11 @@
 """The train Job, start to end.
 
-Order matters: every check that can fail on bad input (flags, dataset md5,
-weights, device) runs before the MLflow run exists, so a bad point leaves no
-run behind; once the run exists it always ends FINISHED, FAILED or KILLED.
+Order matters: every check that can fail on bad input (flags, the tracking
+server and its credentials, dataset md5, weights, device) runs before the
+MLflow run exists, so a bad point leaves no run behind; once the run exists
+it always ends FINISHED, FAILED or KILLED. The tracking server is checked
+first (cheap; a wrong password must not cost a dataset pull); an endpoint
+still down after TP4_CONNECT_TIMEOUT_S is exit code 1, so the Job is retried.
 Exit code 0 only when the run is FINISHED with its final metrics.
 """
 
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from jobs import dataset, termination, tracking, training
+from jobs import connecting, dataset, termination, tracking, training
 from jobs.errors import BadInput, Terminated
 from jobs.options import TrainOptions, validate
 from jobs.weights import Weights, resolve_weights
@@ -70,6 +73,9 @@ def run_train_job(*, options: TrainOptions) -> int:
     except BadInput as exc:
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
         return contract.EXIT_BAD_INPUT
+    except connecting.Unreachable as exc:
+        print(f"ERROR: {exc}", file=sys.stderr, flush=True)
+        return contract.EXIT_FAILED
     except Terminated as exc:
         print(f"train job {exc}: run marked KILLED", file=sys.stderr, flush=True)
         return 128 + exc.signum
@@ -92,6 +98,7 @@ def _failure_code(*, exc: Exception) -> int:
 def _run(*, options: TrainOptions) -> None:
     validate(options=options)
     context = context_from_env(options=options)
+    tracking.wait_for_server()
     data_yaml = Path(options.data)
     verified = dataset.ensure_dataset(path=data_yaml.parent)
     if not data_yaml.is_file():
