@@ -30,6 +30,8 @@ ENV_BACKEND = "TP4_BACKEND"  # "local" or "kubernetes"
 ENV_IMAGE = "TP4_IMAGE"
 ENV_REPORTS_DIR = "TP4_REPORTS_DIR"
 ENV_TORCH_THREADS = "TP4_TORCH_THREADS"
+# A writable folder for the dataset when the project folder is read-only (a pod: /workspace).
+ENV_WORKSPACE = "TP4_WORKSPACE"
 ENV_S3_ENDPOINT = "AWS_ENDPOINT_URL"
 ENV_S3_REGION = "AWS_DEFAULT_REGION"
 ENV_S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
@@ -44,6 +46,8 @@ LABEL_GRID = "tp4.io/grid"
 LABEL_POINT = "tp4.io/point"
 LABEL_SPEC_HASH = "tp4.io/spec-hash"
 LABEL_ROLE = "tp4.io/role"  # "train" or "finalize"
+LABEL_SUBMISSION = "tp4.io/submission"  # the submission (MLflow parent run id) that created the Job
+ANNOTATION_SUBMITTED_AT = "tp4.io/submitted-at"  # on a Grid: set by submit-grid, asks for a new submission
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"

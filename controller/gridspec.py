@@ -288,8 +288,11 @@ def _read_top(reader: _Reader, raw: dict[str, Any]) -> dict[str, Any]:
 TOP_KEYS = {"name", "experiment", "dataset", "model", "train", "axes", "job", "objective", "constraints", "gates", "report"}
 
 
-def parse_grid(raw: Any, *, source: str, base_dir: Path) -> GridSpec:
-    """Validate a parsed grid.yaml; raise InvalidInput listing every problem."""
+def parse_grid(raw: Any, *, source: str, base_dir: Path | None) -> GridSpec:
+    """Validate a parsed grid.yaml; raise InvalidInput listing every problem.
+
+    `base_dir` is the grid file's folder; None for a Grid resource, whose Jobs
+    pull the dataset from the DVC remote: its md5 must then be pinned."""
     reader = _Reader(source)
     raw = reader.mapping(raw, "", allowed=TOP_KEYS, required={"name", "dataset", "model", "axes"})
     top = _read_top(reader, raw)
@@ -342,18 +345,23 @@ def _optional(reader: _Reader, mapping: dict[str, Any], key: str, kind: type | t
     return reader.typed(mapping[key], where or key, kind, check)
 
 
-def _check_dataset(reader: _Reader, dataset: dict[str, Any], base_dir: Path) -> None:
+def _check_dataset(reader: _Reader, dataset: dict[str, Any], base_dir: Path | None) -> None:
     path = dataset.get("path")
     if not isinstance(path, str):
         if path is not None:
             reader.fail("dataset.path", f"must be a string, got {path!r}")
         return
-    folder = base_dir / path
-    pointer = folder.with_name(folder.name + ".dvc")
-    if not folder.is_dir() and not pointer.is_file():
-        reader.fail("dataset.path", f"no dataset at {folder} and no DVC pointer {pointer} "
-                    "(build it with `python -m controller data build`)")
     md5 = dataset.get("md5")
+    if base_dir is None:
+        if md5 is None:
+            reader.fail("dataset.md5", "is required in a Grid resource (no <path>.dvc to read it from): "
+                        "submit with `python -m controller --backend kubernetes submit-grid`, which pins it")
+    else:
+        folder = base_dir / path
+        pointer = folder.with_name(folder.name + ".dvc")
+        if not folder.is_dir() and not pointer.is_file():
+            reader.fail("dataset.path", f"no dataset at {folder} and no DVC pointer {pointer} "
+                        "(build it with `python -m controller data build`)")
     if md5 is not None and not (isinstance(md5, str) and re.fullmatch(r"[0-9a-f]{32}(\.dir)?", md5)):
         reader.fail("dataset.md5", f"must be a DVC md5 (32 hex digits, optionally '.dir'), got {md5!r}")
 

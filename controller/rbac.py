@@ -42,16 +42,14 @@ GRID_KIND = "Grid"
 GRID_PLURAL = "grids"
 
 CONTROLLER_RULES: tuple[Rule, ...] = (
-    # the Grids it reconciles: watched, never written but their status
-    _rule(GRID_GROUP, GRID_PLURAL, "get", "list", "watch"),
+    # the Grids it reconciles: listed and watched, never written but their status
+    _rule(GRID_GROUP, GRID_PLURAL, "list", "watch"),
     _rule(GRID_GROUP, f"{GRID_PLURAL}/status", "patch"),
     # one Job per grid point plus the finalizer; delete replaces a failed or changed point
     _rule("batch", "jobs", "create", "delete", "get", "list", "watch"),
-    # the Jobs' pods: phase, exit codes, and the logs behind `controller logs`
-    _rule("", "pods", "get", "list", "watch"),
-    _rule("", "pods/log", "get"),
-    # Events on the Grid (created, point failed, finalizer started, ...)
-    _rule("", "events", "create", "patch"),
+    # Events on the Grid (submitted, point failed, finalizer started, ...).
+    # No pods or pods/log: `controller logs` runs with the user's own credentials.
+    _rule("", "events", "create"),
 )
 
 

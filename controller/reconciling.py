@@ -132,9 +132,12 @@ def reconcile(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> Plan:
         states[point.name] = state
         if action is not None:
             actions.append(action)
-    failed = sum(s in ("failed", "blocked") for s in states.values())
+    failed = sum(s == "failed" for s in states.values())
     active = sum(s == "active" for s in states.values())
     missing = [p.name for p in desired.points if states[p.name] == "missing"]
+    blocked = sum(s == "blocked" for s in states.values())
+    if blocked:
+        return _blocked(desired, actions, states, blocked=blocked, failed=failed, active=active, missing=len(missing))
     budget_spent = desired.failure_budget is not None and failed > desired.failure_budget
     room = 0 if budget_spent else max(0, desired.parallelism - active)
     actions += [Create(name) for name in missing[:room]]
@@ -151,6 +154,16 @@ def reconcile(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> Plan:
         return Plan(actions=actions, phase=GridPhase.RUNNING, counts=counts, message=message)
     finalizer_actions, phase, message = _finalize(desired, observed.get(desired.finalizer.name), counts)
     return Plan(actions=actions + finalizer_actions, phase=phase, counts=counts, message=message)
+
+
+def _blocked(desired: DesiredGrid, actions: list[Action], states: dict[str, str], *, blocked: int, failed: int,
+             active: int, missing: int) -> Plan:
+    """A point's name belongs to another grid: start nothing new (the grid could never be complete,
+    and a finalizer would decide without that point) until the name is free again."""
+    counts = Counts(total=len(desired.points), succeeded=sum(s == "succeeded" for s in states.values()),
+                    failed=failed, running=active, waiting=missing + blocked)
+    return Plan(actions=actions, phase=GridPhase.PENDING, counts=counts,
+                message=f"blocked: {blocked} Job names belong to other grids")
 
 
 def _finalize(desired: DesiredGrid, job: ObservedJob | None, counts: Counts) -> tuple[list[Action], GridPhase, str]:

@@ -19,6 +19,9 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "jobs" / "templates"
 # Train flags with a name of their own (the lab's flags); any other argument goes as --arg KEY=VALUE.
 NAMED_FLAGS = ("epochs", "imgsz", "lr0", "batch", "seed", "optimizer")
 PARENT_RUN_PLACEHOLDER = "<assigned at submission>"
+# The pod's writable emptyDir (jobs/templates/_pod.yaml.j2): the image's /app is read-only,
+# so a Job pulls its dataset there.
+POD_WORKSPACE = "/workspace"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ def job_env(grid: GridSpec, settings: RenderSettings, *, dataset_md5: str,
         "YOLO_CONFIG_DIR": "/tmp/ultralytics",
         **settings.extra_env,
     }
+    if settings.backend == "kubernetes":
+        values[contract.ENV_WORKSPACE] = POD_WORKSPACE
     if point is not None:
         values[contract.ENV_POINT] = point.name
         values[contract.ENV_SPEC_HASH] = point.spec_hash

@@ -244,6 +244,26 @@ def project_lock(*, path: Path) -> Iterator[None]:
         yield
 
 
+def in_workspace(*, path: Path) -> Path:
+    """Where a dataset folder is pulled to: beside its DVC pointer, or, when
+    TP4_WORKSPACE is set (a pod whose project folder is read-only), in a copy of
+    the DVC project's skeleton (config and pointer) under that writable folder."""
+    workspace = os.environ.get(contract.ENV_WORKSPACE)
+    root = dvc_root(path=path)
+    if not workspace or path.is_dir() or root is None:
+        return path
+    relative = path.resolve().relative_to(root)
+    target = Path(workspace).resolve() / relative
+    (target.parent).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(dvc_file(path=path), dvc_file(path=target))
+    skeleton = Path(workspace).resolve() / ".dvc"
+    skeleton.mkdir(exist_ok=True)
+    for name in ("config", "config.local"):
+        if (root / ".dvc" / name).is_file():
+            shutil.copy2(root / ".dvc" / name, skeleton / name)
+    return target
+
+
 def ensure_dataset(*, path: Path) -> VerifiedDataset:
     """Pull the folder if absent, then check it against the pinned md5.
 
@@ -251,6 +271,7 @@ def ensure_dataset(*, path: Path) -> VerifiedDataset:
     cache holds the pinned listing) on any mismatch.
     """
     expected = pinned_md5(path=path)
+    path = in_workspace(path=path)
     with project_lock(path=path):
         pulled = not path.is_dir()
         if pulled:

@@ -45,6 +45,8 @@ def verified_dataset(*, data_path: str | None, ranking: Ranking) -> tuple[datase
     data_yaml = path if path.suffix in (".yaml", ".yml") else folder / DATA_YAML
     try:
         expected = ranking.rules.dataset_md5 or dataset.pinned_md5(path=folder)
+        folder = dataset.in_workspace(path=folder)
+        data_yaml = folder / data_yaml.name
         pulled = not folder.is_dir()
         if pulled:
             dataset.pull(path=folder, md5=expected)

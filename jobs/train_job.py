@@ -101,6 +101,7 @@ def _run(*, options: TrainOptions) -> None:
     tracking.wait_for_server()
     data_yaml = Path(options.data)
     verified = dataset.ensure_dataset(path=data_yaml.parent)
+    data_yaml = verified.path / data_yaml.name  # the folder may have been pulled into TP4_WORKSPACE
     if not data_yaml.is_file():
         raise BadInput(f"--data {data_yaml}: no such file in the verified dataset")
     print(f"dataset {verified.path}: {verified.nfiles} files, md5 {verified.md5} verified", flush=True)

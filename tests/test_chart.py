@@ -402,7 +402,7 @@ VIOLATIONS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], None], str]] =
     "password in a config file": ("secrets", lambda m: one(m, "ConfigMap", f"{RELEASE}-controller")["data"].update(
         {"basic_auth.ini": "[mlflow]\nadmin_password = hunter2\n"}), "sets a password"),
     "extra verb": ("rbac", lambda m: _role(m)[2]["verbs"].append("update"), "grants ['update']"),
-    "missing verb": ("rbac", lambda m: _role(m)[3]["verbs"].remove("watch"), "lacks ['watch']"),
+    "missing verb": ("rbac", lambda m: _role(m)[0]["verbs"].remove("watch"), "lacks ['watch']"),
     "wildcard": ("rbac", lambda m: _role(m).append({"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}), "wildcard"),
     "latest": ("images", lambda m: _container(m, "mlflow").update(image="tp4-mlflow:latest"), ":latest"),
     "untagged": ("images", lambda m: _container(m, "controller").update(image="registry.local:5000/tp4-controller"), "has no tag"),

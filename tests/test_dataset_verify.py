@@ -190,3 +190,26 @@ def test_working_copy_is_rerooted_and_leaves_original_alone(project: Path, tmp_p
     assert yaml.safe_load(data_yaml.read_text())["path"] == str(into / "ds")
     (into / "ds" / "labels" / "train.cache").write_text("written by ultralytics")
     assert dataset.directory_md5(path=folder) == recorded_md5(project)
+
+
+def test_a_read_only_project_pulls_into_the_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pod's /app is read-only: with TP4_WORKSPACE set the dataset is pulled under it, from the same pointer."""
+    project, workspace = tmp_path / "app", tmp_path / "workspace"
+    folder = project / "data" / "tiny"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "a.jpg").write_bytes(b"image bytes")
+    (folder / "data.yaml").write_text("names: {0: person}\n")
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=project, check=True)
+    subprocess.run([*dvc, "remote", "add", "-d", "local", str(tmp_path / "remote")], cwd=project, check=True)
+    subprocess.run([*dvc, "add", "-q", "data/tiny"], cwd=project, check=True)
+    subprocess.run([*dvc, "push", "-q"], cwd=project, check=True)
+    md5 = dataset.directory_md5(path=folder)
+    shutil.rmtree(folder)
+    shutil.rmtree(project / ".dvc" / "cache")
+    before = sorted(p.relative_to(project) for p in project.rglob("*"))
+    monkeypatch.setenv("TP4_WORKSPACE", str(workspace))
+    verified = dataset.ensure_dataset(path=folder)
+    assert verified.path == workspace / "data" / "tiny" and verified.md5 == md5 and verified.pulled
+    assert (workspace / "data" / "tiny" / "images" / "a.jpg").read_bytes() == b"image bytes"
+    assert sorted(p.relative_to(project) for p in project.rglob("*")) == before  # nothing written in the project

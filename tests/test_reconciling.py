@@ -103,6 +103,17 @@ def test_name_used_by_another_grid_is_refused() -> None:
     assert Create("train-0") not in plan.actions
 
 
+def test_a_blocked_name_holds_the_grid_instead_of_finalizing_without_it() -> None:
+    """Nothing new starts, and above all no finalizer deciding without the blocked point; the grid
+    goes on once the name is free (the other grid's Job deleted)."""
+    done = [job(f"train-{i}", JobPhase.SUCCEEDED) for i in range(1, 4)]
+    plan = reconcile(desired(), observed(job("train-0", JobPhase.SUCCEEDED, grid="other"), *done))
+    assert plan.actions == [Conflict("train-0", "other")] and plan.phase is GridPhase.PENDING
+    assert (plan.counts.succeeded, plan.counts.failed, plan.counts.waiting) == (3, 0, 1)
+    assert "blocked" in plan.message
+    assert reconcile(desired(), observed(*done)).actions == [Create("train-0")]
+
+
 def test_controller_restart_adopts_existing_jobs() -> None:
     jobs = observed(job("train-0", JobPhase.RUNNING), job("train-1", JobPhase.PENDING))
     plan = reconcile(desired(), jobs)
