@@ -22,10 +22,10 @@ IMAGE_TAG := 0.1.0
 KUBE_BIN := $(CURDIR)/.tp4/bin
 export PATH := $(KUBE_BIN):$(PATH)
 DOCKER_BUILD := DOCKER_BUILDKIT=$(if $(shell docker buildx version 2>/dev/null),1,0) docker build --network host $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE),)
-E2E_GRID ?= grid.yaml
+E2E_GRID ?= charts/tp4/ci/tiny-grid.yaml
 HELM_EXTRA ?=
 
-.PHONY: help setup data demo test ui clean stack-up stack-down kube-tools base-image images kind-up kind-down deploy kind-test kind-e2e kind-diagnostics
+.PHONY: help setup data demo test ui clean stack-up stack-down kind-data kube-tools base-image images kind-up kind-down deploy kind-test kind-e2e kind-diagnostics
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -86,7 +86,13 @@ deploy: kube-tools  ## helm upgrade --install tp4 with the kind values
 kind-test: kube-tools  ## helm test: MLflow, buckets, controller RBAC
 	helm test tp4 --namespace $(NAMESPACE) --logs --timeout 5m
 
-kind-e2e: $(STAMP) kube-tools  ## submit a grid to the cluster and wait for its report
+kind-data: data kube-tools  ## push the dataset to the cluster's MinIO (the Jobs' DVC remote) through a port-forward
+	kubectl -n $(NAMESPACE) port-forward svc/tp4-minio 19000:9000 >/dev/null & pf=$$!; trap "kill $$pf" EXIT; sleep 5; \
+	AWS_ACCESS_KEY_ID=$$(kubectl -n $(NAMESPACE) get secret tp4-s3 -o jsonpath='{.data.AWS_ACCESS_KEY_ID}' | base64 -d) \
+	AWS_SECRET_ACCESS_KEY=$$(kubectl -n $(NAMESPACE) get secret tp4-s3 -o jsonpath='{.data.AWS_SECRET_ACCESS_KEY}' | base64 -d) \
+	AWS_ENDPOINT_URL=http://127.0.0.1:19000 AWS_DEFAULT_REGION=us-east-1 $(VENV)/bin/dvc push -r s3 data/tiny_coco.dvc
+
+kind-e2e: $(STAMP) kube-tools kind-data  ## push the dataset, submit a grid to the cluster and wait for its report
 	$(PY) -m controller submit-grid $(E2E_GRID) --namespace $(NAMESPACE)
 	$(PY) -m controller report $(E2E_GRID) --namespace $(NAMESPACE)
 

@@ -366,8 +366,9 @@ def _check_dataset(reader: _Reader, dataset: dict[str, Any], base_dir: Path | No
         reader.fail("dataset.md5", f"must be a DVC md5 (32 hex digits, optionally '.dir'), got {md5!r}")
 
 
-def load_grid(path: Path) -> GridSpec:
-    """Read and validate a grid file."""
+def load_grid(path: Path, *, base_dir: Path | None = None) -> GridSpec:
+    """Read and validate a grid file; dataset.path is relative to `base_dir`, the
+    project folder the Jobs run in (default: the grid file's folder)."""
     try:
         text = path.read_text()
     except OSError as error:
@@ -378,4 +379,4 @@ def load_grid(path: Path) -> GridSpec:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise InvalidInput([Problem(where, f"not valid YAML: {getattr(error, 'problem', error)}")]) from error
-    return parse_grid(raw, source=str(path), base_dir=path.resolve().parent)
+    return parse_grid(raw, source=str(path), base_dir=base_dir or path.resolve().parent)

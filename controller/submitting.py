@@ -17,24 +17,27 @@ from controller.rendering import RenderSettings, render_all, to_yaml
 from controller.running_locally import LocalRun, default_parallelism, run_grid_locally
 
 
-def prepare(*, grid_path: Path, weights: str | None = None) -> tuple[GridSpec, list[GridPoint], str]:
-    """Validate a grid file and expand it; raises InvalidInput before anything starts."""
-    grid = load_grid(grid_path)
+def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = None) -> tuple[GridSpec, list[GridPoint], str]:
+    """Validate a grid file and expand it; raises InvalidInput before anything starts.
+    dataset.path is relative to the project folder `root` (default: the current directory),
+    where the Jobs run."""
+    root = root or Path.cwd()
+    grid = load_grid(grid_path, base_dir=root)
     if weights:
         grid = dataclasses.replace(grid, weights=weights)
-    dataset_md5 = pinned_md5(grid, base_dir=grid_path.resolve().parent)
+    dataset_md5 = pinned_md5(grid, base_dir=root)
     return grid, expand(grid, dataset_md5=dataset_md5), dataset_md5
 
 
 def render_grid(*, grid_path: Path, root: Path) -> str:
-    grid, points, dataset_md5 = prepare(grid_path=grid_path)
+    grid, points, dataset_md5 = prepare(grid_path=grid_path, root=root)
     settings = RenderSettings(tracking_uri=tracking.tracking_uri(root), backend="kubernetes")
     return to_yaml(render_all(grid, points, settings, dataset_md5=dataset_md5))
 
 
 def submit_grid(*, grid_path: Path, root: Path, parallelism: int | None, weights: str | None,
                 console: Console) -> int:
-    grid, points, dataset_md5 = prepare(grid_path=grid_path, weights=weights)
+    grid, points, dataset_md5 = prepare(grid_path=grid_path, weights=weights, root=root)
     run = LocalRun(grid=grid, points=points, dataset_md5=dataset_md5, root=root,
                    parallelism=default_parallelism(grid, parallelism))
     console.print(f"grid [bold]{grid.name}[/]: {len(points)} points, {run.parallelism} at a time, "

@@ -121,3 +121,14 @@ def test_gpu_points_get_limits_selectors_and_tolerations(tmp_path: Path) -> None
 
 def test_torch_threads_from_cpu_request() -> None:
     assert [torch_threads(c) for c in ("500m", "1", "2", "2500m")] == [1, 1, 2, 2]
+
+
+def test_the_kind_workflow_grid_is_valid_from_the_project_root() -> None:
+    """charts/tp4/ci/tiny-grid.yaml (make kind-e2e): its dataset path is relative to the project, not to the file."""
+    from controller.submitting import prepare
+    from tests.conftest import REPO
+
+    grid, points, md5 = prepare(grid_path=REPO / "charts" / "tp4" / "ci" / "tiny-grid.yaml", root=REPO)
+    assert [p.name for p in points] == ["train-160-0.005", "train-160-0.01"]
+    for manifest in render_all(grid, points, SETTINGS, dataset_md5=md5):
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
