@@ -25,6 +25,8 @@ def crd_definition(path: Path = CRD) -> dict[str, Any] | None:
 
 
 def as_json_schema(node: Any) -> Any:
+    """The CRD's structural schema as the API server applies it to a create with fieldValidation=Strict
+    (kubectl's default): an unknown field is an error unless x-kubernetes-preserve-unknown-fields."""
     if isinstance(node, list):
         return [as_json_schema(item) for item in node]
     if not isinstance(node, dict):

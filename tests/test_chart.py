@@ -30,6 +30,7 @@ import contract
 from controller import rbac
 from controller.dataset_pin import pinned_md5
 from controller.expanding import expand
+from tests.crd_schema import as_json_schema
 from controller.gridspec import TOP_KEYS, JobSettings, load_grid, parse_grid
 from controller.rendering import RenderSettings, SecretRef, render_all
 
@@ -484,25 +485,6 @@ def _version(definition: dict[str, Any]) -> dict[str, Any]:
     return version
 
 
-def as_json_schema(node: Any) -> Any:
-    """The CRD's structural schema as the API server applies it to a create with fieldValidation=Strict
-    (kubectl's default): an unknown field is an error unless x-kubernetes-preserve-unknown-fields."""
-    if isinstance(node, list):
-        return [as_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    schema = {key: as_json_schema(value) for key, value in node.items() if not key.startswith("x-kubernetes-")}
-    if node.get("nullable"):
-        schema.pop("nullable")
-        if "type" in schema:
-            schema["type"] = [schema["type"], "null"]
-    if node.get("x-kubernetes-int-or-string"):
-        schema.pop("type", None)
-    if node.get("type") == "object" and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
-        schema["additionalProperties"] = False
-    if node.get("format") == "int64":
-        schema.pop("format")
-    return schema
 
 
 def grid_errors(spec: dict[str, Any]) -> list[str]:
