@@ -1,41 +1,29 @@
 """The controller's MLflow adapter: the grid's parent run and what status shows of results.
 
-`client(uri)` checks a tracking server before anything is submitted: it
-waits for a server that is down, with backoff, for `TP4_CONNECT_TIMEOUT_S`
-seconds (default 60), and refuses at once credentials the server rejects.
-Either failure is `InvalidInput` (exit code 2) naming the tracking URI, and
-nothing has been started. (The jobs do the same check in jobs.tracking; the
-two halves share no code but contract.py.)
+`client(uri)` checks a tracking server before anything is submitted, with
+tracking_probe (the check the jobs run too): it waits for a server that is
+down, with backoff, for `TP4_CONNECT_TIMEOUT_S` seconds (default 60), and
+refuses at once credentials the server rejects. Either failure is
+`InvalidInput` (exit code 2) naming the tracking URI, and nothing has been
+started.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import requests
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 import contract
+import tracking_probe
 from controller.errors import InvalidInput, Problem
 from controller.expanding import GridPoint
 from controller.gridspec import GridSpec
-
-ENV_CONNECT_TIMEOUT = "TP4_CONNECT_TIMEOUT_S"
-DEFAULT_CONNECT_TIMEOUT_S = 60.0
-PROBE_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
-PROBE_TIMEOUT_S = 5.0
-RETRIED_STATUS = {429, 500, 502, 503, 504}
-# Artifacts through the server's proxy only, never by presigned S3 URLs (see jobs/tracking.py).
-PROXIED_TRANSFERS = {"MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
-
 
 def tracking_uri(root: Path) -> str:
     """MLFLOW_TRACKING_URI, or the embedded store under the project folder."""
@@ -48,78 +36,24 @@ def is_embedded(uri: str) -> bool:
 
 def client(uri: str) -> MlflowClient:
     """A client on `uri`, once a tracking server there answers an authenticated request."""
-    for name, value in PROXIED_TRANSFERS.items():
-        os.environ.setdefault(name, value)
-    if uri.startswith(("http://", "https://")):
-        wait_for_server(uri, timeout_s=connect_timeout())
+    tracking_probe.prefer_proxied_transfers()
+    try:
+        tracking_probe.wait_for_server(uri=uri, where=f"the {tracking_probe.server_name(uri)}")
+    except (tracking_probe.Refused, tracking_probe.Unreachable) as error:
+        raise InvalidInput([Problem(contract.ENV_TRACKING_URI, str(error))]) from error
+    except tracking_probe.BadTimeout as error:
+        raise InvalidInput([Problem(tracking_probe.ENV_CONNECT_TIMEOUT, str(error))]) from error
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def redact(uri: str) -> str:
-    parts = urlsplit(uri)
-    if not parts.password:
-        return uri
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@" + parts.netloc.rpartition("@")[2]))
+redact = tracking_probe.redact_uri
 
 
 def connect_timeout() -> float:
-    raw = os.environ.get(ENV_CONNECT_TIMEOUT, "").strip() or str(DEFAULT_CONNECT_TIMEOUT_S)
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise InvalidInput([Problem(ENV_CONNECT_TIMEOUT, f"{raw!r}: expected a number of seconds >= 0")])
-    return value
-
-
-def _credentials() -> dict[str, Any]:
-    user, password = os.environ.get(contract.ENV_TRACKING_USERNAME), os.environ.get(contract.ENV_TRACKING_PASSWORD)
-    if user and password:
-        return {"auth": (user, password)}
-    if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        return {"headers": {"Authorization": f"Bearer {token}"}}
-    return {}
-
-
-def probe(uri: str) -> str | None:
-    """None when the server answered; the reason to retry otherwise; InvalidInput on a definite refusal."""
-    try:
-        verify = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or \
-            os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() != "true"
-        response = requests.get(uri.rstrip("/") + PROBE_PATH, timeout=PROBE_TIMEOUT_S, verify=verify, **_credentials())
-    except (requests.ConnectionError, requests.Timeout) as error:
-        return f"{type(error).__name__}: {str(error)[-160:]}"
-    if response.status_code == 200:
-        return None
-    if response.status_code in RETRIED_STATUS:
-        return f"HTTP {response.status_code}"
-    raise InvalidInput([Problem(contract.ENV_TRACKING_URI, _refusal(uri, response))])
-
-
-def _refusal(uri: str, response: requests.Response) -> str:
-    where = f"the MLflow tracking server {redact(uri)}"
-    if response.status_code != 401:
-        return f"{where} refused the request (HTTP {response.status_code}): {response.text.strip()[:300]}"
-    user = os.environ.get(contract.ENV_TRACKING_USERNAME)
-    if not user:
-        return f"{where} requires authentication: set {contract.ENV_TRACKING_USERNAME} and {contract.ENV_TRACKING_PASSWORD}"
-    return (f"{where} rejected the credentials of user {user!r} "
-            f"({contract.ENV_TRACKING_USERNAME}/{contract.ENV_TRACKING_PASSWORD}): HTTP 401")
-
-
-def wait_for_server(uri: str, *, timeout_s: float, sleep: Callable[[float], None] = time.sleep) -> None:
-    """Retry with backoff (0.5 s doubling to 8 s) until the server answers or `timeout_s` is spent."""
-    deadline, delay = time.monotonic() + timeout_s, 0.5
-    while (reason := probe(uri)) is not None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            message = f"the MLflow tracking server {redact(uri)} did not answer within {timeout_s:g} s: {reason}"
-            raise InvalidInput([Problem(contract.ENV_TRACKING_URI, message)])
-        print(f"MLflow tracking server {redact(uri)} not reachable ({reason}); retrying in {min(delay, left):.1f} s",
-              file=sys.stderr, flush=True)
-        sleep(min(delay, left))
-        delay = min(8.0, delay * 2)
+        return tracking_probe.connect_timeout()
+    except tracking_probe.BadTimeout as error:
+        raise InvalidInput([Problem(tracking_probe.ENV_CONNECT_TIMEOUT, str(error))]) from error
 
 
 def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:

@@ -7,88 +7,25 @@ raises `Retry` (down or overloaded: try again), or raises anything else
 `TP4_CONNECT_TIMEOUT_S` seconds (default 60) of `Retry`, `Unreachable`
 names the endpoint and the last error.
 
-Imports neither torch nor ultralytics.
+The backoff itself is tracking_probe's, shared with the controller; this
+module adds the S3 probe. Imports neither torch nor ultralytics.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from typing import Callable, Iterator
-
-import requests
+import tracking_probe
+# Re-exported: the jobs' one place to wait for an endpoint.
+from tracking_probe import ENV_CONNECT_TIMEOUT, PROBE_TIMEOUT_S, Retry, Unreachable, delays, http_get, wait_for  # noqa: F401
 
 from jobs.errors import BadInput
 
-ENV_CONNECT_TIMEOUT = "TP4_CONNECT_TIMEOUT_S"
-DEFAULT_CONNECT_TIMEOUT_S = 60.0
-PROBE_TIMEOUT_S = 5.0
-FIRST_DELAY_S, MAX_DELAY_S = 0.5, 8.0
-
-
-class Retry(Exception):
-    """The endpoint did not answer usefully yet."""
-
-
-class Unreachable(Exception):
-    """The endpoint stayed down for the whole connect timeout (exit code 1: worth retrying the Job)."""
-
 
 def connect_timeout() -> float:
-    """`TP4_CONNECT_TIMEOUT_S` in seconds (>= 0), default 60."""
-    raw = os.environ.get(ENV_CONNECT_TIMEOUT, "").strip()
-    if not raw:
-        return DEFAULT_CONNECT_TIMEOUT_S
+    """`TP4_CONNECT_TIMEOUT_S` in seconds (>= 0), default 60; a bad value is bad input (exit 2)."""
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise BadInput(f"{ENV_CONNECT_TIMEOUT}={raw}: expected a number of seconds >= 0")
-    return value
-
-
-def delays(*, first: float = FIRST_DELAY_S, cap: float = MAX_DELAY_S) -> Iterator[float]:
-    """0.5, 1, 2, 4, 8, 8, ... seconds."""
-    delay = first
-    while True:
-        yield delay
-        delay = min(cap, delay * 2)
-
-
-def wait_for(*, what: str, probe: Callable[[], None], timeout_s: float,
-             sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
-    """Call `probe` until it returns; `Unreachable` naming `what` once `timeout_s` is spent."""
-    deadline = clock() + timeout_s
-    for delay in delays():
-        try:
-            probe()
-            return
-        except Retry as exc:
-            left = deadline - clock()
-            if left <= 0:
-                raise Unreachable(f"{what} did not answer within {timeout_s:g} s: {exc}") from exc
-            pause = min(delay, left)
-            print(f"{what} not reachable ({exc}); retrying in {pause:.1f} s ({left:.0f} s left)",
-                  file=sys.stderr, flush=True)
-            sleep(pause)
-
-
-def http_get(*, url: str, **kwargs: object) -> requests.Response:
-    """GET `url`; connection failures and timeouts become `Retry`."""
-    try:
-        return requests.get(url, timeout=PROBE_TIMEOUT_S, **kwargs)  # type: ignore[arg-type]
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise Retry(_short(exc)) from exc
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out", "Connection reset"):
-        if marker in text:
-            return f"{type(exc).__name__}: {marker}"
-    return f"{type(exc).__name__}: {text[:200]}"
+        return tracking_probe.connect_timeout()
+    except tracking_probe.BadTimeout as exc:
+        raise BadInput(str(exc)) from exc
 
 
 def probe_s3(*, endpoint: str, bucket: str) -> None:

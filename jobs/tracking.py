@@ -10,12 +10,12 @@ database (`<db dir>/mlartifacts/<experiment>`, which is the contract's
 location for the embedded store), never into the working directory (MLflow's
 own default, `./mlruns`); a server decides its artifact location itself
 (proxied artifacts: clients hold no S3 keys, and `make_client` keeps every
-artifact transfer on the server's proxy, see PROXIED_TRANSFERS).
+artifact transfer on the server's proxy, see tracking_probe.PROXIED_TRANSFERS).
 
 `wait_for_server` checks, before a job does anything else, that a tracking
 server (an `http(s)://` URI) answers an authenticated request: it retries
 with backoff while the server is down (`TP4_CONNECT_TIMEOUT_S`, see
-jobs.connecting) and fails at once, with `BadInput`, on rejected credentials.
+tracking_probe) and fails at once, with `BadInput`, on rejected credentials.
 
 `tracked_run` starts a run (a child of a parent run when given) and ends it
 FINISHED, FAILED or KILLED on every exit path, SIGTERM and SIGINT included.
@@ -32,7 +32,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
@@ -40,7 +39,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 import contract
-from jobs import connecting, termination
+import tracking_probe
+from jobs import termination
 from jobs.errors import BadInput, Terminated
 
 ARTIFACTS_DIR = "mlartifacts"
@@ -50,15 +50,6 @@ FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
 KILLED = RunStatus.to_string(RunStatus.KILLED)
 AUTH_ERRORS = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
-# A cheap authenticated read: what every job does first, hence what must work.
-PROBE_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
-RETRIED_STATUS = {429, 500, 502, 503, 504}
-# MLflow 3 clients of a server whose artifacts live in S3 move artifacts straight to and from
-# S3 through presigned URLs when the server advertises it (/server-info): the client then needs
-# a route to the S3 endpoint the *server* uses (in-cluster MinIO, unreachable from a laptop).
-# Every transfer goes through the server unless these are set otherwise.
-PROXIED_TRANSFERS = {"MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
-
 
 def project_root() -> Path:
     """The project folder: where contract.py lives, for jobs and controller alike."""
@@ -82,69 +73,21 @@ def local_artifact_root(*, uri: str) -> Path | None:
     return Path(uri[len(SQLITE_PREFIX) :]).resolve().parent / ARTIFACTS_DIR
 
 
-def redact_uri(uri: str) -> str:
-    """The URI without a password, for logs."""
-    parts = urlsplit(uri)
-    if not parts.password:
-        return uri
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def is_server(*, uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-def request_options() -> dict[str, Any]:
-    """The credentials and TLS settings MLflow's own client takes from the environment."""
-    env = os.environ
-    options: dict[str, Any] = {}
-    if env.get(contract.ENV_TRACKING_USERNAME) and env.get(contract.ENV_TRACKING_PASSWORD):
-        options["auth"] = (env[contract.ENV_TRACKING_USERNAME], env[contract.ENV_TRACKING_PASSWORD])
-    elif env.get("MLFLOW_TRACKING_TOKEN"):
-        options["headers"] = {"Authorization": f"Bearer {env['MLFLOW_TRACKING_TOKEN']}"}
-    if env.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-        options["verify"] = False
-    elif env.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-        options["verify"] = env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
-    return options
-
-
-def probe_server(*, uri: str) -> None:
-    """One authenticated request; `connecting.Retry` while down, `BadInput` on a definite refusal."""
-    response = connecting.http_get(url=uri.rstrip("/") + PROBE_PATH, **request_options())
-    status = response.status_code
-    if status == 200:
-        return
-    if status in RETRIED_STATUS:
-        raise connecting.Retry(f"HTTP {status}")
-    where = f"MLflow tracking server {redact_uri(uri)}"
-    if status == 401:
-        raise BadInput(credentials_problem(where=where))
-    raise BadInput(f"{where} refused the request (HTTP {status}): {response.text.strip()[:300]}")
-
-
-def credentials_problem(*, where: str) -> str:
-    user = os.environ.get(contract.ENV_TRACKING_USERNAME)
-    if not user:
-        return (f"{where} requires authentication: set {contract.ENV_TRACKING_USERNAME} and "
-                f"{contract.ENV_TRACKING_PASSWORD}")
-    return (f"{where} rejected the credentials of user {user!r} "
-            f"({contract.ENV_TRACKING_USERNAME}/{contract.ENV_TRACKING_PASSWORD}): HTTP 401")
+redact_uri = tracking_probe.redact_uri
 
 
 def wait_for_server(*, uri: str | None = None) -> None:
-    """For a tracking server: wait until it answers (bounded), fail fast on bad credentials."""
-    uri = uri or tracking_uri()
-    if is_server(uri=uri):
-        connecting.wait_for(what=f"MLflow tracking server {redact_uri(uri)}",
-                            probe=lambda: probe_server(uri=uri), timeout_s=connecting.connect_timeout())
+    """For a tracking server: wait until it answers (bounded, `tracking_probe.Unreachable`),
+    fail fast on bad credentials (`BadInput`)."""
+    try:
+        tracking_probe.wait_for_server(uri=uri or tracking_uri())
+    except (tracking_probe.Refused, tracking_probe.BadTimeout) as exc:
+        raise BadInput(str(exc)) from exc
 
 
 def make_client(*, uri: str | None = None) -> MlflowClient:
     """A client on `uri` (default `tracking_uri()`); creates the SQLite folder."""
-    for name, value in PROXIED_TRANSFERS.items():
-        os.environ.setdefault(name, value)
+    tracking_probe.prefer_proxied_transfers()
     uri = uri or tracking_uri()
     if root := local_artifact_root(uri=uri):
         root.parent.mkdir(parents=True, exist_ok=True)

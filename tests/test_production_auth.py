@@ -11,6 +11,7 @@ import pytest
 import requests
 
 import contract
+import tracking_probe
 from devstack import Stack
 from jobs import tracking
 from tests.stackfixtures import (DATASET, GridRun, controller, fresh_project, postgres_rows, published,  # noqa: F401
@@ -42,7 +43,7 @@ def test_grid_runs_with_credentials_from_the_environment(grid: GridRun, stack: S
 
 
 def test_the_server_refuses_anonymous_requests(grid: GridRun, stack: Stack) -> None:
-    response = requests.get(f"{stack.tracking_uri}{tracking.PROBE_PATH}", timeout=10)
+    response = requests.get(f"{stack.tracking_uri}{tracking_probe.PROBE_PATH}", timeout=10)
     assert response.status_code == 401
 
 
