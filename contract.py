@@ -36,6 +36,8 @@ ENV_S3_ENDPOINT = "AWS_ENDPOINT_URL"
 ENV_S3_REGION = "AWS_DEFAULT_REGION"
 ENV_S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 ENV_S3_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+ENV_DVC_REMOTE = "TP4_DVC_REMOTE"  # a remote name from .dvc/config (e.g. "s3"); default: core.remote
+ENV_DVC_REMOTE_URL = "TP4_DVC_REMOTE_URL"  # overrides that remote's URL (the chart sets s3://<bucket>)
 
 # Environment variables whose values are secrets: never rendered as literals,
 # never logged, always redacted.

@@ -47,8 +47,8 @@ from jobs.errors import BadInput
 SKIPPED_DIRS = frozenset({".git", ".hg", ".dvc"})
 CHUNK = 1 << 20
 MAX_NAMED = 10  # files named in a mismatch message
-ENV_DVC_REMOTE = "TP4_DVC_REMOTE"
-ENV_DVC_REMOTE_URL = "TP4_DVC_REMOTE_URL"
+ENV_DVC_REMOTE = contract.ENV_DVC_REMOTE
+ENV_DVC_REMOTE_URL = contract.ENV_DVC_REMOTE_URL
 URL_ONLY_REMOTE = "tp4-env"  # the name given to a remote that only TP4_DVC_REMOTE_URL defines
 DVC_LOGGERS = ("dvc", "dvc_data", "dvc_objects")
 LOCK_NAME = "tp4-dataset.lock"  # in .dvc/tmp, which DVC keeps out of git
