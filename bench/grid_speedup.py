@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from controller.local_state import load_state
+from controller.local.state import load_state
 
 
 def main() -> None:

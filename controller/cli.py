@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from controller import inspecting, submitting
+from controller.local import inspecting
+from controller import submitting
 from controller.errors import InvalidInput, NameClash, Problem
-from tinycoco.errors import DatasetError
 
 if TYPE_CHECKING:
-    from controller.kube.requesting import Api
+    from controller.cluster.kube.requesting import Api
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 BACKENDS = ("local", "kubernetes")
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         return _dispatch(args, console)
-    except (InvalidInput, NameClash, DatasetError) as error:
+    except (InvalidInput, NameClash) as error:
         console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -130,12 +130,12 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "report":
         return inspecting.show_report(root=root, grid=args.grid, console=console)
     if args.command == "data":
-        return submitting.build_dataset(source=args.source, out=args.out, seed=args.seed, console=console)
+        return submitting.build_dataset(source=args.source, out=args.out, seed=args.seed)
     raise AssertionError(args.command)
 
 
 def _dispatch_cluster(args: argparse.Namespace, console: Console, root: Path) -> int:
-    from controller import cluster_commands as cluster  # the local backend never loads the Kubernetes adapter
+    from controller.cluster import commands as cluster  # the local backend never loads the Kubernetes adapter
 
     api = cluster.open_api(kubeconfig=args.kubeconfig, context=args.context,
                            namespace=args.namespace or os.environ.get("TP4_NAMESPACE"))
@@ -146,7 +146,7 @@ def _dispatch_cluster(args: argparse.Namespace, console: Console, root: Path) ->
 
 
 def _cluster_command(args: argparse.Namespace, console: Console, root: Path, api: "Api") -> int:
-    from controller import cluster_commands as cluster
+    from controller.cluster import commands as cluster
 
     if args.command == "submit-grid":
         return cluster.submit_grid(api=api, grid_path=args.grid, weights=args.weights, parallelism=args.parallelism,

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from controller.errors import InvalidInput, Problem
-from controller.gridspec import GridSpec
+from contract.grid import GridSpec
 
 
 def pointer_file(dataset_dir: Path) -> Path:

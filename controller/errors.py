@@ -1,27 +1,10 @@
-"""Errors the controller reports to the user."""
+"""Errors the controller reports to the user (bad input itself is contract.errors')."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contract.errors import InvalidInput, Problem
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the input, and where it is."""
-
-    location: str  # e.g. "grid.yaml: axes.imgsz[1]"
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.message}"
-
-
-class InvalidInput(Exception):
-    """Bad input: every problem found, reported at once (exit code 2)."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+__all__ = ["InvalidInput", "NameClash", "Problem"]
 
 
 class NameClash(Exception):

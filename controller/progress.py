@@ -10,20 +10,20 @@ from rich.live import Live
 from rich.table import Table
 
 import contract
-from controller.local_state import GridState, LocalJob
-from controller.reconciling import JobPhase
+from controller.core.state import GridState, JobRecord
+from controller.core.reconciling import JobPhase
 
 PHASE_STYLE = {JobPhase.PENDING: "dim", JobPhase.RUNNING: "yellow", JobPhase.SUCCEEDED: "green", JobPhase.FAILED: "red"}
 
 
-def duration(job: LocalJob, now: float) -> str:
+def duration(job: JobRecord, now: float) -> str:
     if job.started is None:
         return ""
     seconds = (job.finished or now) - job.started
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
-def objective_cell(job: LocalJob, metric: str) -> str:
+def objective_cell(job: JobRecord, metric: str) -> str:
     value = job.metrics.get(metric)
     return f"{value:.4f}" if value is not None else ""
 

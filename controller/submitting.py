@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from controller import tracking
 from controller.dataset_pin import pinned_md5
-from controller.expanding import GridPoint, expand
-from controller.gridspec import GridSpec, load_grid
+from controller.core.expanding import GridPoint, expand
+from contract.grid import GridSpec, load_grid
 from controller.progress import ProgressView
-from controller.reconciling import GridPhase
-from controller.rendering import RenderSettings, render_all, to_yaml
-from controller.running_locally import LocalRun, default_parallelism, run_grid_locally
+from controller.core.reconciling import GridPhase
+from controller.core.rendering import RenderSettings, render_all, to_yaml
+from controller.local.executor import LocalRun, default_parallelism, run_grid_locally
 
 
 def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = None) -> tuple[GridSpec, list[GridPoint], str]:
@@ -52,10 +54,10 @@ def submit_grid(*, grid_path: Path, root: Path, parallelism: int | None, weights
     return 0 if outcome.phase is GridPhase.SUCCEEDED else 1
 
 
-def build_dataset(*, source: str | None, out: Path, seed: int, console: Console) -> int:
-    """Raises tinycoco.DatasetError on a bad source; the previous dataset is kept."""
-    from tinycoco import build  # the dataset builder is only needed by this verb
-
-    built = build(source=source, out_dir=out, seed=seed)
-    console.print(built.summary(), highlight=False, soft_wrap=True)
-    return 0
+def build_dataset(*, source: str | None, out: Path, seed: int) -> int:
+    """`python -m tinycoco build` in a child process: the controller never imports the dataset builder
+    (its image does not ship it). Returns the builder's exit code (2: bad source, the previous dataset kept)."""
+    command = [sys.executable, "-m", "tinycoco", "build", "--out", str(out), "--seed", str(seed)]
+    if source:
+        command += ["--source", source]
+    return subprocess.run(command, check=False).returncode

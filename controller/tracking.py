@@ -22,8 +22,8 @@ from mlflow.tracking import MlflowClient
 import contract
 import tracking_probe
 from controller.errors import InvalidInput, Problem
-from controller.expanding import GridPoint
-from controller.gridspec import GridSpec
+from controller.core.expanding import GridPoint
+from contract.grid import GridSpec
 
 def tracking_uri(root: Path) -> str:
     """MLFLOW_TRACKING_URI, or the embedded store under the project folder."""

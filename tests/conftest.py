@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("TP4_SHARED", REPO.parent / "shared"))
-COCO128 = SHARED / "datasets" / "coco128"
-BACKBONE = SHARED / "weights" / "yolov5nu-coco-backbone.pt"
+from tests.helpers.paths import BACKBONE, COCO128, REPO, SHARED  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,12 @@
 """tinycoco: turn COCO128 into `tiny_coco`, a 60-image person-detection dataset.
 
-Public API (used by `python -m controller data build`):
+Public API (used by `python -m tinycoco build`, which `python -m controller data build` runs):
 
     from tinycoco import build, default_source, DatasetError
     built = build(source=default_source(), out_dir=Path("data/tiny_coco"), seed=0)
     print(built.summary())
 
-Standard library only: the controller image imports it without extra packages.
+Standard library only. The controller never imports it (an import-linter contract), so its image does not ship it.
 """
 
 from tinycoco.building import BuiltDataset, build

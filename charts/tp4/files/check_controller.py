@@ -1,7 +1,7 @@
 """helm test: the controller's ServiceAccount may do exactly what controller/rbac.py lists.
 
 Runs in the tp4-controller image under the controller's ServiceAccount. For each
-rule of controller.rbac.CONTROLLER_RULES it asks the API server (a
+rule of controller.cluster.rbac.CONTROLLER_RULES it asks the API server (a
 SelfSubjectAccessReview, which every authenticated user may create) whether
 each verb is allowed; then it checks a few things the controller must NOT be
 able to do; and that the Grid resource is served (GET .../grids).
@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from controller.rbac import CONTROLLER_RULES, GRID_GROUP, GRID_PLURAL, GRID_VERSION
+from controller.cluster.rbac import CONTROLLER_RULES, GRID_GROUP, GRID_PLURAL, GRID_VERSION
 
 ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # (group, resource, verb) the controller must be refused

@@ -1,0 +1,292 @@
+"""The CLI's verbs against a cluster (`--backend kubernetes`): submit-grid, status, logs, report, delete, run.
+
+`submit-grid` only writes the Grid resource: the controller in the cluster
+runs it, and the grid goes on when this process ends. Following its status
+reads the Grid and its Jobs every `POLL_SECONDS` (two GETs, no watch to keep).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import requests
+import yaml
+from mlflow.exceptions import MlflowException
+from rich.console import Console
+
+import contract
+from controller.cluster import results as cluster_results
+from controller import tracking
+from controller.cluster.jobs import LABEL_SUBMISSION, job_phase
+from controller.cluster.view import grid_state, summary_lines
+from controller.errors import InvalidInput, Problem
+from controller.core.expanding import GridPoint, finalizer_name
+from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, grid_object
+from controller.cluster.status import parse_time, timestamp
+from contract.grid import GridSpec, parse_grid
+from controller.local.inspecting import decision_lines, grid_name
+from controller.cluster.kube import errors as kube_errors
+from controller.cluster.kube.connecting import connect
+from controller.cluster.kube.creating import create
+from controller.cluster.kube.deleting import delete
+from controller.cluster.kube.pod_logs import attempts, log_lines
+from controller.cluster.kube.reading import get, list_objects
+from controller.cluster.kube.replacing import replace
+from controller.cluster.kube.requesting import Api
+from controller.cluster.kube.resources import GRIDS, JOBS, label_selector
+from controller.progress import ProgressView, status_table
+from controller.core.reconciling import JobPhase
+from controller.submitting import prepare
+
+POLL_SECONDS = 2.0
+WRITE_TRIES = 3
+TERMINAL = ("Succeeded", "Failed")
+EXIT_DETACHED = 130
+UNREACHABLE = (kube_errors.ApiError, requests.RequestException)  # what the CLI reports as "the API server said"
+
+
+def cluster_tracking_uri() -> str | None:
+    """The cluster's MLflow as this machine reaches it (e.g. through kubectl port-forward): only when
+    MLFLOW_TRACKING_URI says so, never the embedded store a local run would use."""
+    return os.environ.get(contract.ENV_TRACKING_URI) or None
+
+
+def open_api(*, kubeconfig: str | None, context: str | None, namespace: str | None) -> Api:
+    return Api(connect(kubeconfig=kubeconfig, context=context, namespace=namespace))
+
+
+def _missing(what: str, name: str, api: Api) -> InvalidInput:
+    return InvalidInput([Problem(what, f"no {what} named {name!r} in namespace {api.namespace}")])
+
+
+# --- submit-grid -----------------------------------------------------------------------------
+
+def grid_spec(*, grid_path: Path, weights: str | None, parallelism: int | None) -> tuple[dict[str, Any], GridSpec, list[GridPoint]]:
+    """grid.yaml as the Grid's spec, with the dataset md5 pinned (the cluster has no <path>.dvc);
+    validated here exactly as the controller will read it."""
+    prepared, points, md5 = prepare(grid_path=grid_path, weights=weights)
+    spec = yaml.safe_load(grid_path.read_text())
+    spec.setdefault("dataset", {})["md5"] = md5
+    if weights:
+        spec.setdefault("model", {})["weights"] = weights
+    if parallelism:
+        spec.setdefault("job", {})["parallelism"] = parallelism
+    parse_grid(copy.deepcopy(spec), source=str(grid_path), base_dir=None)
+    return spec, prepared, points
+
+
+def local_path_warning(spec: dict[str, Any], *, base_dir: Path) -> str | None:
+    weights = str((spec.get("model") or {}).get("weights", ""))
+    if weights and not weights.startswith("s3://") and ("/" in weights or (base_dir / weights).exists()):
+        return (f"model.weights {weights!r} is a path on this machine: the Jobs' pods cannot read it "
+                "(use a name that ultralytics downloads, or an s3:// URI)")
+    return None
+
+
+def upsert_grid(api: Api, *, spec: dict[str, Any], now: Callable[[], datetime]) -> dict[str, Any]:
+    """Create the Grid, or replace its spec; either way ask for a submission (annotation)."""
+    for _ in range(WRITE_TRIES):
+        try:
+            current = get(api, resource=GRIDS, name=spec["name"])
+        except kube_errors.NotFound:
+            body = grid_object(spec=spec, namespace=api.namespace, submitted_at=timestamp(now()))
+            try:
+                return create(api, resource=GRIDS, body=body)
+            except kube_errors.Conflict:
+                continue  # created meanwhile: replace it
+        started = parse_time((current.get("status") or {}).get("startTime"))
+        # strictly later than the current submission, whatever this machine's clock says
+        asked = max(now(), started + timedelta(seconds=1)) if started else now()
+        body = {key: copy.deepcopy(current[key]) for key in ("apiVersion", "kind", "metadata")}
+        body["spec"] = spec
+        body["metadata"].setdefault("annotations", {})[ANNOTATION_SUBMITTED_AT] = timestamp(asked)
+        try:
+            return replace(api, resource=GRIDS, body=body)
+        except kube_errors.Conflict:
+            continue  # changed meanwhile (its status, most often): read it again
+    raise InvalidInput([Problem(f"grid/{spec['name']}", f"kept changing while it was written ({WRITE_TRIES} tries)")])
+
+
+def answered(grid: dict[str, Any], *, asked: datetime | None, generation: int) -> bool:
+    """The controller has taken up this submission, or refused its spec."""
+    status = grid.get("status") or {}
+    if status.get("observedGeneration", 0) < generation:
+        return False
+    refused = any(c.get("type") == "Valid" and c.get("status") == "False" for c in status.get("conditions") or [])
+    started = parse_time(status.get("startTime"))
+    return refused or (started is not None and (asked is None or started >= asked))
+
+
+class RunMetrics:
+    """The objective of finished points for the live table, when MLflow is reachable from here."""
+
+    def __init__(self, *, experiment: str, uri: str | None) -> None:
+        self.values: dict[str, dict[str, float]] = {}
+        self.experiment, self.experiment_id = experiment, None
+        self.mlflow = tracking.client(uri) if uri else None
+
+    def of(self, jobs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+        if self.mlflow is None:
+            return self.values
+        try:
+            self._read(jobs)
+        except (MlflowException, requests.RequestException):  # the table goes on without them
+            pass
+        return self.values
+
+    def _read(self, jobs: list[dict[str, Any]]) -> None:
+        assert self.mlflow is not None
+        if self.experiment_id is None:  # the controller creates the experiment at the first submission
+            found = self.mlflow.get_experiment_by_name(self.experiment)
+            self.experiment_id = found.experiment_id if found else None
+        for job in jobs if self.experiment_id else []:
+            name, found = job["metadata"]["name"], job["metadata"].get("labels") or {}
+            if (name not in self.values and found.get(contract.LABEL_ROLE) == contract.ROLE_TRAIN
+                    and job_phase(job) is JobPhase.SUCCEEDED):
+                _, self.values[name] = tracking.final_metrics(self.mlflow, experiment_id=self.experiment_id,
+                                                              parent_run_id=found.get(LABEL_SUBMISSION, ""), point=name)
+
+
+def follow(api: Api, *, name: str, asked: datetime | None, generation: int, view: ProgressView,
+           metrics: RunMetrics | None, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """The Grid once the controller has run this submission to its end, the view updated meanwhile."""
+    with view:
+        while True:
+            grid = get(api, resource=GRIDS, name=name)
+            jobs = list_objects(api, resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: name})).items
+            view.update(grid_state(grid, jobs, metrics=metrics.of(jobs) if metrics else None))
+            if answered(grid, asked=asked, generation=generation) and grid["status"].get("phase") in TERMINAL:
+                return grid
+            sleep(POLL_SECONDS)
+
+
+def submit_grid(*, api: Api, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
+                console: Console, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
+    spec, prepared, points = grid_spec(grid_path=grid_path, weights=weights, parallelism=parallelism)
+    if warning := local_path_warning(spec, base_dir=grid_path.resolve().parent):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    written = upsert_grid(api, spec=spec, now=now)
+    meta = written["metadata"]
+    console.print(f"grid [bold]{meta['name']}[/] submitted to namespace {api.namespace} "
+                  f"(generation {meta.get('generation', 1)})", highlight=False, soft_wrap=True)
+    if not wait:
+        console.print(f"follow it with: python -m controller --backend kubernetes -n {api.namespace} status {meta['name']}",
+                      highlight=False, soft_wrap=True)
+        return 0
+    names = [p.name for p in points] + [finalizer_name(prepared)]
+    view = ProgressView(points=names, metric=prepared.objective_metric, console=console)
+    metrics = RunMetrics(experiment=prepared.experiment, uri=cluster_tracking_uri())
+    asked = parse_time((meta.get("annotations") or {}).get(ANNOTATION_SUBMITTED_AT))
+    try:
+        grid = follow(api, name=meta["name"], asked=asked, generation=meta.get("generation", 1), view=view, metrics=metrics)
+    except KeyboardInterrupt:
+        console.print(f"stopped following: grid {meta['name']} goes on in the cluster", highlight=False)
+        return EXIT_DETACHED
+    for line in summary_lines(grid):
+        console.print(line, highlight=False, soft_wrap=True)
+    return 0 if grid["status"]["phase"] == "Succeeded" else 1
+
+
+# --- status, logs, report, delete --------------------------------------------------------------
+
+def show_status(*, api: Api, grid: str | None, console: Console) -> int:
+    if grid:
+        try:
+            grids = [get(api, resource=GRIDS, name=grid_name(grid))]
+        except kube_errors.NotFound:
+            raise _missing("grid", grid_name(grid), api) from None
+    else:
+        grids = list_objects(api, resource=GRIDS).items
+    if not grids:
+        console.print(f"no grid in namespace {api.namespace}")
+    for obj in grids:
+        name = obj["metadata"]["name"]
+        jobs = list_objects(api, resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: name})).items
+        state = grid_state(obj, jobs)
+        order = sorted(state.jobs, key=lambda n: (state.jobs[n].role != contract.ROLE_TRAIN, n))
+        metric = ((obj.get("spec") or {}).get("objective") or {}).get("metric", contract.METRIC_MAP50_95)
+        console.print(status_table(state, points=order, metric=metric))
+        for line in summary_lines(obj)[1:]:
+            console.print(line, highlight=False, soft_wrap=True)
+    return 0
+
+
+def show_logs(*, api: Api, job: str, follow: bool, attempt: int | None, out: BinaryIO | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> int:
+    """The log of the pod of a Job's latest attempt (or of attempt N), followed with -f."""
+    out = out or sys.stdout.buffer
+    try:
+        pods = attempts(api, job=job)
+    except kube_errors.NotFound:
+        raise _missing("job", job, api) from None
+    if not pods:
+        raise InvalidInput([Problem("job", f"{job} has no pod yet (pending, or suspended by its queue)")])
+    if attempt is not None and not 1 <= attempt <= len(pods):
+        raise InvalidInput([Problem("--attempt", f"{job} has attempts 1..{len(pods)}, not {attempt}")])
+    pod = pods[(attempt or len(pods)) - 1]
+    while True:
+        try:
+            for line in log_lines(api, pod=pod, follow=follow):
+                out.write(line + b"\n")
+                out.flush()
+            return 0
+        except kube_errors.ApiError as error:
+            if not (follow and error.code == 400):  # 400: its container has not started yet
+                raise InvalidInput([Problem("job", f"{job}: no log from pod {pod['metadata']['name']}: {error.message}")]) from None
+            sleep(POLL_SECONDS)
+
+
+def show_report(*, api: Api, grid: str, console: Console) -> int:
+    """The decision summary: from the Grid's status, and from its report in MLflow when reachable."""
+    name = grid_name(grid)
+    try:
+        obj: dict[str, Any] | None = get(api, resource=GRIDS, name=name)
+    except kube_errors.NotFound:
+        obj = None
+    report = ((obj or {}).get("status") or {}).get("report")
+    uri = cluster_tracking_uri()
+    if uri is None:
+        if obj is None or report is None:
+            raise InvalidInput([Problem("grid", f"no decision report for {name!r} in namespace {api.namespace} yet")])
+        for line in summary_lines(obj):
+            console.print(line, highlight=False, soft_wrap=True)
+        console.print("set MLFLOW_TRACKING_URI to the cluster's MLflow (e.g. kubectl port-forward svc/tp4-mlflow 5000) "
+                      "for the full summary", highlight=False, soft_wrap=True)
+        return 0
+    mlflow = tracking.client(uri)
+    if report:
+        run_id, decision = report["runId"], cluster_results.report_document(mlflow, run_id=report["runId"])
+    elif found := tracking.latest_report(mlflow, grid=name):
+        run_id, decision = found
+    else:
+        raise InvalidInput([Problem("grid", f"no decision report for {name!r} on the Grid nor in MLflow at {uri}")])
+    for line in decision_lines(decision):
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"report: runs:/{run_id}/{cluster_results.REPORT_MD} ({tracking.redact(uri)})",
+                  highlight=False, soft_wrap=True)
+    return 0
+
+
+def delete_grid(*, api: Api, grid: str, console: Console) -> int:
+    name = grid_name(grid)
+    if not delete(api, resource=GRIDS, name=name, propagation="Background"):
+        raise _missing("grid", name, api)
+    console.print(f"grid {name} deleted from namespace {api.namespace}: the garbage collector deletes its Jobs "
+                  "(and their pods); its MLflow runs stay", highlight=False, soft_wrap=True)
+    return 0
+
+
+def run_controller(*, api: Api, root: Path) -> int:
+    """The reconcile loop (the chart's Deployment runs exactly this)."""
+    from controller.cluster.settings import settings_from_env
+    from controller.cluster.loop import ClusterController, run_until_signalled
+
+    settings = settings_from_env()
+    controller = ClusterController(api=api, mlflow=tracking.client(settings.tracking_uri), settings=settings, root=root)
+    return run_until_signalled(controller)

@@ -1,0 +1,81 @@
+"""batch/v1 Jobs as the reconciler sees them, and the labels and owner a created Job carries (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable
+
+import contract
+from controller.core.reconciling import JobPhase, ObservedJob
+
+# The submission a Job belongs to: its grid's MLflow parent run id (32 hex digits, a valid label value).
+LABEL_SUBMISSION = contract.LABEL_SUBMISSION
+
+
+def _true_conditions(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return {c["type"]: c for c in conditions if c.get("status") == "True"}
+
+
+def job_phase(job: dict[str, Any]) -> JobPhase:
+    """Complete -> Succeeded, Failed -> Failed (terminal conditions only: a Job whose pods are still
+    terminating is not done); suspended (Kueue holds it) or no ready pod yet -> Pending."""
+    conditions = _true_conditions(job)
+    if "Complete" in conditions:
+        return JobPhase.SUCCEEDED
+    if "Failed" in conditions:
+        return JobPhase.FAILED
+    status = job.get("status") or {}
+    if (job.get("spec") or {}).get("suspend"):
+        return JobPhase.PENDING
+    ready = status.get("ready")
+    running = ready > 0 if ready is not None else (status.get("active") or 0) > 0
+    return JobPhase.RUNNING if running else JobPhase.PENDING
+
+
+def failure_reason(job: dict[str, Any]) -> str:
+    """Why a Job failed: BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy, ..."""
+    return str(_true_conditions(job).get("Failed", {}).get("reason") or "")
+
+
+def attempts(job: dict[str, Any]) -> int:
+    """Pods the Job started so far (ignored disruptions included)."""
+    status = job.get("status") or {}
+    return sum(int(status.get(key) or 0) for key in ("active", "succeeded", "failed"))
+
+
+def labels(job: dict[str, Any]) -> dict[str, str]:
+    return (job.get("metadata") or {}).get("labels") or {}
+
+
+def observed_job(job: dict[str, Any]) -> ObservedJob:
+    found = labels(job)
+    return ObservedJob(name=job["metadata"]["name"], grid=found.get(contract.LABEL_GRID, ""),
+                       spec_hash=found.get(contract.LABEL_SPEC_HASH, ""),
+                       submission=found.get(LABEL_SUBMISSION, ""), phase=job_phase(job))
+
+
+def observe(jobs: Iterable[dict[str, Any]], *, grid: str, names: Iterable[str]) -> dict[str, ObservedJob]:
+    """This grid's Jobs, and the Jobs of other grids that hold one of its names."""
+    wanted = set(names)
+    observed: dict[str, ObservedJob] = {}
+    for job in jobs:
+        name = job["metadata"]["name"]
+        if labels(job).get(contract.LABEL_GRID) == grid or name in wanted:
+            observed[name] = observed_job(job)
+    return observed
+
+
+def owner_reference(grid: dict[str, Any]) -> dict[str, Any]:
+    # blockOwnerDeletion false: true would need `update` on grids/finalizers (controller/rbac.py)
+    return {"apiVersion": grid["apiVersion"], "kind": grid["kind"], "name": grid["metadata"]["name"],
+            "uid": grid["metadata"]["uid"], "controller": True, "blockOwnerDeletion": False}
+
+
+def owned(manifest: dict[str, Any], *, grid: dict[str, Any], submission: str) -> dict[str, Any]:
+    """A rendered Job, owned by its Grid (deleting the Grid deletes it) and labelled with its submission."""
+    job = copy.deepcopy(manifest)
+    job["metadata"]["namespace"] = grid["metadata"]["namespace"]
+    job["metadata"]["labels"][LABEL_SUBMISSION] = submission
+    job["metadata"]["ownerReferences"] = [owner_reference(grid)]
+    return job

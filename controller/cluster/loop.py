@@ -1,0 +1,149 @@
+"""`python -m controller run`: the reconcile loop, the same in the chart's Deployment and on a laptop.
+
+Level-triggered: two watches (Grids; Jobs labelled with a grid) only say
+*which* grid to look at; each reconcile reads the whole current state from
+the mirrors and decides from it alone. Every grid is also reconciled every
+`resync_seconds`, so nothing depends on an event being seen. Nothing is
+reconciled before both mirrors have listed once (a restarted controller
+sees every existing Job before it creates any). A failed reconcile is
+retried with a per-grid backoff.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import contract
+from controller.cluster.settings import ClusterSettings
+from controller.cluster.reconciler import GridController, log
+from controller.cluster.kube.errors import ApiError
+from controller.cluster.kube.mirroring import Mirror
+from controller.cluster.kube.requesting import Api
+from controller.cluster.kube.resources import GRIDS, JOBS, label_selector
+
+RESYNC_SECONDS = 60.0
+SYNC_TIMEOUT_SECONDS = 120.0
+MAX_RETRY_SECONDS = 60.0
+
+
+@dataclass
+class WorkQueue:
+    """Grid names to reconcile: each at most once in the queue, some not before a given time."""
+
+    due: dict[str, float] = field(default_factory=dict)
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def add(self, name: str, *, delay: float = 0.0) -> None:
+        with self.changed:
+            when = time.monotonic() + delay
+            self.due[name] = min(self.due.get(name, when), when)
+            self.changed.notify()
+
+    def take(self, *, timeout: float) -> str | None:
+        """The next name due, waiting at most `timeout` seconds for one."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                now = time.monotonic()
+                ready = [n for n, when in self.due.items() if when <= now]
+                if ready:
+                    name = min(ready, key=self.due.__getitem__)
+                    del self.due[name]
+                    return name
+                wait = min([deadline] + list(self.due.values())) - now
+                if now >= deadline:
+                    return None
+                self.changed.wait(max(0.01, wait))
+
+
+def grids_of_job(old: dict[str, Any] | None, new: dict[str, Any] | None) -> set[str]:
+    return {obj["metadata"].get("labels", {}).get(contract.LABEL_GRID, "") for obj in (old, new) if obj} - {""}
+
+
+class ClusterController:
+    """The mirrors, the queue and the reconciler, wired together."""
+
+    def __init__(self, *, api: Api, mlflow: MlflowClient, settings: ClusterSettings, root: Path,
+                 resync_seconds: float = RESYNC_SECONDS, watch_seconds: int = 300) -> None:
+        self.queue = WorkQueue()
+        # each watch streams on a session of its own; the reconciles use `api`'s
+        self.grids = Mirror(Api(api.connection), resource=GRIDS, on_change=self.grid_changed, watch_seconds=watch_seconds)
+        self.jobs = Mirror(Api(api.connection), resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: None}),
+                           on_change=self.job_changed, watch_seconds=watch_seconds)
+        self.reconciler = GridController(api=api, grids=self.grids, jobs=self.jobs, mlflow=mlflow,
+                                         settings=settings, root=root)
+        self.resync_seconds = resync_seconds
+        self.failures: dict[str, int] = {}
+        self.reconciles = 0
+
+    def grid_changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        if new is not None:
+            self.queue.add(new["metadata"]["name"])
+        elif old is not None:
+            try:
+                self.reconciler.grid_deleted(old)
+            except Exception as error:  # in the watch's thread: it must go on
+                log(f"grid {old['metadata']['name']} deleted; its parent run not ended: {error}")
+
+    def job_changed(self, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        for grid in grids_of_job(old, new):
+            self.queue.add(grid)
+
+    def start(self, *, stop: threading.Event) -> None:
+        for mirror in (self.grids, self.jobs):
+            threading.Thread(target=mirror.run, kwargs={"stop": stop}, daemon=True,
+                             name=f"watch-{mirror.resource.plural}").start()
+        for mirror in (self.grids, self.jobs):
+            if not mirror.synced.wait(SYNC_TIMEOUT_SECONDS):
+                raise TimeoutError(f"could not list {mirror.resource.plural} within {SYNC_TIMEOUT_SECONDS:g} s")
+
+    def reconcile(self, name: str) -> None:
+        try:
+            self.reconciler.reconcile(name)
+            self.failures.pop(name, None)
+        except Exception as error:  # one grid's trouble never stops the others: retried with a backoff
+            failures = self.failures[name] = self.failures.get(name, 0) + 1
+            delay = min(MAX_RETRY_SECONDS, 0.5 * 2 ** failures)
+            expected = isinstance(error, (ApiError, requests.RequestException, MlflowException, OSError))
+            log(f"grid {name}: reconcile failed ({type(error).__name__}: {error}); retrying in {delay:.1f} s"
+                + ("" if expected else "\n" + traceback.format_exc()))
+            self.reconciler.experiments.clear()
+            self.queue.add(name, delay=delay)
+        self.reconciles += 1
+
+    def run(self, *, stop: threading.Event) -> None:
+        self.start(stop=stop)
+        log(f"controller: watching grids and jobs in namespace {self.grids.api.namespace}")
+        next_resync = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_resync:
+                for name in self.grids.snapshot():
+                    self.queue.add(name)
+                next_resync = time.monotonic() + self.resync_seconds
+            name = self.queue.take(timeout=min(1.0, max(0.0, next_resync - time.monotonic())))
+            if name is not None:
+                self.reconcile(name)
+
+
+def run_until_signalled(controller: ClusterController) -> int:
+    """Run until SIGTERM (the Deployment's pod stopping) or Ctrl-C."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        controller.run(stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    log("controller: stopped")
+    return 0

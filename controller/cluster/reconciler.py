@@ -1,0 +1,232 @@
+"""One reconcile of one Grid on a cluster: observe its Jobs, run the shared rules, act, write its status.
+
+The decisions are the reconciler's (controller/reconciling.py), the same as
+the local executor's; this module only observes (the mirrors of Grids and
+Jobs kept by watches), applies the plan through the Kubernetes adapter, and
+talks to MLflow (the submission's parent run, the best point, the decision).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import contract
+from controller.cluster import results as cluster_results
+from controller import tracking
+from controller.cluster.jobs import observe, owned
+from controller.cluster.settings import ClusterSettings
+from controller.errors import InvalidInput
+from controller.core.expanding import finalizer_name
+from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, ClusterGrid, read_grid
+from controller.cluster.status import (Outcome, grid_status, invalid_status, merge_patch, parse_time, timestamp,
+                                    up_to_date_status)
+from controller.cluster.kube import errors as kube_errors
+from controller.cluster.kube.creating import create
+from controller.cluster.kube.deleting import delete
+from controller.cluster.kube.mirroring import Mirror
+from controller.cluster.kube.patching import patch_status
+from controller.cluster.kube.reading import get
+from controller.cluster.kube.recording import record
+from controller.cluster.kube.requesting import Api
+from controller.cluster.kube.resources import GRIDS, JOBS
+from controller.core.reconciling import (Conflict, Create, Delete, DesiredGrid, DesiredJob, GridPhase, ObservedJob, Plan,
+                                    is_up_to_date, reconcile)
+from controller.core.rendering import finalizer_hash, render_finalize_job, render_train_job
+
+TERMINAL = (GridPhase.SUCCEEDED.value, GridPhase.FAILED.value)
+
+
+def log(message: str) -> None:
+    print(f"{timestamp(datetime.now(timezone.utc))} {message}", file=sys.stderr, flush=True)
+
+
+def desired_grid(cluster: ClusterGrid, submission: str) -> DesiredGrid:
+    return DesiredGrid(grid=cluster.spec.name, submission=submission,
+                       points=tuple(DesiredJob(p.name, p.spec_hash) for p in cluster.points),
+                       finalizer=DesiredJob(finalizer_name(cluster.spec), finalizer_hash(cluster.spec)),
+                       parallelism=cluster.parallelism, failure_budget=cluster.spec.job.failure_budget)
+
+
+def asked_at(grid: dict[str, Any]) -> datetime | None:
+    return parse_time((grid["metadata"].get("annotations") or {}).get(ANNOTATION_SUBMITTED_AT))
+
+
+def submission_requested(grid: dict[str, Any]) -> bool:
+    """A new submission: none yet, a spec not handled yet (generation), or `submit-grid` asked again
+    (its annotation is later than the start of the current submission)."""
+    status, meta = grid.get("status") or {}, grid["metadata"]
+    asked, started = asked_at(grid), parse_time(status.get("startTime"))
+    return (not status.get("parentRunId") or status.get("observedGeneration") != meta.get("generation")
+            or (asked is not None and (started is None or asked > started)))
+
+
+def start_time(grid: dict[str, Any], now: datetime) -> str:
+    """When a submission was taken up: never before it was asked for, so that one request starts
+    one submission even when the asker's clock runs ahead of the controller's."""
+    asked = asked_at(grid)
+    return timestamp(max(now, asked) if asked is not None else now)
+
+
+class GridController:
+    def __init__(self, *, api: Api, grids: Mirror, jobs: Mirror, mlflow: MlflowClient, settings: ClusterSettings,
+                 root: Path, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.api, self.grids, self.jobs, self.mlflow = api, grids, jobs, mlflow
+        self.settings, self.root, self.clock = settings, root, clock
+        self.experiments: dict[str, str] = {}
+
+    def experiment(self, name: str) -> str:
+        if name not in self.experiments:
+            self.experiments[name] = tracking.ensure_experiment(self.mlflow, name=name, root=self.root,
+                                                                uri=self.settings.tracking_uri)
+        return self.experiments[name]
+
+    # --- the reconcile ------------------------------------------------------------------------
+
+    def reconcile(self, name: str) -> None:
+        grid = self.grids.get(name)
+        if grid is None or grid["metadata"].get("deletionTimestamp"):
+            return  # the garbage collector deletes its Jobs (owner references)
+        if (grid.get("status") or {}).get("phase") in TERMINAL and not submission_requested(grid):
+            return  # a finished submission is final: its Jobs may go (ttlSecondsAfterFinished), nothing re-runs
+        try:
+            cluster = read_grid(grid, settings=self.settings)
+        except InvalidInput as error:
+            self.write_status(grid, invalid_status(grid.get("status") or {}, generation=grid["metadata"].get("generation", 0),
+                                                   message=str(error), now=self.clock()))
+            return
+        names = [p.name for p in cluster.points] + [finalizer_name(cluster.spec)]
+        observed = observe(self.jobs.snapshot().values(), grid=name, names=names)
+        experiment_id = self.experiment(cluster.spec.experiment)
+        if submission_requested(grid):
+            grid = self.new_submission(grid, cluster, observed, experiment_id)
+            if grid is None:
+                return
+        status = grid["status"]
+        plan = reconcile(desired_grid(cluster, status["parentRunId"]), observed)
+        conflicts = self.apply(plan, grid=grid, cluster=cluster, submission=status["parentRunId"])
+        outcome = self.outcome(grid, cluster, plan, experiment_id, conflicts)
+        new = grid_status(status, plan=plan, observed=observed, grid=name,
+                          points={p.name: p.spec_hash for p in cluster.points}, outcome=outcome, now=self.clock())
+        if new["phase"] in TERMINAL and status.get("phase") not in TERMINAL:
+            tracking.end_run(self.mlflow, outcome.submission,
+                             status="FINISHED" if new["phase"] == GridPhase.SUCCEEDED.value else "FAILED")
+        self.write_status(grid, new)
+
+    def new_submission(self, grid: dict[str, Any], cluster: ClusterGrid, observed: dict[str, ObservedJob],
+                       experiment_id: str) -> dict[str, Any] | None:
+        """Start one (a parent run, recorded in the status at once), or find the grid up to date (None)."""
+        status, meta = grid.get("status") or {}, grid["metadata"]
+        previous = status.get("parentRunId", "")
+        if previous and is_up_to_date(desired_grid(cluster, previous), observed):
+            self.write_status(grid, up_to_date_status(status, generation=meta.get("generation", 0),
+                                                      start_time=start_time(grid, self.clock()), now=self.clock()))
+            return None
+        if previous:
+            tracking.end_run(self.mlflow, previous, status="KILLED")  # superseded while it ran
+        parent = tracking.start_parent_run(self.mlflow, grid=cluster.spec, points=cluster.points,
+                                           experiment_id=experiment_id, backend="kubernetes",
+                                           dataset_md5=cluster.dataset_md5)
+        started = {key: value for key, value in status.items() if key in ("conditions", "counts")}
+        started.update(observedGeneration=meta.get("generation"), phase=GridPhase.PENDING.value, parentRunId=parent,
+                       startTime=start_time(grid, self.clock()))
+        self.event(grid, "Submitted", f"submission {parent}: {len(cluster.points)} points, "
+                   f"{cluster.parallelism} at a time")
+        return self.write_status(grid, started)
+
+    # --- acting on the plan -------------------------------------------------------------------
+
+    def apply(self, plan: Plan, *, grid: dict[str, Any], cluster: ClusterGrid, submission: str) -> list[Conflict]:
+        conflicts = list(plan.conflicts)
+        for action in plan.actions:
+            if isinstance(action, Delete):
+                delete(self.api, resource=JOBS, name=action.name, propagation="Background")
+                self.jobs.forget(action.name)
+                self.event(grid, "JobDeleted", f"job {action.name}: {action.reason}")
+            elif isinstance(action, Create):
+                conflict = self.create_job(action, grid=grid, cluster=cluster, submission=submission)
+                conflicts += [conflict] if conflict else []
+        return conflicts
+
+    def manifest(self, action: Create, *, cluster: ClusterGrid, submission: str) -> dict[str, Any]:
+        settings = self.settings.render_settings(parent_run_id=submission)
+        if action.finalizer:
+            return render_finalize_job(cluster.spec, settings, dataset_md5=cluster.dataset_md5)
+        point = next(p for p in cluster.points if p.name == action.name)
+        return render_train_job(cluster.spec, point, settings, dataset_md5=cluster.dataset_md5)
+
+    def create_job(self, action: Create, *, grid: dict[str, Any], cluster: ClusterGrid, submission: str) -> Conflict | None:
+        body = owned(self.manifest(action, cluster=cluster, submission=submission), grid=grid, submission=submission)
+        try:
+            self.jobs.remember(create(self.api, resource=JOBS, body=body))
+        except kube_errors.Conflict:
+            existing = get(self.api, resource=JOBS, name=action.name)
+            owner = (existing["metadata"].get("labels") or {}).get(contract.LABEL_GRID)
+            if owner == cluster.spec.name:
+                self.jobs.remember(existing)  # ours: the watch had not shown it yet
+                return None
+            return Conflict(action.name, owner or "(a Job that tp4 did not create)")
+        if action.finalizer:
+            self.event(grid, "FinalizerCreated", f"every point is terminal: job {action.name} ranks the runs")
+        return None
+
+    # --- results and status -------------------------------------------------------------------
+
+    def outcome(self, grid: dict[str, Any], cluster: ClusterGrid, plan: Plan, experiment_id: str,
+                conflicts: list[Conflict]) -> Outcome:
+        status = grid["status"]
+        best, verdict, report = status.get("best"), status.get("decision"), status.get("report")
+        try:
+            if plan.counts.succeeded and (best is None or plan.counts.succeeded != (status.get("counts") or {}).get("succeeded")):
+                best = cluster_results.best_point(self.mlflow, experiment_id=experiment_id, grid=cluster.spec.name,
+                                                  metric=cluster.spec.objective_metric,
+                                                  direction=cluster.spec.objective_direction,
+                                                  hashes={p.spec_hash: p.name for p in cluster.points})
+        except (MlflowException, requests.RequestException) as error:  # shown at a later reconcile; the grid goes on
+            log(f"grid {cluster.spec.name}: cannot read the best point from MLflow: {error}")
+        if plan.phase.value in TERMINAL and verdict is None:
+            # an error here retries the reconcile: the final status is written once, with the decision
+            verdict, report = cluster_results.decision(self.mlflow, parent_run_id=status["parentRunId"])
+        return Outcome(generation=grid["metadata"].get("generation", 0), submission=status["parentRunId"],
+                       start_time=status.get("startTime", ""), best=best, decision=verdict, report=report, conflicts=conflicts)
+
+    def write_status(self, grid: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        old = grid.get("status") or {}
+        patch = merge_patch(old, new)
+        if not patch:
+            return grid
+        updated = patch_status(self.api, resource=GRIDS, name=grid["metadata"]["name"], status=patch)
+        self.grids.remember(updated)
+        self.transitions(updated, old, new)
+        return updated
+
+    def transitions(self, grid: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Events for what changed: the phase, a name conflict, an invalid spec."""
+        if new.get("phase") != old.get("phase") and new.get("phase") != GridPhase.PENDING.value:
+            message = next((c["message"] for c in new.get("conditions", []) if c["type"] == "Progressing"), "")
+            self.event(grid, new["phase"], message or new["phase"], warning=new["phase"] == GridPhase.FAILED.value)
+        for type_, reason in (("NamesAvailable", "NameConflict"), ("Valid", "InvalidSpec")):
+            before = next((c for c in old.get("conditions", []) if c["type"] == type_), {})
+            after = next((c for c in new.get("conditions", []) if c["type"] == type_), {})
+            if after.get("status") == "False" and before.get("status") != "False":
+                self.event(grid, reason, after.get("message", ""), warning=True)
+
+    def event(self, grid: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
+        log(f"grid {grid['metadata']['name']}: {reason}: {message}")
+        try:
+            record(self.api, about=grid, reason=reason, message=message, warning=warning, now=self.clock())
+        except (kube_errors.ApiError, requests.RequestException) as error:  # an Event is never worth failing for
+            log(f"grid {grid['metadata']['name']}: event not recorded: {error}")
+
+    def grid_deleted(self, grid: dict[str, Any]) -> None:
+        """The Grid is gone (its Jobs with it): an unfinished submission's parent run is KILLED."""
+        status = grid.get("status") or {}
+        if status.get("parentRunId") and status.get("phase") not in TERMINAL:
+            tracking.end_run(self.mlflow, status["parentRunId"], status="KILLED")
+            log(f"grid {grid['metadata']['name']} deleted: parent run {status['parentRunId']} KILLED")

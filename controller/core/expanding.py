@@ -1,0 +1,102 @@
+"""Grid expansion: the cartesian product of the axes, as named, hashed points (pure)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from dataclasses import dataclass
+from typing import Any
+
+import contract
+from controller.errors import InvalidInput, Problem
+from contract.grid import GridSpec
+
+# A Job name is a DNS-1123 subdomain; it is also a label value (tp4.io/point,
+# job-name), which caps it at 63 characters.
+JOB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+MAX_NAME_LENGTH = 63
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    name: str
+    params: dict[str, Any]  # the axis values of this point
+    spec_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "spec_hash": self.spec_hash, "params": self.params}
+
+
+def format_value(value: Any) -> str:
+    """How an axis value appears in a Job name: 0.01 -> '0.01', True -> 'true'."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def point_spec(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str) -> dict[str, Any]:
+    """Everything that determines a point's result: its hash changes when any of it does."""
+    return {
+        "train": {**grid.train, **params},
+        "weights": grid.weights,
+        "fallback_weights": grid.fallback_weights,
+        "dataset": {"path": grid.dataset_path, "md5": dataset_md5},
+        "image": grid.job.image,
+        "code_version": contract.CODE_VERSION,
+    }
+
+
+def finalizer_name(grid: GridSpec) -> str:
+    return f"finalize-{grid.name}"
+
+
+def expand(grid: GridSpec, *, dataset_md5: str) -> list[GridPoint]:
+    """One point per combination of axis values, in a stable order."""
+    names = list(grid.axes)
+    problems = check_template(grid.job.name_template, names)
+    if problems:
+        raise InvalidInput(problems)
+    points = []
+    for values in itertools.product(*(grid.axes[n] for n in names)):
+        params = dict(zip(names, values))
+        points.append(GridPoint(
+            name=render_name(grid.job.name_template, params),
+            params=params,
+            spec_hash=contract.spec_hash(point_spec(grid, params, dataset_md5=dataset_md5)),
+        ))
+    check_names(grid, points)
+    return points
+
+
+def render_name(template: str, params: dict[str, Any]) -> str:
+    return template.format(**{k: format_value(v) for k, v in params.items()})
+
+
+def check_template(template: str, axes: list[str]) -> list[Problem]:
+    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    unknown = sorted(fields - set(axes))
+    problems = [Problem("job.name_template", f"refers to {', '.join(unknown)}, which is not an axis "
+                        f"(axes: {', '.join(axes)})")] if unknown else []
+    return problems
+
+
+def check_names(grid: GridSpec, points: list[GridPoint]) -> None:
+    """Refuse a name template that gives invalid or duplicate Job names."""
+    problems: list[Problem] = []
+    seen: dict[str, GridPoint] = {}
+    for point in points:
+        if len(point.name) > MAX_NAME_LENGTH or not JOB_NAME.match(point.name):
+            problems.append(Problem("job.name_template", f"gives {point.name!r}, not a valid Kubernetes Job name "
+                                    f"(lowercase a-z, 0-9, '-', '.', at most {MAX_NAME_LENGTH} characters)"))
+        elif point.name in seen:
+            problems.append(Problem("job.name_template", f"gives {point.name!r} for both {seen[point.name].params} "
+                                    f"and {point.params}: add the missing axes to the template"))
+        seen.setdefault(point.name, point)
+    finalizer = finalizer_name(grid)
+    if finalizer in seen:
+        problems.append(Problem("job.name_template", f"gives {finalizer!r}, the name of the finalizer Job"))
+    if problems:
+        raise InvalidInput(problems)

@@ -1,0 +1,126 @@
+"""The verbs that look at grids: `status`, `logs`, `report`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+import contract
+
+from controller.errors import InvalidInput, Problem
+from controller.local.state import GridState, known_grids, load_state
+from controller.progress import status_table
+
+FOLLOW_POLL_SECONDS = 0.5
+REPORT_JSON = "decision.json"
+
+
+def grid_name(value: str) -> str:
+    """A grid given by name, or by the grid file that names it."""
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        from contract.grid import load_grid
+
+        return load_grid(path).name
+    return value
+
+
+def _points(state: GridState) -> list[str]:
+    return sorted(state.jobs, key=lambda name: (state.jobs[name].role != "train", name))
+
+
+def show_status(*, root: Path, grid: str | None, console: Console) -> int:
+    names = [grid_name(grid)] if grid else known_grids(root)
+    if not names:
+        console.print("no grid has been submitted in this project yet")
+        return 0
+    for name in names:
+        if name not in known_grids(root):
+            raise InvalidInput([Problem("grid", f"no grid named {name!r} in {root} (known: {', '.join(known_grids(root)) or 'none'})")])
+        state = load_state(root, name)
+        console.print(status_table(state, points=_points(state)))
+    return 0
+
+
+def find_job(root: Path, job: str) -> tuple[GridState, str]:
+    for name in known_grids(root):
+        state = load_state(root, name)
+        if job in state.jobs:
+            return state, name
+    raise InvalidInput([Problem("job", f"no Job named {job!r} in any grid of {root}")])
+
+
+def show_logs(*, root: Path, job: str, follow: bool, attempt: int | None) -> int:
+    state, grid = find_job(root, job)
+    attempts = state.jobs[job].attempts
+    if not attempts:
+        raise InvalidInput([Problem("job", f"{job} has not started yet")])
+    if attempt is not None and not 1 <= attempt <= len(attempts):
+        raise InvalidInput([Problem("--attempt", f"{job} has attempts 1..{len(attempts)}, not {attempt}")])
+    number = attempt or len(attempts)
+    path = Path(attempts[number - 1].log)
+    with open(path, "rb") as log:
+        sys.stdout.buffer.write(log.read())
+        while follow:
+            sys.stdout.flush()
+            current = load_state(root, grid).jobs.get(job)
+            if current is None or current.phase.terminal or len(current.attempts) > number:
+                sys.stdout.buffer.write(log.read())
+                break
+            time.sleep(FOLLOW_POLL_SECONDS)
+            sys.stdout.buffer.write(log.read())
+    sys.stdout.flush()
+    return 0
+
+
+def decision_lines(decision: dict[str, Any]) -> list[str]:
+    """The decision summary, from decision.json (written by the finalizer)."""
+    verdict = decision.get("decision", {})
+    objective = decision.get("objective", {}).get("metric", "")
+    lines = [f"grid {decision.get('grid')}: decision {verdict.get('verdict', '?')}"]
+    if verdict.get("failed_gates"):
+        lines.append(f"failed gates: {', '.join(verdict['failed_gates'])}")
+    candidate = decision.get("candidate")
+    if candidate:
+        metric = candidate.get("metrics", {}).get(objective, {})
+        values = ", ".join(f"{split} {metric[split]:.4f}" for split in ("val", "test") if metric.get(split) is not None)
+        lines.append(f"candidate: {candidate.get('point')} (run {candidate.get('run_id')}) {objective}: {values}")
+    registry = decision.get("registry") or {}
+    if registry.get("version"):
+        moved = "champion moved" if registry.get("champion_moved") else "champion unchanged"
+        lines.append(f"registered: {registry.get('name')} version {registry['version']} ({moved})")
+    for flag in decision.get("flags", [])[:5]:
+        details = ", ".join(f"{k}={v}" for k, v in flag.get("data", {}).items())
+        lines.append(f"warning: {flag.get('code')}" + (f" ({details})" if details else ""))
+    return lines
+
+
+def show_report(*, root: Path, grid: str, console: Console) -> int:
+    """Print the decision summary from reports/<grid>/, else from the grid's latest parent run in MLflow."""
+    name = grid_name(grid)
+    local = root / "reports" / name / REPORT_JSON
+    if local.exists():
+        decision, where = json.loads(local.read_text()), str(local.with_name("decision.md"))
+    else:
+        decision, where = _report_from_mlflow(root, name)
+    for line in decision_lines(decision):
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"report: {where}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def _report_from_mlflow(root: Path, grid: str) -> tuple[dict[str, Any], str]:
+    from controller import tracking
+
+    uri = tracking.tracking_uri(root)
+    found = tracking.latest_report(tracking.client(uri), grid=grid)
+    if found is None:
+        raise InvalidInput([Problem("grid", f"no decision report for {grid!r} in {root / 'reports'} "
+                                    f"nor on a parent run at {uri}")])
+    run_id, decision = found
+    return decision, f"runs:/{run_id}/{contract.ARTIFACT_REPORT_DIR}/decision.md ({uri})"

@@ -1,0 +1,157 @@
+"""A small kubelet and Job controller for one machine.
+
+It runs the container command, args and env of a rendered batch/v1 Job
+manifest as a local process, with the Job controller's rules: backoffLimit
+retries, activeDeadlineSeconds, podFailurePolicy exit codes. One log file per
+attempt. Processes get their own session, so Ctrl-C reaches the controller
+only, which then stops them with SIGTERM (then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import contract
+from controller.local.state import Attempt, JobRecord
+from controller.core.reconciling import JobPhase
+
+STOP_GRACE_SECONDS = 15.0
+
+
+def _container(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["template"]["spec"]["containers"][0]
+
+
+def fail_job_exit_codes(manifest: dict[str, Any]) -> set[int]:
+    """Exit codes that a podFailurePolicy FailJob rule turns into an immediate failure."""
+    codes: set[int] = set()
+    for rule in manifest["spec"].get("podFailurePolicy", {}).get("rules", []):
+        on_codes = rule.get("onExitCodes")
+        if rule.get("action") == "FailJob" and on_codes and on_codes.get("operator") == "In":
+            codes.update(on_codes["values"])
+    return codes
+
+
+def process_env(manifest: dict[str, Any], *, base: dict[str, str], overrides: dict[str, str]) -> dict[str, str]:
+    """The pod's environment; a secretKeyRef is read from the controller's own
+    environment under the same variable name (there are no Secrets locally)."""
+    env = dict(base)
+    for item in _container(manifest).get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item.get("valueFrom", {}) and item["name"] in base:
+            env[item["name"]] = base[item["name"]]
+    env.update(overrides)
+    return env
+
+
+def process_command(manifest: dict[str, Any]) -> list[str]:
+    container = _container(manifest)
+    command = list(container.get("command", [])) + list(container.get("args", []))
+    if command and command[0] in ("python", "python3"):
+        command[0] = sys.executable  # the image's python is this project's interpreter here
+    return command
+
+
+class LocalKubelet:
+    """Starts, watches, retries and stops the processes of local Jobs."""
+
+    def __init__(self, *, root: Path, logs_dir: Path, threads_per_job: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.root = root
+        self.logs_dir = logs_dir
+        self.threads_per_job = threads_per_job
+        self.clock = clock
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, job: JobRecord) -> None:
+        number = len(job.attempts) + 1
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.logs_dir / f"{job.name}.{number}.log"
+        threads = str(self.threads_per_job)
+        env = process_env(job.manifest, base=dict(os.environ), overrides={
+            contract.ENV_ATTEMPT: str(number), contract.ENV_TORCH_THREADS: threads, "OMP_NUM_THREADS": threads,
+            "YOLO_CONFIG_DIR": str(self.root / contract.EMBEDDED_DIR / "ultralytics"), "PYTHONUNBUFFERED": "1",
+        })
+        with open(log_path, "wb") as log:
+            self.processes[job.name] = subprocess.Popen(
+                process_command(job.manifest), cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
+        job.attempts.append(Attempt(number=number, log=str(log_path), started=self.clock()))
+        job.phase = JobPhase.RUNNING
+
+    def poll(self, job: JobRecord) -> bool:
+        """Update a running job from its process; True when it changed phase."""
+        process = self.processes.get(job.name)
+        if process is None:
+            return False
+        deadline = job.manifest["spec"].get("activeDeadlineSeconds")
+        code = process.poll()
+        if code is None:
+            if deadline and job.started and self.clock() - job.started > deadline:
+                self._stop(job.name)
+                self._finish(job, process.returncode, JobPhase.FAILED, "DeadlineExceeded")
+                return True
+            return False
+        del self.processes[job.name]
+        return self._settle(job, code)
+
+    def _settle(self, job: JobRecord, code: int) -> bool:
+        if code == 0:
+            self._finish(job, code, JobPhase.SUCCEEDED, "")
+            return True
+        if code in fail_job_exit_codes(job.manifest):
+            self._finish(job, code, JobPhase.FAILED, "PodFailurePolicy")
+            return True
+        if len(job.attempts) <= job.manifest["spec"].get("backoffLimit", 6):
+            self._finish_attempt(job, code, "Error")
+            self.start(job)
+            return False
+        self._finish(job, code, JobPhase.FAILED, "BackoffLimitExceeded")
+        return True
+
+    def _finish_attempt(self, job: JobRecord, code: int | None, reason: str) -> None:
+        attempt = job.attempts[-1]
+        attempt.finished, attempt.exit_code, attempt.reason = self.clock(), code, reason
+
+    def _finish(self, job: JobRecord, code: int | None, phase: JobPhase, reason: str) -> None:
+        self._finish_attempt(job, code, reason)
+        job.phase = phase
+
+    def _stop(self, name: str) -> None:
+        process = self.processes.pop(name)
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+
+    def stop(self, job: JobRecord, *, reason: str) -> None:
+        """Stop a running job's process (SIGTERM, then SIGKILL) and mark it failed."""
+        if job.name in self.processes:
+            process = self.processes[job.name]
+            self._stop(job.name)
+            self._finish(job, process.returncode, JobPhase.FAILED, reason)
+
+    def stop_all(self, jobs: dict[str, JobRecord], *, reason: str) -> list[str]:
+        """Stop every running process at once; returns the jobs stopped."""
+        running = [name for name in self.processes if name in jobs]
+        for name in running:
+            _signal_group(self.processes[name], signal.SIGTERM)
+        for name in running:
+            self.stop(jobs[name], reason=reason)
+        return running
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,64 @@
+"""The local executor's state store: what Kubernetes' API server keeps for the cluster.
+
+One JSON file per grid under .tp4/grids/<grid>/state.json, written atomically,
+so a restarted controller sees which Jobs exist and how they ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from controller.core.reconciling import JobPhase
+from controller.core.state import Attempt, GridState, JobRecord
+
+__all__ = ["Attempt", "GridState", "JobRecord", "grid_dir", "state_path", "load_state", "save_state",
+           "known_grids", "job_owners"]
+
+
+def grid_dir(root: Path, grid: str) -> Path:
+    return root / ".tp4" / "grids" / grid
+
+
+def state_path(root: Path, grid: str) -> Path:
+    return grid_dir(root, grid) / "state.json"
+
+
+def load_state(root: Path, grid: str) -> GridState:
+    path = state_path(root, grid)
+    if not path.exists():
+        return GridState(grid=grid)
+    raw = json.loads(path.read_text())
+    jobs = {}
+    for name, job in raw.pop("jobs").items():
+        attempts = [Attempt(**a) for a in job.pop("attempts")]
+        jobs[name] = JobRecord(**{**job, "phase": JobPhase(job["phase"]), "attempts": attempts})
+    return GridState(**raw, jobs=jobs)
+
+
+def save_state(root: Path, state: GridState) -> None:
+    path = state_path(root, state.grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = asdict(state)
+    for job in data["jobs"].values():
+        job["phase"] = JobPhase(job["phase"]).value
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        json.dump(data, handle, indent=1)
+    os.replace(handle.name, path)
+
+
+def known_grids(root: Path) -> list[str]:
+    base = root / ".tp4" / "grids"
+    return sorted(p.parent.name for p in base.glob("*/state.json")) if base.exists() else []
+
+
+def job_owners(root: Path) -> dict[str, str]:
+    """Job name -> the grid that uses it, across every grid of this project."""
+    owners: dict[str, str] = {}
+    for grid in known_grids(root):
+        for name in load_state(root, grid).jobs:
+            owners.setdefault(name, grid)
+    return owners

@@ -1,0 +1,354 @@
+"""The DVC-tracked dataset: pin, fetch, verify.
+
+The pinned version is the md5 of the dataset folder exactly as DVC 3 computes
+it for `dvc add <folder>` (the `md5: <hex>.dir` of `<folder>.dvc`): the md5 of
+the JSON list `[{"md5": <file md5>, "relpath": <posix path>}, ...]` sorted by
+relpath (`json.dumps(..., sort_keys=True)`), plus the suffix ".dir". Folders
+named .git, .hg and .dvc are skipped as DVC skips them; `.dvcignore` patterns
+are not applied (keep the dataset folder free of ignored files).
+
+A folder that is absent is pulled first (`dvc pull <folder>.dvc`, through
+DVC's Python API) from the remote that the environment selects, as a
+Kubernetes Job receives it:
+
+- `TP4_DVC_REMOTE`: the name of a remote in `.dvc/config` (e.g. `s3`);
+  unset, DVC's default remote (`core.remote`);
+- `TP4_DVC_REMOTE_URL`: the remote's URL (e.g. `s3://team-tp4-dvc`),
+  overriding the named remote's `url`, or alone, an ad-hoc remote;
+- an S3 remote takes its endpoint (`AWS_ENDPOINT_URL`; `http://` for a
+  local endpoint: no TLS), region (`AWS_DEFAULT_REGION`) and keys
+  (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`) from the environment, like
+  any boto client. A down endpoint is waited for (jobs.common.connecting).
+
+The pull needs neither a git checkout (a pod has none) nor a DVC cache: it
+runs with `core.no_scm` and fills the project's cache from the remote.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterator, Mapping
+
+import yaml
+
+import contract
+from jobs.common import connecting
+from jobs.common.errors import BadInput
+
+SKIPPED_DIRS = frozenset({".git", ".hg", ".dvc"})
+CHUNK = 1 << 20
+MAX_NAMED = 10  # files named in a mismatch message
+ENV_DVC_REMOTE = contract.ENV_DVC_REMOTE
+ENV_DVC_REMOTE_URL = contract.ENV_DVC_REMOTE_URL
+URL_ONLY_REMOTE = "tp4-env"  # the name given to a remote that only TP4_DVC_REMOTE_URL defines
+DVC_LOGGERS = ("dvc", "dvc_data", "dvc_objects")
+LOCK_NAME = "tp4-dataset.lock"  # in .dvc/tmp, which DVC keeps out of git
+
+
+@dataclass(frozen=True)
+class VerifiedDataset:
+    path: Path
+    md5: str
+    nfiles: int
+    pulled: bool
+
+
+def file_md5(*, path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_entries(*, path: Path) -> list[dict[str, str]]:
+    """DVC's listing of a folder: one {"md5", "relpath"} per file, sorted by relpath."""
+    entries = []
+    for top, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
+        for name in files:
+            file = Path(top) / name
+            entries.append({"md5": file_md5(path=file), "relpath": file.relative_to(path).as_posix()})
+    return sorted(entries, key=lambda entry: entry["relpath"])
+
+
+def listing_md5(*, entries: list[dict[str, str]]) -> str:
+    """The `.dir` md5 DVC gives a folder with this listing."""
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
+
+
+def directory_md5(*, path: Path) -> str:
+    """The md5 `dvc add <path>` records for a folder."""
+    return listing_md5(entries=file_entries(path=path))
+
+
+def dvc_file(*, path: Path) -> Path:
+    """`data/tiny_coco` -> `data/tiny_coco.dvc`."""
+    return path.with_name(path.name + ".dvc")
+
+
+def pinned_md5(*, path: Path) -> str:
+    """TP4_DATASET_MD5 when set, else the md5 recorded in `<path>.dvc`."""
+    if md5 := os.environ.get(contract.ENV_DATASET_MD5):
+        return md5
+    dvcfile = dvc_file(path=path)
+    if not dvcfile.is_file():
+        raise BadInput(f"dataset {path} is not pinned: no {dvcfile} and {contract.ENV_DATASET_MD5} is not set")
+    outs = (yaml.safe_load(dvcfile.read_text()) or {}).get("outs") or []
+    for out in outs:
+        if Path(str(out.get("path", ""))).name == path.name and out.get("md5"):
+            return str(out["md5"])
+    raise BadInput(f"{dvcfile}: no md5 for output {path.name!r}")
+
+
+def dvc_root(*, path: Path) -> Path | None:
+    """The DVC project (folder with `.dvc/`) holding `path`, if any."""
+    for folder in path.resolve().parents:
+        if (folder / ".dvc").is_dir():
+            return folder
+    return None
+
+
+@dataclass(frozen=True)
+class RemoteChoice:
+    """Which DVC remote to pull from: a name (None: the default remote) and an optional URL override."""
+
+    name: str | None
+    url: str | None
+
+    def describe(self) -> str:
+        named = f"remote {self.name!r}" if self.name else "the default remote"
+        return named + (f" at {self.url}" if self.url else "")
+
+
+def remote_choice(*, env: Mapping[str, str]) -> RemoteChoice:
+    name, url = env.get(ENV_DVC_REMOTE) or None, env.get(ENV_DVC_REMOTE_URL) or None
+    return RemoteChoice(name=name or (URL_ONLY_REMOTE if url else None), url=url)
+
+
+@contextmanager
+def open_repo(*, root: Path, remote: RemoteChoice) -> Iterator[Any]:
+    """The DVC project at `root`, its default remote set to `remote`, without git."""
+    from dvc.repo import Repo
+
+    with Repo(str(root), config={"core": {"no_scm": True}}, remote=remote.name,
+              remote_config={"url": remote.url} if remote.url else None) as repo:
+        yield repo
+
+
+def remote_settings(*, repo: Any, remote: RemoteChoice) -> dict[str, Any] | None:
+    """The chosen remote's configuration, None when it is not defined."""
+    name = remote.name or repo.config["core"].get("remote")
+    settings = repo.config["remote"].get(name) if name else None
+    return dict(settings) if settings and settings.get("url") else None
+
+
+def undefined_remote(*, root: Path, remote: RemoteChoice) -> str:
+    named = f"{ENV_DVC_REMOTE}={remote.name}" if remote.name else "no default remote (core.remote)"
+    return f"{named} is not defined in {root / '.dvc' / 'config'}"
+
+
+def wait_for_remote(*, settings: Mapping[str, Any]) -> None:
+    """An S3 remote on an explicit endpoint (MinIO, moto) may still be starting."""
+    endpoint = settings.get("endpointurl") or os.environ.get(contract.ENV_S3_ENDPOINT)
+    url = str(settings["url"])
+    if url.startswith("s3://") and endpoint:
+        connecting.wait_for_s3(endpoint=endpoint, bucket=url.removeprefix("s3://").split("/", 1)[0])
+
+
+class MessageOnly(logging.Formatter):
+    """`LEVEL: message (cause)`, without the tracebacks DVC attaches to its errors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        cause = record.exc_info[1] if record.exc_info else None
+        return f"{record.levelname}: {record.getMessage()}" + (f" ({str(cause)[:200]})" if cause else "")
+
+
+@contextmanager
+def captured_dvc_log() -> Iterator[io.StringIO]:
+    """DVC's warnings and errors (they name the objects it could not fetch), for the error message."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(MessageOnly())
+    loggers = [logging.getLogger(name) for name in DVC_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield buffer
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+
+
+def pull(*, path: Path, md5: str) -> None:
+    """`dvc pull <path>.dvc` from the chosen remote; BadInput naming the folder
+    (and the files DVC could not get, when it names their md5) on failure."""
+    dvcfile = dvc_file(path=path)
+    root = dvc_root(path=path)
+    if root is None or not dvcfile.is_file():
+        raise BadInput(f"dataset folder {path} is missing and cannot be pulled: no {dvcfile} in a DVC project")
+    remote = remote_choice(env=os.environ)
+    print(f"dataset {path} is missing: dvc pull {dvcfile} from {remote.describe()} ...", flush=True)
+    with captured_dvc_log() as log, open_repo(root=root, remote=remote) as repo:
+        settings = remote_settings(repo=repo, remote=remote)
+        if settings is None:
+            raise BadInput(f"dataset folder {path} is missing and cannot be pulled: "
+                           + undefined_remote(root=root, remote=remote))
+        wait_for_remote(settings=settings)
+        try:
+            repo.pull(targets=[str(dvcfile.resolve())])
+        except Exception as exc:  # DVC's errors have no common base worth more than this
+            output = f"{log.getvalue().strip()}\n{type(exc).__name__}: {exc}".strip()
+            raise BadInput(_pull_failure(path=path, md5=md5, remote=remote, output=output)) from exc
+
+
+def _pull_failure(*, path: Path, md5: str, remote: RemoteChoice, output: str) -> str:
+    failed = [e["relpath"] for e in pinned_listing(path=path, md5=md5) or [] if e["md5"] in output]
+    named = "".join(f"\n  not fetched: {relpath}" for relpath in failed[:MAX_NAMED])
+    return (f"dataset folder {path} is missing and `dvc pull {dvc_file(path=path).name}` from "
+            f"{remote.describe()} failed:{named}\n{output[-2000:]}")
+
+
+def _lock_file(*, path: Path) -> IO[str] | None:
+    root = dvc_root(path=path)
+    if root is None:
+        return None
+    try:
+        (root / ".dvc" / "tmp").mkdir(exist_ok=True)
+        return (root / ".dvc" / "tmp" / LOCK_NAME).open("a")
+    except OSError:  # a read-only project: nothing can be pulled into it anyway
+        return None
+
+
+@contextmanager
+def project_lock(*, path: Path) -> Iterator[None]:
+    """One pull at a time per DVC project: the local executor runs several Jobs in one
+    project folder, and a Job must neither pull beside another nor verify a half-pulled
+    folder. (Pods have a folder each.)"""
+    lock = _lock_file(path=path)
+    if lock is None:
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def in_workspace(*, path: Path) -> Path:
+    """Where a dataset folder is pulled to: beside its DVC pointer, or, when
+    TP4_WORKSPACE is set (a pod whose project folder is read-only), in a copy of
+    the DVC project's skeleton (config and pointer) under that writable folder."""
+    workspace = os.environ.get(contract.ENV_WORKSPACE)
+    root = dvc_root(path=path)
+    if not workspace or path.is_dir() or root is None:
+        return path
+    relative = path.resolve().relative_to(root)
+    target = Path(workspace).resolve() / relative
+    (target.parent).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(dvc_file(path=path), dvc_file(path=target))
+    skeleton = Path(workspace).resolve() / ".dvc"
+    skeleton.mkdir(exist_ok=True)
+    for name in ("config", "config.local"):
+        if (root / ".dvc" / name).is_file():
+            shutil.copy2(root / ".dvc" / name, skeleton / name)
+    return target
+
+
+def ensure_dataset(*, path: Path) -> VerifiedDataset:
+    """Pull the folder if absent, then check it against the pinned md5.
+
+    Raises BadInput naming the folder (and the differing files, when DVC's
+    cache holds the pinned listing) on any mismatch.
+    """
+    expected = pinned_md5(path=path)
+    path = in_workspace(path=path)
+    with project_lock(path=path):
+        pulled = not path.is_dir()
+        if pulled:
+            pull(path=path, md5=expected)
+    if not path.is_dir():
+        raise BadInput(f"dataset folder {path} is missing")
+    entries = file_entries(path=path)
+    actual = listing_md5(entries=entries)
+    if actual != expected:
+        raise BadInput(_mismatch_message(path=path, expected=expected, actual=actual, entries=entries))
+    return VerifiedDataset(path=path, md5=actual, nfiles=len(entries), pulled=pulled)
+
+
+def working_copy(*, dataset: VerifiedDataset, data_yaml: Path, into: Path) -> Path:
+    """Copy the verified folder into `into` and return its data.yaml, re-rooted there.
+
+    Training reads exactly the bytes that were verified, and ultralytics'
+    label caches (`labels/*.cache`) land in the copy, never in the
+    DVC-tracked folder (they would change its md5).
+    """
+    copy = shutil.copytree(dataset.path, into / dataset.path.name)
+    spec = yaml.safe_load(data_yaml.read_text()) or {}
+    if not isinstance(spec, dict):
+        raise BadInput(f"{data_yaml}: not a YAML mapping")
+    spec["path"] = str(copy)
+    target = copy / data_yaml.relative_to(dataset.path)
+    target.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return target
+
+
+def _mismatch_message(*, path: Path, expected: str, actual: str, entries: list[dict[str, str]]) -> str:
+    head = f"dataset folder {path} does not match its pinned version: md5 {actual}, expected {expected}"
+    pinned = pinned_listing(path=path, md5=expected)
+    if pinned is None:
+        return head + f" (run `dvc status {dvc_file(path=path)}` / `dvc checkout` to see or restore it)"
+    return head + "\n" + "\n".join(differences(expected=pinned, actual=entries))
+
+
+def pinned_listing(*, path: Path, md5: str) -> list[dict[str, str]] | None:
+    """The pinned `.dir` listing, from the DVC cache or else the default remote."""
+    return cached_listing(path=path, md5=md5) or remote_listing(path=path, md5=md5)
+
+
+def remote_listing(*, path: Path, md5: str) -> list[dict[str, str]] | None:
+    """The pinned `.dir` listing read from the chosen DVC remote; None if unavailable.
+
+    Only used to name files in an error message, hence best effort.
+    """
+    root = dvc_root(path=path)
+    if root is None or not md5.endswith(".dir"):
+        return None
+    try:
+        with open_repo(root=root, remote=remote_choice(env=os.environ)) as repo:
+            odb = repo.cloud.get_remote_odb()
+            raw = odb.fs.cat_file(odb.oid_to_path(md5))
+        return [{"md5": e["md5"], "relpath": e["relpath"]} for e in json.loads(raw)]
+    except Exception:
+        return None
+
+
+def cached_listing(*, path: Path, md5: str) -> list[dict[str, str]] | None:
+    """The pinned `.dir` listing from the project's DVC cache (default location), if there."""
+    root = dvc_root(path=path)
+    if root is None or not md5.endswith(".dir"):
+        return None
+    manifest = root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    if not manifest.is_file():
+        return None
+    return [{"md5": e["md5"], "relpath": e["relpath"]} for e in json.loads(manifest.read_text())]
+
+
+def differences(*, expected: list[dict[str, str]], actual: list[dict[str, str]]) -> list[str]:
+    """Human lines naming missing, modified and unexpected files."""
+    want = {e["relpath"]: e["md5"] for e in expected}
+    have = {e["relpath"]: e["md5"] for e in actual}
+    lines = [f"  missing:    {p}" for p in sorted(want.keys() - have.keys())]
+    lines += [f"  modified:   {p}" for p in sorted(want.keys() & have.keys()) if want[p] != have[p]]
+    lines += [f"  unexpected: {p}" for p in sorted(have.keys() - want.keys())]
+    more = len(lines) - MAX_NAMED
+    return lines[:MAX_NAMED] + ([f"  ... and {more} more"] if more > 0 else [])

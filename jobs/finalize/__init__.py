@@ -1,0 +1,1 @@
+"""The finalizer Job: `python -m jobs.finalize`, rank a grid, decide, report, register."""

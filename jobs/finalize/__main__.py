@@ -1,0 +1,7 @@
+"""`python -m jobs.finalize`."""
+
+import sys
+
+from jobs.finalize.cli import main
+
+sys.exit(main())

@@ -1,0 +1,140 @@
+"""The candidate's best.pt on the held-out test split (never used for training or selection).
+
+The test metrics are logged on the candidate's run as `test_<metric>`. The
+current champion, when it is another run, is evaluated on the very same split
+(not logged on its run), so that the champion gate compares like with like.
+When the test split cannot be reached (no dataset, no pinned version, no
+`test:` in data.yaml, no weights on the run) the step is skipped and the
+report says why; an error while evaluating is raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+import contract
+from jobs.common import dataset
+from jobs.common.errors import BadInput
+from jobs.finalize.ranking import Ranking
+from jobs.finalize.records import ChampionInfo, RunRecord
+from jobs.finalize.reporting import EvaluationStatus
+
+BEST_WEIGHTS = f"{contract.ARTIFACT_WEIGHTS_DIR}/best.pt"
+DATA_YAML = "data.yaml"
+
+
+class Skip(Exception):
+    """The test split cannot be evaluated here; the message says why."""
+
+
+def verified_dataset(*, data_path: str | None, ranking: Ranking) -> tuple[dataset.VerifiedDataset, Path]:
+    """The grid's dataset folder (pulled if absent), checked against the md5 pinned at submission, and its data.yaml."""
+    given = data_path or ranking.rules.dataset_path
+    if not given:
+        raise Skip("no dataset path in the grid")
+    path = Path(given)
+    folder = path.parent if path.suffix in (".yaml", ".yml") else path
+    data_yaml = path if path.suffix in (".yaml", ".yml") else folder / DATA_YAML
+    try:
+        expected = ranking.rules.dataset_md5 or dataset.pinned_md5(path=folder)
+        folder = dataset.in_workspace(path=folder)
+        data_yaml = folder / data_yaml.name
+        pulled = not folder.is_dir()
+        if pulled:
+            dataset.pull(path=folder, md5=expected)
+        entries = dataset.file_entries(path=folder)
+    except BadInput as exc:
+        raise Skip(f"dataset not usable: {exc}") from exc
+    actual = dataset.listing_md5(entries=entries)
+    if actual != expected:
+        raise Skip(f"dataset {folder} is not the grid's version (md5 {actual}, expected {expected})")
+    if not data_yaml.is_file() or "test" not in (yaml.safe_load(data_yaml.read_text()) or {}):
+        raise Skip(f"{data_yaml} declares no test split")
+    verified = dataset.VerifiedDataset(path=folder, md5=actual, nfiles=len(entries), pulled=pulled)
+    return verified, data_yaml
+
+
+def working_data_yaml(*, data_path: str | None, ranking: Ranking, into: Path) -> Path:
+    """data.yaml of a verified copy: ultralytics' label caches must not change the tracked folder's md5."""
+    verified, data_yaml = verified_dataset(data_path=data_path, ranking=ranking)
+    return dataset.working_copy(dataset=verified, data_yaml=data_yaml, into=into)
+
+
+def download_weights(*, client: MlflowClient, run_id: str, folder: Path) -> Path:
+    names = {f.path for f in client.list_artifacts(run_id, contract.ARTIFACT_WEIGHTS_DIR)}
+    if BEST_WEIGHTS not in names:
+        raise Skip(f"run {run_id} has no {BEST_WEIGHTS}")
+    return Path(client.download_artifacts(run_id, BEST_WEIGHTS, str(folder)))
+
+
+def split_metrics(*, weights: Path, data_yaml: Path, imgsz: int, batch: int, workdir: Path) -> dict[str, float]:
+    """ultralytics val(split='test') of `weights`: the four final metrics, prefixed test_."""
+    from ultralytics import YOLO
+
+    threads = os.environ.get(contract.ENV_TORCH_THREADS)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    result = YOLO(str(weights)).val(data=str(data_yaml), split="test", imgsz=imgsz, batch=batch, workers=0,
+                                    plots=False, verbose=False, project=str(workdir), name="test", exist_ok=True)
+    box = result.box
+    values = {contract.METRIC_PRECISION: box.mp, contract.METRIC_RECALL: box.mr,
+              contract.METRIC_MAP50: box.map50, contract.METRIC_MAP50_95: box.map}
+    return {contract.TEST_PREFIX + name: float(value) for name, value in values.items()}
+
+
+def _int_param(*, params: dict[str, str] | None, name: str, default: int) -> int:
+    try:
+        return int(float((params or {}).get(name, default)))
+    except ValueError:
+        return default
+
+
+def evaluate_run(*, client: MlflowClient, run_id: str, params: dict[str, str], data_yaml: Path) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        weights = download_weights(client=client, run_id=run_id, folder=Path(folder))
+        imgsz = _int_param(params=params, name="imgsz", default=640)
+        batch = _int_param(params=params, name="batch", default=8)
+        return split_metrics(weights=weights, data_yaml=data_yaml, imgsz=imgsz, batch=batch, workdir=Path(folder))
+
+
+def log_test_metrics(*, client: MlflowClient, run_id: str, metrics: dict[str, float]) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(name, value, now, 0) for name, value in metrics.items()])
+
+
+def evaluate_champion(*, client: MlflowClient, champion: ChampionInfo | None, candidate: RunRecord,
+                      data_yaml: Path) -> tuple[ChampionInfo | None, bool]:
+    if champion is None or not champion.run_id or champion.run_id == candidate.run_id:
+        return champion, False
+    try:
+        params = dict(client.get_run(champion.run_id).data.params)
+        metrics = evaluate_run(client=client, run_id=champion.run_id, params=params, data_yaml=data_yaml)
+    except Skip:
+        return champion, False
+    return dataclasses.replace(champion, metrics={**champion.metrics, **metrics}), True
+
+
+def evaluate_on_test(*, client: MlflowClient, ranking: Ranking, candidate: RunRecord, champion: ChampionInfo | None,
+                     data_path: str | None) -> tuple[RunRecord, ChampionInfo | None, EvaluationStatus]:
+    params = dict(candidate.logged_params) or {k: str(v) for k, v in candidate.params.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            data_yaml = working_data_yaml(data_path=data_path, ranking=ranking, into=Path(folder))
+            metrics = evaluate_run(client=client, run_id=candidate.run_id or "", params=params, data_yaml=data_yaml)
+        except Skip as why:
+            return candidate, champion, EvaluationStatus(evaluated=False, reason=str(why))
+        log_test_metrics(client=client, run_id=candidate.run_id or "", metrics=metrics)
+        candidate = dataclasses.replace(candidate, metrics={**candidate.metrics, **metrics})
+        champion, champion_done = evaluate_champion(client=client, champion=champion, candidate=candidate,
+                                                    data_yaml=data_yaml)
+    return candidate, champion, EvaluationStatus(evaluated=True, champion_evaluated=champion_done)

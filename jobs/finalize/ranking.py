@@ -1,0 +1,210 @@
+"""Aggregate a grid's runs over seeds, rank configurations, pick the candidate (pure).
+
+A configuration is a grid point without its seed. Only runs that FINISHED with
+a finite objective are ranked; the others are listed with the reason.
+Constraints exclude configurations on their seed mean. Ties are broken, in
+order, by more successful seeds, a smaller seed spread, then the order of the
+axis values in grid.yaml, so the same runs always give the same ranking.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import contract
+from jobs.finalize.effects import AxisEffect, axis_effects, pooled_seed_spread
+from jobs.finalize.flags import Flag, collect_flags
+from jobs.finalize.gridrules import SEED_AXIS, GridRules
+from jobs.finalize.records import FINISHED, MISSING, RunRecord
+
+# Means equal to this many decimals are a tie (float noise must not decide a ranking).
+TIE_DIGITS = 12
+REPORTED_METRICS = (*contract.FINAL_METRICS, contract.METRIC_TRAIN_SECONDS,
+                    contract.METRIC_LATENCY_MS, contract.METRIC_MODEL_SIZE_MB)
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float  # sample standard deviation over seeds; NaN with one seed
+    n: int
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    metric: str
+    bound: str  # "min" or "max"
+    limit: float
+    value: float  # the configuration's mean; NaN when the metric is missing
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    params: Mapping[str, Any]  # axis values but the seed
+    runs: tuple[RunRecord, ...]  # its ranked (successful) runs
+    stats: Mapping[str, Stat]
+    exclusions: tuple[Exclusion, ...]
+    rank: int | None  # 1 = best; None when excluded
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.params.items()) or "(single configuration)"
+
+    @property
+    def seeds(self) -> tuple[Any, ...]:
+        return tuple(r.params.get(SEED_AXIS) for r in self.runs)
+
+    def stat(self, metric: str) -> Stat:
+        return self.stats.get(metric, Stat(math.nan, math.nan, 0))
+
+
+@dataclass(frozen=True)
+class Unranked:
+    run: RunRecord
+    reason: str  # "missing", "failed", "killed", "running", "no_objective"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    rules: GridRules
+    runs: tuple[RunRecord, ...]  # every point, in grid.json order
+    configs: tuple[ConfigSummary, ...]  # ranked ones by rank, then excluded ones by objective
+    candidate: RunRecord | None
+    unranked: tuple[Unranked, ...]
+    effects: tuple[AxisEffect, ...]
+    seed_spread: float
+    flags: tuple[Flag, ...]
+    metrics: tuple[str, ...]
+
+    @property
+    def ranked(self) -> tuple[ConfigSummary, ...]:
+        return tuple(c for c in self.configs if c.rank is not None)
+
+    @property
+    def best(self) -> ConfigSummary | None:
+        return self.ranked[0] if self.ranked else None
+
+    @property
+    def n_points(self) -> int:
+        return len(self.rules.points)
+
+    @property
+    def n_success(self) -> int:
+        return sum(len(c.runs) for c in self.configs)
+
+
+def rank(*, runs: Sequence[RunRecord], rules: GridRules) -> Ranking:
+    """The whole analysis of one grid's runs."""
+    metrics = metric_names(rules)
+    ok, unranked = split_runs(runs=runs, objective=rules.objective)
+    summaries = [summarise(params=p, runs=group, rules=rules, metrics=metrics)
+                 for p, group in group_by_config(runs=ok, rules=rules)]
+    configs = order_configs(configs=summaries, rules=rules)
+    best = next((c for c in configs if c.rank == 1), None)
+    spread = pooled_seed_spread(objective_values=[[r.metric(rules.objective) for r in c.runs] for c in configs])
+    effects = axis_effects(runs=ok, rules=rules, seed_spread=spread)
+    return Ranking(
+        rules=rules, runs=tuple(runs), configs=tuple(configs),
+        candidate=pick_candidate(config=best, rules=rules) if best else None,
+        unranked=tuple(unranked), effects=tuple(effects), seed_spread=spread,
+        flags=tuple(collect_flags(runs=runs, ok=ok, configs=configs, effects=effects, rules=rules)),
+        metrics=metrics,
+    )
+
+
+def metric_names(rules: GridRules) -> tuple[str, ...]:
+    extra = [rules.objective, *(c.metric for c in rules.constraints)]
+    return tuple(dict.fromkeys([*REPORTED_METRICS, *extra]))
+
+
+def split_runs(*, runs: Iterable[RunRecord], objective: str) -> tuple[list[RunRecord], list[Unranked]]:
+    ok, unranked = [], []
+    for run in runs:
+        reason = unranked_reason(run=run, objective=objective)
+        if reason:
+            unranked.append(Unranked(run=run, reason=reason))
+        else:
+            ok.append(run)
+    return ok, unranked
+
+
+def unranked_reason(*, run: RunRecord, objective: str) -> str | None:
+    if run.status == MISSING:
+        return "missing"
+    if run.status != FINISHED:
+        return {"FAILED": "failed", "KILLED": "killed"}.get(run.status, "running")
+    if not math.isfinite(run.metric(objective)):
+        return "no_objective"
+    return None
+
+
+def value_index(*, rules: GridRules, axis: str, value: Any) -> tuple[int, str]:
+    values = rules.axes.get(axis, ())
+    return (values.index(value), "") if value in values else (len(values), repr(value))
+
+
+def config_of(*, run: RunRecord, rules: GridRules) -> tuple[tuple[str, Any], ...]:
+    return tuple((axis, run.params.get(axis)) for axis in rules.config_axes)
+
+
+def group_by_config(*, runs: Iterable[RunRecord], rules: GridRules) -> list[tuple[dict[str, Any], list[RunRecord]]]:
+    groups: dict[tuple[tuple[str, Any], ...], list[RunRecord]] = {}
+    for run in runs:
+        groups.setdefault(config_of(run=run, rules=rules), []).append(run)
+    def by_seed(run: RunRecord) -> tuple[int, str]:
+        return value_index(rules=rules, axis=SEED_AXIS, value=run.params.get(SEED_AXIS))
+
+    return [(dict(key), sorted(group, key=by_seed)) for key, group in groups.items()]
+
+
+def stat_of(values: Iterable[float]) -> Stat:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return Stat(math.nan, math.nan, 0)
+    std = statistics.stdev(finite) if len(finite) > 1 else math.nan
+    return Stat(statistics.fmean(finite), std, len(finite))
+
+
+def summarise(*, params: dict[str, Any], runs: list[RunRecord], rules: GridRules,
+              metrics: Sequence[str]) -> ConfigSummary:
+    stats = {m: stat_of(r.metric(m) for r in runs) for m in metrics}
+    exclusions = []
+    for constraint in rules.constraints:
+        value = stats[constraint.metric].mean
+        bound = constraint.violation(value)
+        if bound:
+            exclusions.append(Exclusion(metric=constraint.metric, bound=bound,
+                                        limit=constraint.limit(bound), value=value))
+    return ConfigSummary(params=params, runs=tuple(runs), stats=stats, exclusions=tuple(exclusions), rank=None)
+
+
+def order_key(*, config: ConfigSummary, rules: GridRules) -> tuple[Any, ...]:
+    objective = config.stat(rules.objective)
+    std = objective.std if math.isfinite(objective.std) else math.inf
+    axes_order = tuple(value_index(rules=rules, axis=a, value=config.params.get(a)) for a in rules.config_axes)
+    return (-rules.sign * round(objective.mean, TIE_DIGITS), -objective.n, std, axes_order)
+
+
+def order_configs(*, configs: list[ConfigSummary], rules: GridRules) -> list[ConfigSummary]:
+    ordered = sorted(configs, key=lambda c: order_key(config=c, rules=rules))
+    eligible = [c for c in ordered if not c.exclusions]
+    excluded = [c for c in ordered if c.exclusions]
+    ranked = [ConfigSummary(params=c.params, runs=c.runs, stats=c.stats, exclusions=(), rank=i)
+              for i, c in enumerate(eligible, start=1)]
+    return ranked + excluded
+
+
+def meets_constraints(*, run: RunRecord, rules: GridRules) -> bool:
+    return all(c.violation(run.metric(c.metric)) is None for c in rules.constraints)
+
+
+def pick_candidate(*, config: ConfigSummary, rules: GridRules) -> RunRecord:
+    """The best run of the best configuration, preferring one that meets the constraints itself."""
+    def key(run: RunRecord) -> tuple[Any, ...]:
+        objective = round(run.metric(rules.objective), TIE_DIGITS)
+        return (not meets_constraints(run=run, rules=rules), -rules.sign * objective,
+                value_index(rules=rules, axis=SEED_AXIS, value=run.params.get(SEED_AXIS)), run.run_id or "")
+    return min(config.runs, key=key)

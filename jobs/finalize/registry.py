@@ -1,0 +1,96 @@
+"""The candidate as a servable model: a pyfunc LoggedModel on its run, registered, with aliases.
+
+`challenger` always points at the candidate's version; `champion` moves to it
+only on a YES, and the version it held before is recorded on the parent run
+(tag tp4.previous_champion) and in the report. Registry stages are not used
+(deprecated in MLflow 3). Re-finalizing the same grid reuses the version
+already registered for the candidate's run instead of adding a new one.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.models import Model, ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+import contract
+from jobs.finalize.evaluating import BEST_WEIGHTS, Skip, download_weights
+from jobs.finalize.gridrules import GridRules
+from jobs.finalize.records import RunRecord
+from jobs.finalize.results import CHALLENGER, CHAMPION, aliases
+
+MODEL_NAME = "model"  # the LoggedModel's name
+PYFUNC_FILE = Path(__file__).resolve().parent / "yolo_pyfunc.py"
+SERVING_PACKAGES = ("ultralytics", "torch", "torchvision", "mlflow", "pandas", "pillow", "numpy")
+DEFAULT_CONF = 0.25
+
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", "image")]),
+    outputs=Schema([ColSpec("long", "image"), *(ColSpec("double", c) for c in ("x1", "y1", "x2", "y2", "score")),
+                    ColSpec("long", "class_id"), ColSpec("string", "class_name")]),
+    params=ParamSchema([ParamSpec("conf", "double", DEFAULT_CONF)]),
+)
+
+
+def pinned_requirements() -> list[str]:
+    """The serving environment: the versions installed here, pinned."""
+    return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
+
+
+def existing_version(*, client: MlflowClient, name: str, run_id: str) -> str | None:
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
+def log_and_register(*, client: MlflowClient, name: str, candidate: RunRecord) -> str:
+    """Log the pyfunc model on the candidate's run and register it; the new version."""
+    run = client.get_run(candidate.run_id or "")
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    with tempfile.TemporaryDirectory() as folder:
+        weights = download_weights(client=client, run_id=run.info.run_id, folder=Path(folder))
+        info = Model.log(
+            artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run.info.run_id,
+            python_model=str(PYFUNC_FILE),
+            artifacts={"weights": str(weights)}, signature=SIGNATURE, pip_requirements=pinned_requirements(),
+            model_config={"imgsz": int(float(run.data.params.get("imgsz", 640))), "conf": DEFAULT_CONF},
+            registered_model_name=name, tags={contract.TAG_POINT: candidate.point},
+        )
+    return str(info.registered_model_version)
+
+
+def tag_version(*, client: MlflowClient, rules: GridRules, candidate: RunRecord, version: str) -> None:
+    tags = {contract.TAG_GRID: rules.name, contract.TAG_POINT: candidate.point,
+            contract.TAG_WEIGHTS_SOURCE: candidate.weights_source or "unknown"}
+    for key, value in tags.items():
+        client.set_model_version_tag(rules.registered_name, version, key, value)
+
+
+def register_candidate(*, client: MlflowClient, rules: GridRules, candidate: RunRecord, promote: bool,
+                       parent_run_id: str) -> dict[str, Any]:
+    name = rules.registered_name
+    before = aliases(client=client, name=name)
+    previous = before.get(CHAMPION)
+    try:
+        version = existing_version(client=client, name=name, run_id=candidate.run_id or "")
+        reused = version is not None
+        version = version or log_and_register(client=client, name=name, candidate=candidate)
+    except Skip as why:
+        return {"name": name, "skipped": str(why), "error": None, "previous_champion": previous,
+                "champion_moved": False, "version": None}
+    tag_version(client=client, rules=rules, candidate=candidate, version=version)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    moved = promote and previous != version
+    if moved:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        client.set_tag(parent_run_id, contract.TAG_PREVIOUS_CHAMPION, previous or "none")
+    return {"name": name, "version": version, "reused": reused, "previous_champion": previous,
+            "champion_moved": moved, "champion": version if promote else previous, "error": None,
+            "skipped": None, "model_uri": f"models:/{name}@{CHAMPION if promote else CHALLENGER}",
+            "weights": BEST_WEIGHTS}

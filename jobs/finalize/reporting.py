@@ -1,0 +1,235 @@
+"""The decision report: decision.md (from a Jinja template per language), decision.json, runs.csv.
+
+`report_data` turns the analysis into plain, JSON-ready data (pure); the
+templates in reports/templates/ word it; `write_report` is the only I/O.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import jinja2
+
+import contract
+from jobs.finalize import advice
+from jobs.finalize import comparing
+from jobs.finalize.effects import AxisEffect
+from jobs.finalize.flags import Flag
+from jobs.finalize.gates import Decision
+from jobs.finalize.ranking import ConfigSummary, Exclusion, Ranking, Stat
+from jobs.finalize.records import ChampionInfo, RunRecord
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
+TEMPLATE_NAMES = {"en": "decision_template.md", "fr": "decision_template.fr.md"}
+DECISION_MD, DECISION_JSON, RUNS_CSV = "decision.md", "decision.json", "runs.csv"
+# Parameters shown for the candidate, beside its axes, when the run logged them.
+SHOWN_PARAMS = ("epochs", "imgsz", "lr0", "seed", "batch", "optimizer", "nbs", "warmup_epochs")
+
+
+@dataclass(frozen=True)
+class EvaluationStatus:
+    evaluated: bool
+    reason: str | None = None  # why not, when not
+    champion_evaluated: bool = False
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    ranking: Ranking
+    decision: Decision
+    candidate: RunRecord | None  # with its test metrics when evaluated
+    champion: ChampionInfo | None  # the champion before this decision
+    parent_run_id: str
+    generated_at: str  # ISO 8601
+    test: EvaluationStatus = EvaluationStatus(evaluated=False, reason="not_requested")
+    registry: Mapping[str, Any] | None = None
+    plots: Sequence[str] = ()  # paths relative to the report folder
+    tracking_uri: str | None = None
+    errors: Sequence[str] = field(default_factory=tuple)
+
+
+def clean(value: Any) -> Any:
+    """JSON-ready: NaN and infinities become None, tuples become lists, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+def stat_data(stat: Stat) -> dict[str, Any]:
+    return {"mean": stat.mean, "std": stat.std, "n": stat.n}
+
+
+def exclusion_data(exclusion: Exclusion) -> dict[str, Any]:
+    return {"metric": exclusion.metric, "bound": exclusion.bound, "limit": exclusion.limit, "value": exclusion.value}
+
+
+def config_data(*, config: ConfigSummary, metrics: Sequence[str]) -> dict[str, Any]:
+    return {"label": config.label, "rank": config.rank, "params": dict(config.params), "n": len(config.runs),
+            "seeds": list(config.seeds), "run_ids": [r.run_id for r in config.runs],
+            "stats": {m: stat_data(config.stat(m)) for m in metrics},
+            "exclusions": [exclusion_data(e) for e in config.exclusions]}
+
+
+def effect_data(effect: AxisEffect) -> dict[str, Any]:
+    return {"axis": effect.axis, "levels": [{"value": lv.value, "mean": lv.mean, "n": lv.n} for lv in effect.levels],
+            "spread": effect.spread, "ratio": effect.ratio, "identical": effect.identical,
+            "verdict": effect.verdict, "best_value": effect.best_value}
+
+
+def flag_data(flags: Iterable[Flag]) -> list[dict[str, Any]]:
+    return [{"code": f.code, "data": dict(f.data)} for f in flags]
+
+
+def candidate_data(*, ranking: Ranking, candidate: RunRecord | None) -> dict[str, Any] | None:
+    if candidate is None:
+        return None
+    params = {k: candidate.logged_params[k] for k in SHOWN_PARAMS if k in candidate.logged_params}
+    params.update({k: v for k, v in candidate.params.items() if k not in params})
+    config = next((c for c in ranking.configs if any(r.run_id == candidate.run_id for r in c.runs)), None)
+    return {"run_id": candidate.run_id, "point": candidate.point, "url": candidate.url,
+            "weights_source": candidate.weights_source, "params": params,
+            "configuration": config.label if config else None,
+            "metrics": {m: {"val": candidate.metric(m), "test": candidate.test_metric(m),
+                            "config": stat_data(config.stat(m)) if config else None}
+                        for m in ranking.metrics}}
+
+
+def alternative_data(ranking: Ranking) -> list[dict[str, Any]]:
+    return [{**config_data(config=a.config, metrics=ranking.metrics),
+             "pros": [vars(d) for d in a.pros], "cons": [vars(d) for d in a.cons],
+             "steadier": a.steadier, "fewer_seeds": a.fewer_seeds}
+            for a in comparing.alternatives(ranking)]
+
+
+def champion_data(champion: ChampionInfo | None) -> dict[str, Any] | None:
+    if champion is None:
+        return None
+    return {"version": champion.version, "run_id": champion.run_id, "metrics": dict(champion.metrics),
+            "dataset_md5": champion.dataset_md5}
+
+
+def unranked_data(ranking: Ranking) -> list[dict[str, Any]]:
+    return [{"point": u.run.point, "run_id": u.run.run_id, "status": u.run.status, "reason": u.reason,
+             "url": u.run.url} for u in ranking.unranked]
+
+
+def rules_data(ranking: Ranking) -> dict[str, Any]:
+    rules = ranking.rules
+    return {"grid": rules.name, "experiment": rules.experiment, "language": rules.language,
+            "objective": {"metric": rules.objective, "direction": rules.direction},
+            "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in rules.constraints],
+            "gates_config": {"min_success_fraction": rules.min_success_fraction,
+                             "min_objective": rules.min_objective, "champion_margin": rules.champion_margin},
+            "axes": {a: list(v) for a, v in rules.axes.items()}, "dataset": rules.dataset_path,
+            "dataset_md5": rules.dataset_md5, "weights": rules.weights, "registered_name": rules.registered_name,
+            "train": dict(rules.train)}
+
+
+def report_data(inputs: ReportInputs) -> dict[str, Any]:
+    """Everything the report says, as plain data: decision.json, and the templates' context."""
+    ranking, decision = inputs.ranking, inputs.decision
+    steps = advice.next_steps(ranking=ranking, decision=decision)
+    return clean({
+        **rules_data(ranking),
+        "parent_run_id": inputs.parent_run_id, "generated_at": inputs.generated_at,
+        "tracking_uri": inputs.tracking_uri,
+        "decision": {"verdict": decision.verdict, "promote": decision.promote, "failed_gates": list(decision.failed),
+                     "gates": [{"name": g.name, "passed": g.passed, "data": dict(g.data)} for g in decision.gates]},
+        "candidate": candidate_data(ranking=ranking, candidate=inputs.candidate),
+        "champion": champion_data(inputs.champion),
+        "registry": dict(inputs.registry) if inputs.registry is not None else None,
+        "test": vars(inputs.test),
+        "alternatives": alternative_data(ranking),
+        "risks": flag_data(advice.risks(ranking=ranking, candidate=inputs.candidate)),
+        "conditions": flag_data(advice.conditions(ranking=ranking, decision=decision, candidate=inputs.candidate)),
+        "next_steps": {term: flag_data(items) for term, items in steps.items()},
+        "metrics": list(ranking.metrics),
+        "configs": [config_data(config=c, metrics=ranking.metrics) for c in ranking.configs],
+        "effects": [effect_data(e) for e in ranking.effects], "seed_spread": ranking.seed_spread,
+        "objective_gap": advice.objective_gap(ranking),
+        "flags": flag_data(ranking.flags), "unranked": unranked_data(ranking),
+        "n_points": ranking.n_points, "n_success": ranking.n_success,
+        "plots": list(inputs.plots), "errors": list(inputs.errors),
+    })
+
+
+def fmt_number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def fmt_stat(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
+    if not stat or stat.get("mean") is None:
+        return "—"
+    if stat.get("std") is None:
+        return fmt_number(stat["mean"], digits)
+    return f"{fmt_number(stat['mean'], digits)} ± {fmt_number(stat['std'], digits)}"
+
+
+def environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
+    env.filters["num"] = fmt_number
+    env.filters["pm"] = fmt_stat
+    env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.0f} %"
+    env.filters["join_values"] = lambda values: ", ".join(str(v) for v in values)
+    return env
+
+
+def render_markdown(*, data: Mapping[str, Any], templates_dir: Path = TEMPLATES_DIR) -> str:
+    template = environment(templates_dir).get_template(TEMPLATE_NAMES[data["language"]])
+    return template.render(**data, contract={"TEST_PREFIX": contract.TEST_PREFIX})
+
+
+def runs_csv(ranking: Ranking) -> str:
+    """Every grid point's run, one row each: the CSV export the lab asks for."""
+    rank_of = {r.run_id: c for c in ranking.configs for r in c.runs}
+    reason_of = {u.run.point: u.reason for u in ranking.unranked}
+    param_names = sorted({k for r in ranking.runs for k in r.logged_params})
+    metric_names = [*ranking.metrics, *sorted({k for r in ranking.runs for k in r.metrics
+                                                if k not in ranking.metrics and "/" not in k})]
+    axes = list(ranking.rules.axes)
+    header = ["point", "run_id", "status", "unranked_reason", "configuration", "config_rank", "excluded",
+              "candidate", "weights_source", *axes, *metric_names, *(f"params.{p}" for p in param_names)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    candidate_id = ranking.candidate.run_id if ranking.candidate else None
+    for run in ranking.runs:
+        config = rank_of.get(run.run_id) if run.run_id else None
+        writer.writerow([
+            run.point, run.run_id or "", run.status, reason_of.get(run.point, ""),
+            config.label if config else "", config.rank if config and config.rank else "",
+            "yes" if config and config.exclusions else "", "yes" if run.run_id and run.run_id == candidate_id else "",
+            run.weights_source or "", *(run.params.get(a, "") for a in axes),
+            *(_csv_number(run.metric(m)) for m in metric_names),
+            *(run.logged_params.get(p, "") for p in param_names)])
+    return out.getvalue()
+
+
+def _csv_number(value: float) -> str:
+    return repr(value) if math.isfinite(value) else ""
+
+
+def write_report(*, directory: Path, data: Mapping[str, Any], markdown: str, csv_text: str) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {DECISION_MD: markdown, DECISION_JSON: json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
+             RUNS_CSV: csv_text}
+    for name, text in files.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    return [directory / name for name in files]

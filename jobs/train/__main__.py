@@ -1,0 +1,7 @@
+"""`python -m jobs.train`."""
+
+import sys
+
+from jobs.train.cli import main
+
+sys.exit(main())

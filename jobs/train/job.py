@@ -1,0 +1,174 @@
+"""The train Job, start to end.
+
+Order matters: every check that can fail on bad input (flags, the tracking
+server and its credentials, dataset md5, weights, device) runs before the
+MLflow run exists, so a bad point leaves no run behind; once the run exists
+it always ends FINISHED, FAILED or KILLED. The tracking server is checked
+first (cheap; a wrong password must not cost a dataset pull); an endpoint
+still down after TP4_CONNECT_TIMEOUT_S is exit code 1, so the Job is retried.
+Exit code 0 only when the run is FINISHED with its final metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import contract
+from jobs.common import connecting
+from jobs.common import dataset
+from jobs.common import termination
+from jobs.common import tracking
+from jobs.train import training
+from jobs.common.errors import BadInput, Terminated
+from jobs.train.options import TrainOptions, validate
+from jobs.train.weights import Weights, resolve_weights
+
+REQUIRED_METRICS = contract.FINAL_METRICS + (
+    contract.METRIC_TRAIN_SECONDS, contract.METRIC_LATENCY_MS, contract.METRIC_MODEL_SIZE_MB)
+SCRATCH_NOTE = ("Trained FROM SCRATCH: the pretrained weights {spec} could not be fetched; "
+                "metrics after a few epochs are noise.")
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What the environment (the rendered Job) tells the train job."""
+
+    experiment: str
+    parent_run_id: str | None
+    point: str | None
+    threads: int | None
+    tags: dict[str, str]
+
+
+def context_from_env(*, options: TrainOptions) -> JobContext:
+    env = os.environ
+    optional = {contract.TAG_GRID: contract.ENV_GRID, contract.TAG_POINT: contract.ENV_POINT,
+                contract.TAG_SPEC_HASH: contract.ENV_SPEC_HASH, contract.TAG_ATTEMPT: contract.ENV_ATTEMPT,
+                contract.TAG_IMAGE: contract.ENV_IMAGE}
+    tags = {tag: env[var] for tag, var in optional.items() if env.get(var)}
+    tags |= {contract.TAG_ROLE: contract.ROLE_TRAIN, contract.TAG_CODE_VERSION: contract.CODE_VERSION,
+             contract.TAG_BACKEND: env.get(contract.ENV_BACKEND) or "local"}
+    return JobContext(experiment=env.get(contract.ENV_EXPERIMENT) or options.exp_name,
+                      parent_run_id=env.get(contract.ENV_PARENT_RUN_ID) or None,
+                      point=env.get(contract.ENV_POINT) or None, threads=_threads(), tags=tags)
+
+
+def _threads() -> int | None:
+    raw = os.environ.get(contract.ENV_TORCH_THREADS, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadInput(f"{contract.ENV_TORCH_THREADS}={raw}: expected an integer >= 1")
+    return int(raw)
+
+
+def run_train_job(*, options: TrainOptions) -> int:
+    """Run the job; returns the process exit code."""
+    training.configure_environment()
+    try:
+        with termination.terminate_on_signals():
+            _run(options=options)
+    except BadInput as exc:
+        print(f"ERROR: {exc}", file=sys.stderr, flush=True)
+        return contract.EXIT_BAD_INPUT
+    except connecting.Unreachable as exc:
+        print(f"ERROR: {exc}", file=sys.stderr, flush=True)
+        return contract.EXIT_FAILED
+    except Terminated as exc:
+        print(f"train job {exc}: run marked KILLED", file=sys.stderr, flush=True)
+        return 128 + exc.signum
+    except Exception as exc:
+        traceback.print_exc()
+        return _failure_code(exc=exc)
+    return contract.EXIT_OK
+
+
+def _failure_code(*, exc: Exception) -> int:
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, MlflowException) and exc.error_code in tracking.AUTH_ERRORS:
+        print(f"ERROR: MLflow at {tracking.redact_uri(tracking.tracking_uri())} rejected the credentials "
+              f"({contract.ENV_TRACKING_USERNAME}/{contract.ENV_TRACKING_PASSWORD})", file=sys.stderr)
+        return contract.EXIT_BAD_INPUT
+    return contract.EXIT_FAILED
+
+
+def _run(*, options: TrainOptions) -> None:
+    validate(options=options)
+    context = context_from_env(options=options)
+    tracking.wait_for_server()
+    data_yaml = Path(options.data)
+    verified = dataset.ensure_dataset(path=data_yaml.parent)
+    data_yaml = verified.path / data_yaml.name  # the folder may have been pulled into TP4_WORKSPACE
+    if not data_yaml.is_file():
+        raise BadInput(f"--data {data_yaml}: no such file in the verified dataset")
+    print(f"dataset {verified.path}: {verified.nfiles} files, md5 {verified.md5} verified", flush=True)
+    training.check_device(device=options.device)
+    with tempfile.TemporaryDirectory(prefix="tp4-train-") as tmp:
+        workdir = Path(tmp)
+        weights = resolve_weights(spec=options.model, fallback=options.fallback_model, workdir=workdir / "s3")
+        model = training.load_model(model=weights.model)
+        data_copy = dataset.working_copy(dataset=verified, data_yaml=data_yaml, into=workdir / "data")
+        _tracked_training(options=options, context=context, verified=verified, weights=weights, model=model,
+                          data_copy=data_copy, workdir=workdir)
+
+
+def _tracked_training(*, options: TrainOptions, context: JobContext, verified: dataset.VerifiedDataset,
+                      weights: Weights, model: Any, data_copy: Path, workdir: Path) -> None:
+    client = tracking.make_client()
+    if context.parent_run_id:
+        experiment_id = tracking.parent_experiment_id(client=client, parent_run_id=context.parent_run_id)
+    else:
+        experiment_id = tracking.ensure_experiment(client=client, name=context.experiment)
+    tags = {**context.tags, contract.TAG_DATASET_MD5: verified.md5, contract.TAG_WEIGHTS: weights.spec,
+            contract.TAG_WEIGHTS_SOURCE: weights.source}
+    if weights.source == "scratch" and not weights.spec.endswith((".yaml", ".yml")):
+        tags["mlflow.note.content"] = SCRATCH_NOTE.format(spec=weights.spec)
+    run_name = context.point or f"train-{options.imgsz}-{options.lr0}-{options.seed}"
+    with tracking.tracked_run(client=client, experiment_id=experiment_id, run_name=run_name,
+                              parent_run_id=context.parent_run_id, tags=tags) as run_id:
+        print(f"MLflow run {run_id} ({run_name}) in {tracking.redact_uri(client.tracking_uri)}", flush=True)
+        tracking.log_params(client=client, run_id=run_id, params={
+            "data": options.data, "dataset_md5": verified.md5, "weights": weights.spec,
+            "weights_source": weights.source, "model": weights.model if weights.source != "s3" else weights.spec})
+        result = training.train(model=model, data_yaml=data_copy, args=options.train_args(), workdir=workdir,
+                                recorder=MlflowRecorder(client=client, run_id=run_id), threads=context.threads)
+        _log_outcome(client=client, run_id=run_id, options=options, context=context, result=result,
+                     workdir=workdir)
+        if missing := tracking.missing_metrics(client=client, run_id=run_id, names=REQUIRED_METRICS):
+            raise RuntimeError(f"final metrics missing or not finite: {', '.join(missing)}")
+    print(f"run {run_id} FINISHED: " + ", ".join(f"{k}={result.final[k]:.4f}" for k in contract.FINAL_METRICS),
+          flush=True)
+
+
+def _log_outcome(*, client: Any, run_id: str, options: TrainOptions, context: JobContext,
+                 result: training.TrainResult, workdir: Path) -> None:
+    latency = training.inference_ms_per_image(weights=result.best, source=result.val_source, imgsz=options.imgsz,
+                                              device=options.device, threads=context.threads, workdir=workdir)
+    final = {name: result.final[name] for name in contract.FINAL_METRICS if name in result.final}
+    final |= {contract.METRIC_TRAIN_SECONDS: result.train_seconds, contract.METRIC_LATENCY_MS: latency,
+              contract.METRIC_MODEL_SIZE_MB: result.best.stat().st_size / 2**20}
+    tracking.log_metrics(client=client, run_id=run_id, metrics=final)
+    staging = training.stage_artifacts(result=result, staging=workdir / "artifacts")
+    client.log_artifacts(run_id, str(staging))
+
+
+class MlflowRecorder:
+    """training.Recorder writing into one MLflow run."""
+
+    def __init__(self, *, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def params(self, *, values: dict[str, Any]) -> None:
+        tracking.log_params(client=self.client, run_id=self.run_id, params=values)
+
+    def epoch(self, *, metrics: dict[str, float], step: int) -> None:
+        named = {contract.EPOCH_PREFIX + name: value for name, value in metrics.items()}
+        tracking.log_metrics(client=self.client, run_id=self.run_id, metrics=named, step=step)

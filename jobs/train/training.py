@@ -1,0 +1,224 @@
+"""ultralytics adapter: train one YOLO model inside a run that the job owns.
+
+Nothing here talks to MLflow: what is worth logging goes to a `Recorder`
+(params that took effect, per-epoch metrics); the caller decides where.
+ultralytics' own integrations (MLflow, Platform, ...) never run: its MLflow
+callback would start/end runs itself and rename the metrics. That is done
+per trainer, without touching the user's ultralytics settings file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import contract
+from jobs.common.errors import BadInput
+
+INTEGRATION_MODULES = ("ultralytics.utils.callbacks.", "ultralytics.utils.events")
+BASE_CALLBACKS = "ultralytics.utils.callbacks.base"
+# trainer.args not logged as they are: paths in the job's temporary folder; the
+# job logs `data` and `model` as asked.
+INTERNAL_ARGS = frozenset({"project", "name", "save_dir", "data", "model"})
+# The names the lab tells students to open -> how ultralytics versions name them.
+CANONICAL_PLOTS = {
+    "results.png": r"results\.png",
+    "confusion_matrix.png": r"confusion_matrix\.png",
+    "confusion_matrix_normalized.png": r"confusion_matrix_normalized\.png",
+    "PR_curve.png": r"(?:[A-Z][a-z]+)?PR_curve\.png",
+    "F1_curve.png": r"(?:[A-Z][a-z]+)?F1_curve\.png",
+    "P_curve.png": r"(?:[A-Z][a-z]+)?P_curve\.png",
+    "R_curve.png": r"(?:[A-Z][a-z]+)?R_curve\.png",
+}
+PLOT_SUFFIXES = (".png", ".jpg")
+
+
+class Recorder(Protocol):
+    def params(self, *, values: dict[str, Any]) -> None: ...
+
+    def epoch(self, *, metrics: dict[str, float], step: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    save_dir: Path
+    best: Path
+    last: Path
+    final: dict[str, float]  # contract.FINAL_METRICS names, best.pt on val
+    train_seconds: float
+    val_source: Any  # the val split, as ultralytics resolved it
+
+
+def configure_environment() -> None:
+    """Job-friendly ultralytics defaults; call before importing ultralytics."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install inside a Job
+
+
+def is_integration(callback: Callable[..., Any]) -> bool:
+    module = getattr(callback, "__module__", "") or ""
+    return module.startswith(INTEGRATION_MODULES) and module != BASE_CALLBACKS
+
+
+def without_integrations(callbacks: dict[str, list]) -> dict[str, list]:
+    return {event: [cb for cb in funcs if not is_integration(cb)] for event, funcs in callbacks.items()}
+
+
+def owned_run_trainer(base: type) -> type:
+    """`base` (the task's trainer class) with ultralytics' integration callbacks disabled."""
+
+    class OwnedRunTrainer(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.callbacks = without_integrations(self.callbacks)
+
+        def run_callbacks(self, event: str) -> None:
+            # Also skips those that BaseTrainer.__init__ runs before filtering.
+            for callback in self.callbacks.get(event, []):
+                if not is_integration(callback):
+                    callback(self)
+
+    OwnedRunTrainer.__name__ = OwnedRunTrainer.__qualname__ = f"OwnedRun{base.__name__}"
+    return OwnedRunTrainer
+
+
+def metric_name(key: str) -> str:
+    """ultralytics' key -> ours: 'metrics/mAP50-95(B)' -> 'mAP50-95', 'train/box_loss' -> 'train_box_loss'."""
+    return re.sub(r"\([A-Z]\)$", "", key).removeprefix("metrics/").replace("/", "_")
+
+
+def check_device(*, device: str) -> None:
+    from ultralytics.utils.torch_utils import select_device
+
+    try:
+        select_device(device, verbose=False)
+    except ValueError as exc:
+        raise BadInput(f"--device {device}: {exc}") from exc
+
+
+def load_model(*, model: str) -> Any:
+    """A YOLO model from weights or an architecture file; BadInput if unloadable."""
+    from ultralytics import YOLO
+
+    try:
+        return YOLO(model)
+    except Exception as exc:
+        raise BadInput(f"--model: cannot load {model}: {exc}") from exc
+
+
+def set_threads(*, threads: int | None) -> Callable[[Any], None]:
+    """A callback pinning torch's thread count (ultralytics resets it when selecting a device)."""
+    import torch
+
+    def apply(_: Any) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+
+    apply(None)
+    return apply
+
+
+class EpochCallbacks:
+    """Feeds a Recorder from ultralytics trainer events and checks that lr0 took effect."""
+
+    def __init__(self, *, recorder: Recorder, lr0: float, threads: int | None) -> None:
+        self.recorder = recorder
+        self.lr0 = lr0
+        self.threads = threads
+        self.pending_epoch: int | None = None
+
+    def on_train_start(self, trainer: Any) -> None:
+        import torch
+
+        effective = min(g.get("initial_lr", g["lr"]) for g in trainer.optimizer.param_groups)
+        if not math.isclose(effective, self.lr0, rel_tol=1e-9):
+            raise BadInput(f"--lr0 {self.lr0} did not take effect: the optimizer starts at lr={effective}")
+        args = {k: v for k, v in vars(trainer.args).items() if k not in INTERNAL_ARGS}
+        self.recorder.params(values={**args, "optimizer_class": type(trainer.optimizer).__name__,
+                              "lr0_effective": effective, "accumulate": trainer.accumulate,
+                              "torch_threads": torch.get_num_threads()})
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        self.pending_epoch = trainer.epoch
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        # Also fired by the final validation of best.pt (epoch + 1): not an epoch.
+        if self.pending_epoch != trainer.epoch:
+            return
+        self.pending_epoch = None
+        raw = {**trainer.label_loss_items(trainer.tloss), **trainer.metrics, **trainer.lr}
+        metrics = {metric_name(k): float(v) for k, v in raw.items()}
+        if trainer.epoch_time is not None:
+            metrics["seconds"] = float(trainer.epoch_time)
+        self.recorder.epoch(metrics=metrics, step=trainer.epoch + 1)
+
+    def register(self, *, model: Any) -> None:
+        threads = set_threads(threads=self.threads)
+        for event in ("on_pretrain_routine_start", "on_val_start"):
+            model.add_callback(event, threads)
+        model.add_callback("on_train_start", self.on_train_start)
+        model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
+        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+
+def train(
+    *, model: Any, data_yaml: Path, args: dict[str, Any], workdir: Path, recorder: Recorder, threads: int | None
+) -> TrainResult:
+    """Train `model` on `data_yaml`; outputs go under `workdir`."""
+    EpochCallbacks(recorder=recorder, lr0=float(args["lr0"]), threads=threads).register(model=model)
+    trainer_class = owned_run_trainer(model.task_map[model.task]["trainer"])
+    started = time.perf_counter()
+    model.train(trainer=trainer_class, data=str(data_yaml), project=str(workdir / "runs"), name="train",
+                exist_ok=True, **args)
+    seconds = time.perf_counter() - started
+    trainer = model.trainer
+    final = {metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
+    return TrainResult(save_dir=Path(trainer.save_dir), best=Path(trainer.best), last=Path(trainer.last),
+                       final=final, train_seconds=seconds, val_source=trainer.data["val"])
+
+
+def inference_ms_per_image(
+    *, weights: Path, source: Any, imgsz: int, device: str, threads: int | None, workdir: Path
+) -> float:
+    """Median inference time per image (batch 1) over the val images; the first one warms up."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    model.add_callback("on_predict_start", set_threads(threads=threads))
+    results = model.predict(source=source, imgsz=imgsz, device=device, batch=1, stream=True, verbose=False,
+                            save=False, project=str(workdir / "predict"))
+    times = [r.speed["inference"] for r in results]
+    if not times:
+        raise RuntimeError(f"no val images to time in {source}")
+    return statistics.median(times[1:] or times)
+
+
+def plot_files(*, save_dir: Path) -> dict[str, Path]:
+    """Every plot ultralytics wrote, plus copies under the lab's canonical names."""
+    found = {p.name: p for p in sorted(save_dir.iterdir()) if p.suffix in PLOT_SUFFIXES}
+    canonical = {}
+    for name, pattern in CANONICAL_PLOTS.items():
+        match = next((p for n, p in found.items() if re.fullmatch(pattern, n)), None)
+        if match is not None and name not in found:
+            canonical[name] = match
+    return {**found, **canonical}
+
+
+def stage_artifacts(*, result: TrainResult, staging: Path) -> Path:
+    """Lay out results.csv, plots/ and weights/ as they go to MLflow."""
+    plots = staging / contract.ARTIFACT_PLOTS_DIR
+    weights = staging / contract.ARTIFACT_WEIGHTS_DIR
+    plots.mkdir(parents=True)
+    weights.mkdir()
+    shutil.copy2(result.save_dir / "results.csv", staging / contract.ARTIFACT_RESULTS_CSV)
+    for name, path in plot_files(save_dir=result.save_dir).items():
+        shutil.copy2(path, plots / name)
+    for path in (result.best, result.last):
+        shutil.copy2(path, weights / path.name)
+    return staging

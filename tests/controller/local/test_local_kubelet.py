@@ -1,0 +1,91 @@
+"""The local kubelet's Job rules, on real processes: retries, podFailurePolicy, deadlines, stop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from controller.local.kubelet import LocalKubelet, fail_job_exit_codes, process_command, process_env
+from controller.local.state import JobRecord, load_state, save_state, GridState
+from controller.core.reconciling import JobPhase
+
+
+def manifest(code: str, *, backoff: int = 1, deadline: int = 60) -> dict:
+    return {"spec": {
+        "backoffLimit": backoff, "activeDeadlineSeconds": deadline,
+        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "train", "operator": "In", "values": [2]}}]},
+        "template": {"spec": {"containers": [{
+            "name": "train", "command": ["python", "-c", code], "args": [],
+            "env": [{"name": "GREETING", "value": "hello"},
+                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}}}
+
+
+def run(tmp_path: Path, job: JobRecord, *, timeout: float = 30) -> JobRecord:
+    kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
+    kubelet.start(job)
+    end = time.time() + timeout
+    while not job.phase.terminal and time.time() < end:
+        kubelet.poll(job)
+        time.sleep(0.05)
+    return job
+
+
+def new_job(code: str, **kwargs) -> JobRecord:
+    return JobRecord(name="train-1", grid="g", spec_hash="h", submission="s", role="train", manifest=manifest(code, **kwargs))
+
+
+def test_success_with_env_and_one_log_per_attempt(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TOKEN", "from-the-controller-environment")
+    job = run(tmp_path, new_job("import os; print(os.environ['GREETING'], os.environ['TOKEN'], os.environ['TP4_ATTEMPT'])"))
+    assert job.phase is JobPhase.SUCCEEDED and len(job.attempts) == 1
+    assert Path(job.attempts[0].log).read_text().strip() == "hello from-the-controller-environment 1"
+
+
+def test_failures_are_retried_up_to_backoff_limit(tmp_path: Path) -> None:
+    job = run(tmp_path, new_job("import sys; sys.exit(3)", backoff=2))
+    assert job.phase is JobPhase.FAILED and len(job.attempts) == 3
+    assert [a.exit_code for a in job.attempts] == [3, 3, 3] and job.attempts[-1].reason == "BackoffLimitExceeded"
+    assert len(list((tmp_path / "logs").glob("train-1.*.log"))) == 3
+
+
+def test_retry_can_succeed(tmp_path: Path) -> None:
+    marker = tmp_path / "once"
+    code = f"import pathlib, sys; p = pathlib.Path({str(marker)!r}); ok = p.exists(); p.touch(); sys.exit(0 if ok else 1)"
+    job = run(tmp_path, new_job(code, backoff=1))
+    assert job.phase is JobPhase.SUCCEEDED and [a.exit_code for a in job.attempts] == [1, 0]
+
+
+def test_configuration_errors_fail_at_once(tmp_path: Path) -> None:
+    job = run(tmp_path, new_job("import sys; sys.exit(2)", backoff=5))
+    assert job.phase is JobPhase.FAILED and len(job.attempts) == 1 and job.attempts[0].reason == "PodFailurePolicy"
+
+
+def test_active_deadline_kills_the_job(tmp_path: Path) -> None:
+    job = run(tmp_path, new_job("import time; time.sleep(60)", deadline=1, backoff=3))
+    assert job.phase is JobPhase.FAILED and job.attempts[-1].reason == "DeadlineExceeded" and len(job.attempts) == 1
+
+
+def test_stop_terminates_the_process_group(tmp_path: Path) -> None:
+    code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(143)); print('up', flush=True); time.sleep(60)"
+    job = new_job(code)
+    kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
+    kubelet.start(job)
+    time.sleep(1.0)
+    stopped = kubelet.stop_all({job.name: job}, reason="Interrupted")
+    assert stopped == ["train-1"] and job.phase is JobPhase.FAILED
+    assert job.attempts[-1].exit_code == 143 and job.attempts[-1].reason == "Interrupted"
+
+
+def test_state_round_trips(tmp_path: Path) -> None:
+    job = run(tmp_path, new_job("pass"))
+    save_state(tmp_path, GridState(grid="g", submission="s", jobs={job.name: job}))
+    loaded = load_state(tmp_path, "g")
+    assert loaded.jobs["train-1"].phase is JobPhase.SUCCEEDED and loaded.jobs["train-1"].attempts == job.attempts
+
+
+def test_manifest_helpers() -> None:
+    m = manifest("pass")
+    assert fail_job_exit_codes(m) == {2}
+    assert process_command(m)[1:] == ["-c", "pass"]
+    env = process_env(m, base={"PATH": "/bin"}, overrides={"X": "1"})
+    assert env == {"PATH": "/bin", "GREETING": "hello", "X": "1"}

@@ -1,0 +1,1 @@
+"""Test helpers: fake API server, stacks, grid files, paths."""

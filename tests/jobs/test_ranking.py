@@ -1,0 +1,303 @@
+"""Ranking, axis effects, warnings and gates on synthetic run tables (no MLflow, no training)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from typing import Any, Callable, Mapping
+
+import pytest
+
+from jobs.finalize.comparing import alternatives
+from jobs.finalize.gates import decide
+from jobs.finalize.gridrules import GridRules, GridSpecError, rules_from_grid_json
+from jobs.finalize.ranking import Exclusion, rank
+from jobs.finalize.records import ChampionInfo, RunRecord
+
+LAB_AXES = {"imgsz": [320, 416], "lr0": [0.005, 0.01], "seed": [1, 42]}
+
+
+def grid_document(*, axes: Mapping[str, list[Any]] | None = None, **spec: Any) -> dict[str, Any]:
+    """grid.json in grid.yaml's shape (objective/gates/report sections), with every point of the axes."""
+    axes = dict(axes or LAB_AXES)
+    names = list(axes)
+    points = [{"name": "train-" + "-".join(str(v) for v in values), "spec_hash": f"hash{i:02d}",
+               "params": dict(zip(names, values))}
+              for i, values in enumerate(itertools.product(*axes.values()))]
+    base = {"name": "tp4-lab", "experiment": "cv_yolo_tiny", "axes": axes,
+            "dataset": {"path": "data/tiny_coco"}, "model": {"weights": "yolov8n.pt",
+                                                             "registered_name": "tp4-person-detector"},
+            "train": {"epochs": 3, "optimizer": "SGD"},
+            "objective": {"metric": "mAP50-95", "direction": "maximize"},
+            "constraints": [{"metric": "recall", "min": 0.2}],
+            "gates": {"min_success_fraction": 0.75, "min_objective": 0.05, "champion_margin": 0.0},
+            "report": {"language": "en"}}
+    return {"spec": {**base, **spec}, "points": points}
+
+
+def lab_rules(**spec: Any) -> GridRules:
+    return rules_from_grid_json(grid_document(**spec))
+
+
+Metrics = Callable[[Mapping[str, Any]], Mapping[str, float]]
+
+
+def lab_metrics(params: Mapping[str, Any]) -> dict[str, float]:
+    """imgsz helps a lot, lr0 a little, the seed adds a small wobble."""
+    objective = 0.10 + (0.03 if params["imgsz"] == 416 else 0.0) + (0.01 if params["lr0"] == 0.01 else 0.0) \
+        + (0.002 if params["seed"] == 42 else 0.0)
+    return {"mAP50-95": objective, "mAP50": 2 * objective, "precision": 0.4, "recall": 0.5,
+            "train_seconds": 10.0 + params["imgsz"] / 100, "inference_ms_per_image": params["imgsz"] / 20,
+            "model_size_mb": 5.2}
+
+
+def make_runs(rules: GridRules, metrics: Metrics = lab_metrics, *, status: Mapping[str, str] | None = None,
+              weights_source: str = "pretrained") -> list[RunRecord]:
+    status = status or {}
+    return [RunRecord(point=p.name, params=p.params, status=status.get(p.name, "FINISHED"),
+                      run_id=None if status.get(p.name) == "MISSING" else f"run-{p.name}",
+                      metrics=metrics(p.params), weights_source=weights_source, start_time=1000 + i)
+            for i, p in enumerate(rules.points)]
+
+
+def test_configurations_are_ranked_on_their_seed_mean() -> None:
+    rules = lab_rules()
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    assert [c.label for c in ranking.ranked] == [
+        "imgsz=416, lr0=0.01", "imgsz=416, lr0=0.005", "imgsz=320, lr0=0.01", "imgsz=320, lr0=0.005"]
+    best = ranking.best
+    assert best is not None and best.seeds == (1, 42)
+    assert best.stat("mAP50-95").mean == pytest.approx(0.141)
+    assert best.stat("mAP50-95").std == pytest.approx(math.sqrt(2 * 0.001 ** 2))
+    assert ranking.candidate is not None and ranking.candidate.point == "train-416-0.01-42"
+    assert ranking.n_success == 8 and not ranking.unranked
+
+
+def test_ranking_does_not_depend_on_the_order_of_the_runs() -> None:
+    rules = lab_rules()
+    runs = make_runs(rules, lambda p: {"mAP50-95": 0.2, "recall": 0.5})  # every configuration ties
+    shuffled = runs[:]
+    random.Random(7).shuffle(shuffled)
+    first, second = rank(runs=runs, rules=rules), rank(runs=shuffled, rules=rules)
+    assert [c.label for c in first.configs] == [c.label for c in second.configs]
+    assert first.candidate == second.candidate
+    # a full tie falls back to the order of the axis values in grid.yaml, then the seeds'
+    assert first.ranked[0].label == "imgsz=320, lr0=0.005" and first.candidate.params["seed"] == 1
+
+
+def test_ties_prefer_more_seeds_then_a_smaller_seed_spread() -> None:
+    rules = lab_rules(axes={"imgsz": [320, 416, 512], "seed": [1, 2, 3]})
+    values = {(320, 1): 0.18, (320, 2): 0.20, (320, 3): 0.22,  # mean 0.2, three seeds, std 0.02
+              (416, 1): 0.20, (416, 2): 0.20, (416, 3): 0.99,  # mean 0.2 once seed 3 failed, std 0
+              (512, 1): 0.19, (512, 2): 0.20, (512, 3): 0.21}  # mean 0.2, three seeds, std 0.01
+    runs = make_runs(rules, lambda p: {"mAP50-95": values[(p["imgsz"], p["seed"])], "recall": 0.5},
+                     status={"train-416-3": "FAILED"})
+    ranking = rank(runs=runs, rules=rules)
+    assert [c.params["imgsz"] for c in ranking.ranked] == [512, 320, 416]
+    assert [c.stat("mAP50-95").n for c in ranking.ranked] == [3, 3, 2]
+
+
+def test_nan_objective_failed_killed_and_missing_runs_are_listed_never_ranked() -> None:
+    rules = lab_rules()
+
+    def metrics(p: Mapping[str, Any]) -> dict[str, float]:
+        values = lab_metrics(p)
+        if p["imgsz"] == 320 and p["lr0"] == 0.005 and p["seed"] == 1:
+            values["mAP50-95"] = math.nan
+        if p["imgsz"] == 416 and p["seed"] == 1:
+            values["precision"] = math.nan  # a NaN in another metric does not unrank the run
+        return values
+
+    status = {"train-416-0.01-42": "FAILED", "train-320-0.01-1": "KILLED", "train-320-0.01-42": "MISSING"}
+    ranking = rank(runs=make_runs(rules, metrics, status=status), rules=rules)
+    reasons = {u.run.point: u.reason for u in ranking.unranked}
+    assert reasons == {"train-320-0.005-1": "no_objective", "train-416-0.01-42": "failed",
+                       "train-320-0.01-1": "killed", "train-320-0.01-42": "missing"}
+    ranked_points = {r.point for c in ranking.configs for r in c.runs}
+    assert ranked_points.isdisjoint(reasons)
+    assert ranking.n_success == 4
+    assert [c.label for c in ranking.ranked] == ["imgsz=416, lr0=0.01", "imgsz=416, lr0=0.005", "imgsz=320, lr0=0.005"]
+    precision = ranking.best.stat("precision")
+    assert math.isnan(precision.mean) and precision.n == 0  # its only run has a NaN precision
+    assert ranking.ranked[1].stat("precision").n == 1
+    codes = {f.code: f for f in ranking.flags}
+    assert "unranked" in codes and "too_few_success" in codes and "single_seed" in codes
+    decision = decide(ranking=ranking, candidate=ranking.candidate, champion=None)
+    assert decision.verdict == "NO" and decision.failed == ("success_fraction",)
+
+
+def test_one_seed_only_gives_no_spread_and_a_warning() -> None:
+    axes = {"imgsz": [320, 416], "lr0": [0.005, 0.01]}
+    rules = lab_rules(axes=axes)
+    ranking = rank(runs=make_runs(rules, lambda p: lab_metrics({**p, "seed": 1})), rules=rules)
+    assert all(math.isnan(c.stat("mAP50-95").std) for c in ranking.configs)
+    assert math.isnan(ranking.seed_spread)
+    assert {e.verdict for e in ranking.effects} == {"unknown_noise"}
+    single = next(f for f in ranking.flags if f.code == "single_seed")
+    assert len(single.data["configs"]) == 4
+
+
+def test_an_axis_that_changed_nothing_is_flagged() -> None:
+    rules = lab_rules()
+    runs = make_runs(rules, lambda p: lab_metrics({**p, "lr0": 0.005}))  # lr0 ignored, as with optimizer=auto
+    ranking = rank(runs=runs, rules=rules)
+    effects = {e.axis: e for e in ranking.effects}
+    assert effects["lr0"].identical is True and effects["lr0"].verdict == "identical"
+    assert effects["lr0"].spread == 0.0
+    assert effects["imgsz"].identical is False and effects["imgsz"].verdict == "beyond_noise"
+    assert effects["imgsz"].spread == pytest.approx(0.03)
+    assert effects["imgsz"].ratio == pytest.approx(0.03 / ranking.seed_spread)
+    flag = next(f for f in ranking.flags if f.code == "axis_no_effect")
+    assert flag.data["axis"] == "lr0" and flag.data["optimizer_hint"] is True
+    assert not any(f.code == "axis_no_effect" and f.data["axis"] == "imgsz" for f in ranking.flags)
+
+
+def test_a_single_valued_axis_has_no_effect_to_measure() -> None:
+    rules = lab_rules(axes={"imgsz": [320, 416], "lr0": [0.01], "seed": [1, 42]})
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    lr0 = next(e for e in ranking.effects if e.axis == "lr0")
+    assert lr0.verdict == "single_value" and math.isnan(lr0.spread) and lr0.identical is None
+    assert not any(f.code == "axis_no_effect" for f in ranking.flags)
+    assert [c.label for c in ranking.ranked] == ["imgsz=416, lr0=0.01", "imgsz=320, lr0=0.01"]
+
+
+def test_seed_spread_decides_whether_an_axis_effect_is_noise() -> None:
+    rules = lab_rules()
+
+    def metrics(p: Mapping[str, Any]) -> dict[str, float]:
+        values = lab_metrics(p)
+        values["mAP50-95"] += 0.05 if p["seed"] == 42 else 0.0  # seeds differ more than lr0 does
+        return values
+
+    effects = {e.axis: e for e in rank(runs=make_runs(rules, metrics), rules=rules).effects}
+    assert effects["lr0"].verdict == "within_noise" and effects["imgsz"].verdict == "within_noise"
+    assert effects["lr0"].best_value == 0.01
+
+
+def test_a_constraint_excludes_the_best_configuration_with_its_reason() -> None:
+    rules = lab_rules()
+
+    def metrics(p: Mapping[str, Any]) -> dict[str, float]:
+        values = lab_metrics(p)
+        if p["imgsz"] == 416 and p["lr0"] == 0.01:
+            values["recall"] = 0.1  # the best mAP, but it misses people
+        return values
+
+    ranking = rank(runs=make_runs(rules, metrics), rules=rules)
+    excluded = [c for c in ranking.configs if c.exclusions]
+    assert [c.label for c in excluded] == ["imgsz=416, lr0=0.01"]
+    assert excluded[0].rank is None
+    assert excluded[0].exclusions == (Exclusion(metric="recall", bound="min", limit=0.2, value=pytest.approx(0.1)),)
+    assert ranking.best.label == "imgsz=416, lr0=0.005"
+    assert ranking.candidate.point == "train-416-0.005-42"
+    first_alternative = alternatives(ranking)[0]
+    assert first_alternative.config.label == "imgsz=416, lr0=0.01"  # the trade-off comes first
+    assert [d.metric for d in first_alternative.pros] == ["mAP50", "mAP50-95"]
+    assert "recall" in [d.metric for d in first_alternative.cons]
+
+
+def test_a_missing_constraint_metric_excludes_too() -> None:
+    rules = lab_rules(constraints=[{"metric": "inference_ms_per_image", "max": 18.0}, {"metric": "gpu_mem", "max": 1}])
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    assert not ranking.ranked and ranking.candidate is None
+    reasons = {(e.metric, e.bound) for c in ranking.configs for e in c.exclusions}
+    assert reasons == {("inference_ms_per_image", "max"), ("gpu_mem", "max")}
+    assert any(math.isnan(e.value) for c in ranking.configs for e in c.exclusions if e.metric == "gpu_mem")
+    assert any(f.code == "all_excluded" for f in ranking.flags)
+    decision = decide(ranking=ranking, candidate=None, champion=None)
+    assert decision.verdict == "NO" and decision.failed == ("candidate",)
+    assert decision.gate("candidate").data["reason"] == "all_excluded"
+
+
+def test_gates_pass_without_a_champion() -> None:
+    rules = lab_rules()
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    decision = decide(ranking=ranking, candidate=ranking.candidate, champion=None)
+    assert decision.verdict == "YES" and decision.failed == ()
+    assert decision.gate("champion").data["status"] == "none"
+
+
+def test_an_existing_better_champion_blocks_the_promotion() -> None:
+    rules = lab_rules()
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    champion = ChampionInfo(version="3", run_id="old-run", metrics={"mAP50-95": 0.5, "test_mAP50-95": 0.3})
+    candidate = ranking.candidate.__class__(**{**vars(ranking.candidate),
+                                               "metrics": {**ranking.candidate.metrics, "test_mAP50-95": 0.12}})
+    decision = decide(ranking=ranking, candidate=candidate, champion=champion)
+    assert decision.verdict == "NO" and decision.failed == ("champion",)
+    gate = decision.gate("champion").data
+    assert gate["basis"] == "test" and gate["champion_value"] == 0.3 and gate["candidate_value"] == 0.12
+
+
+def test_champion_margin_and_comparison_basis() -> None:
+    rules = lab_rules(gates={"min_success_fraction": 0.75, "min_objective": 0.05, "champion_margin": 0.02})
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    candidate = ranking.candidate  # val mAP50-95 0.142, no test metric: compared on val
+    slightly_worse = ChampionInfo(version="1", run_id="old", metrics={"mAP50-95": 0.13})
+    assert decide(ranking=ranking, candidate=candidate, champion=slightly_worse).failed == ("champion",)
+    much_worse = ChampionInfo(version="1", run_id="old", metrics={"mAP50-95": 0.10})
+    decision = decide(ranking=ranking, candidate=candidate, champion=much_worse)
+    assert decision.verdict == "YES" and decision.gate("champion").data["basis"] == "val"
+    itself = ChampionInfo(version="2", run_id=candidate.run_id, metrics={"mAP50-95": 0.9})
+    assert decide(ranking=ranking, candidate=candidate, champion=itself).gate("champion").data["status"] == "same_run"
+    not_comparable = ChampionInfo(version="1", run_id="old", metrics={})
+    assert decide(ranking=ranking, candidate=candidate, champion=not_comparable).failed == ("champion",)
+
+
+def test_minimum_objective_and_candidate_constraints_are_gates() -> None:
+    rules = lab_rules(gates={"min_objective": 0.5})
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    assert decide(ranking=ranking, candidate=ranking.candidate, champion=None).failed == ("min_objective",)
+    # the configuration's mean meets recall >= 0.2, but the candidate run is judged on its own test recall
+    rules = lab_rules()
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    tested = ranking.candidate.__class__(**{**vars(ranking.candidate),
+                                            "metrics": {**ranking.candidate.metrics, "test_recall": 0.1}})
+    decision = decide(ranking=ranking, candidate=tested, champion=None)
+    assert decision.failed == ("constraints",)
+    assert decision.gate("constraints").data["checks"][0]["basis"] == "test"
+
+
+def test_minimised_objective() -> None:
+    rules = lab_rules(objective={"metric": "inference_ms_per_image", "direction": "minimize"}, constraints=[],
+                      gates={"min_objective": 100.0})
+    ranking = rank(runs=make_runs(rules), rules=rules)
+    assert ranking.best.params["imgsz"] == 320
+    decision = decide(ranking=ranking, candidate=ranking.candidate, champion=None)
+    assert decision.verdict == "YES"  # 16 ms <= a ceiling of 100 ms
+
+
+def test_scratch_runs_are_flagged() -> None:
+    rules = lab_rules()
+    ranking = rank(runs=make_runs(rules, weights_source="scratch"), rules=rules)
+    flag = next(f for f in ranking.flags if f.code == "scratch")
+    assert flag.data["n"] == 8
+
+
+def test_the_controllers_flat_spec_is_read_too() -> None:
+    document = grid_document()
+    spec = document["spec"]
+    flat = {"name": spec["name"], "experiment": spec["experiment"], "dataset_path": "data/tiny_coco",
+            "dataset_md5": "0" * 32 + ".dir", "weights": "yolov8n.pt", "registered_model": "flat-model",
+            "train": spec["train"], "axes": spec["axes"], "objective_metric": "mAP50",
+            "objective_direction": "maximize", "constraints": [{"metric": "recall", "min": 0.3, "max": None}],
+            "min_success_fraction": 0.5, "min_objective": 0.1, "champion_margin": 0.01, "language": "fr"}
+    rules = rules_from_grid_json({"spec": flat, "points": document["points"]})
+    assert (rules.objective, rules.language, rules.registered_name, rules.min_success_fraction) == \
+        ("mAP50", "fr", "flat-model", 0.5)
+    assert rules.constraints[0].min == 0.3 and rules.constraints[0].max is None
+    assert rules.dataset_md5 == "0" * 32 + ".dir" and rules.config_axes == ("imgsz", "lr0")
+
+
+def test_a_bad_spec_lists_every_problem() -> None:
+    document = grid_document(objective={"direction": "sideways"}, constraints=[{"metric": "recall"}],
+                             report={"language": "de"})
+    document["points"] = []
+    with pytest.raises(GridSpecError) as caught:
+        rules_from_grid_json(document)
+    text = str(caught.value)
+    for expected in ("direction", "constraints[0]", "language", "points"):
+        assert expected in text
+    with pytest.raises(GridSpecError):
+        rules_from_grid_json(["not", "an", "object"])
