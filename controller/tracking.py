@@ -21,13 +21,17 @@ from mlflow.tracking import MlflowClient
 
 import contract
 import tracking_probe
+from controller.credentials import refuse_credentials_in_uri
 from controller.errors import InvalidInput, Problem
 from controller.core.expanding import GridPoint
 from contract.grid import GridSpec
 
 def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI, or the embedded store under the project folder."""
-    return os.environ.get(contract.ENV_TRACKING_URI) or contract.embedded_tracking_uri(root)
+    """MLFLOW_TRACKING_URI, or the embedded store under the project folder; `InvalidInput`
+    (exit 2) when the URI carries credentials (controller.credentials)."""
+    uri = os.environ.get(contract.ENV_TRACKING_URI) or contract.embedded_tracking_uri(root)
+    refuse_credentials_in_uri(uri)
+    return uri
 
 
 def is_embedded(uri: str) -> bool:
