@@ -62,8 +62,14 @@ def default_tracking_uri(*, root: Path | None = None) -> str:
 
 
 def tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI` when set, else `default_tracking_uri()`."""
-    return os.environ.get(contract.ENV_TRACKING_URI) or default_tracking_uri()
+    """`MLFLOW_TRACKING_URI` when set, else `default_tracking_uri()`; `BadInput` (exit 2) when it
+    carries credentials, as the controller refuses it (controller/credentials.py)."""
+    uri = os.environ.get(contract.ENV_TRACKING_URI) or default_tracking_uri()
+    if "@" in uri.partition("://")[2].partition("/")[0]:
+        raise BadInput(f"{contract.ENV_TRACKING_URI}: the URI carries credentials (user:password@host): give the "
+                       f"host alone, and the credentials in {contract.ENV_TRACKING_USERNAME} and "
+                       f"{contract.ENV_TRACKING_PASSWORD}")
+    return uri
 
 
 def local_artifact_root(*, uri: str) -> Path | None:
