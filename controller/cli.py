@@ -6,20 +6,16 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from controller.local import inspecting
+import contract
 from controller import submitting
-from controller.errors import InvalidInput, NameClash, Problem
-
-if TYPE_CHECKING:
-    from controller.cluster.kube.requesting import Api
+from controller.backend import BACKENDS, open_backend
+from controller.errors import InvalidInput, NameClash
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
-BACKENDS = ("local", "kubernetes")
-ENV_BACKEND = "TP4_BACKEND"
+ENV_BACKEND = contract.ENV_BACKEND
 
 
 def _target(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -96,72 +92,41 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
+    console, errors = Console(), Console(stderr=True)
     try:
         return _dispatch(args, console)
     except (InvalidInput, NameClash) as error:
-        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        errors.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted:[/] Jobs stopped, their runs marked KILLED", highlight=False)
+        errors.print("[yellow]interrupted:[/] Jobs stopped, their runs marked KILLED", highlight=False)
         return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace, console: Console) -> int:
     root = args.root.resolve()
-    if args.command not in ("render", "data") and (backend(args) == "kubernetes" or args.command == "run"):
-        return _dispatch_cluster(args, console, root)
-    if args.command == "delete":
-        raise InvalidInput([Problem("delete", "is for grids on a cluster (--backend kubernetes); a local grid's "
-                                    "state is .tp4/grids/<grid>/")])
-    if args.command == "submit-grid" and not args.wait:
-        raise InvalidInput([Problem("--no-wait", "is for a cluster (--backend kubernetes): a local grid runs "
-                                    "in this process")])
-    if args.command == "submit-grid":
-        return submitting.submit_grid(grid_path=args.grid, root=root, parallelism=args.parallelism,
-                                      weights=args.weights, console=console)
     if args.command == "render":
         print(submitting.render_grid(grid_path=args.grid, root=root), end="")
         return 0
-    if args.command == "status":
-        return inspecting.show_status(root=root, grid=args.grid, console=console)
-    if args.command == "logs":
-        return inspecting.show_logs(root=root, job=args.job, follow=args.follow, attempt=args.attempt)
-    if args.command == "report":
-        return inspecting.show_report(root=root, grid=args.grid, console=console)
     if args.command == "data":
         return submitting.build_dataset(source=args.source, out=args.out, seed=args.seed)
-    raise AssertionError(args.command)
-
-
-def _dispatch_cluster(args: argparse.Namespace, console: Console, root: Path) -> int:
-    from controller.cluster import commands as cluster  # the local backend never loads the Kubernetes adapter
-
-    api = cluster.open_api(kubeconfig=args.kubeconfig, context=args.context,
-                           namespace=args.namespace or os.environ.get("TP4_NAMESPACE"))
-    try:
-        return _cluster_command(args, console, root, api)
-    except cluster.UNREACHABLE as error:
-        raise InvalidInput([Problem(f"the API server {api.connection.server}", str(error))]) from error
-
-
-def _cluster_command(args: argparse.Namespace, console: Console, root: Path, api: "Api") -> int:
-    from controller.cluster import commands as cluster
-
+    kind = "kubernetes" if args.command == "run" else backend(args)
+    target = open_backend(kind=kind, root=root, namespace=args.namespace or os.environ.get("TP4_NAMESPACE"),
+                          kubeconfig=args.kubeconfig, context=args.context)
     if args.command == "submit-grid":
-        return cluster.submit_grid(api=api, grid_path=args.grid, weights=args.weights, parallelism=args.parallelism,
-                                   wait=args.wait, console=console)
+        return target.submit_grid(grid_path=args.grid, weights=args.weights, parallelism=args.parallelism,
+                                  wait=args.wait, console=console)
     if args.command == "status":
-        return cluster.show_status(api=api, grid=args.grid, console=console)
+        return target.show_status(grid=args.grid, console=console)
     if args.command == "logs":
-        return cluster.show_logs(api=api, job=args.job, follow=args.follow, attempt=args.attempt)
+        return target.show_logs(job=args.job, follow=args.follow, attempt=args.attempt)
     if args.command == "report":
-        return cluster.show_report(api=api, grid=args.grid, console=console)
+        return target.show_report(grid=args.grid, console=console)
     if args.command == "delete":
-        return cluster.delete_grid(api=api, grid=args.grid, console=console)
+        return target.delete_grid(grid=args.grid, console=console)
     if args.command == "run":
-        return cluster.run_controller(api=api, root=root)
-    raise InvalidInput([Problem(args.command, "runs locally only: drop --backend kubernetes")])
+        return target.run_controller()
+    raise AssertionError(args.command)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,11 @@ def open_api(*, kubeconfig: str | None, context: str | None, namespace: str | No
     return Api(connect(kubeconfig=kubeconfig, context=context, namespace=namespace))
 
 
+def server_of(api: Api) -> str:
+    """The API server's address, for messages."""
+    return api.connection.server
+
+
 def _missing(what: str, name: str, api: Api) -> InvalidInput:
     return InvalidInput([Problem(what, f"no {what} named {name!r} in namespace {api.namespace}")])
 

@@ -79,7 +79,7 @@ def test_submit_grid_refuses_an_invalid_grid_before_writing_anything(project: Pa
     spec["axes"]["imgsz"] = [300]
     (project / "grid.yaml").write_text(yaml.safe_dump(spec))
     assert cli("submit-grid", "grid.yaml", "--no-wait") == 2
-    assert "axes.imgsz[0]" in capsys.readouterr().out and kube.sent("POST") == [] and kube.sent("PUT") == []
+    assert "axes.imgsz[0]" in capsys.readouterr().err and kube.sent("POST") == [] and kube.sent("PUT") == []
 
 
 def kubelet(kube: FakeKube, mlflow: MlflowClient, stop: threading.Event) -> None:
@@ -130,7 +130,7 @@ def test_logs_follow_a_running_pod_and_name_bad_jobs(project: Path, kube: FakeKu
 
     kube.put_object("jobs", {**a_job("train-1"), "status": {}})
     assert cli("logs", "train-1") == 2
-    assert "has no pod yet" in capsys.readouterr().out
+    assert "has no pod yet" in capsys.readouterr().err
     first = kube.start_job("train-1", log=["try 1"])
     kube.finish_job("train-1", succeeded=False, retry=True)
     latest = [p["metadata"]["name"] for p in kube.pods_of("train-1") if p["metadata"]["name"] != first][0]
@@ -142,7 +142,7 @@ def test_logs_follow_a_running_pod_and_name_bad_jobs(project: Path, kube: FakeKu
     assert capsys.readouterr().out.splitlines() == ["try 1", "error"]
     assert cli("logs", "train-1", "--attempt", "3") == 2
     assert cli("logs", "nope") == 2
-    assert "no job named 'nope' in namespace default" in capsys.readouterr().out
+    assert "no job named 'nope' in namespace default" in capsys.readouterr().err
 
 
 def test_report_without_mlflow_and_delete(project: Path, kube: FakeKube, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,16 +159,16 @@ def test_report_without_mlflow_and_delete(project: Path, kube: FakeKube, capsys:
     assert cli("delete", "lab") == 0
     assert kube.sent("DELETE", "/grids/lab")[0].body["propagationPolicy"] == "Background"
     assert cli("delete", "lab") == 2 and cli("status", "lab") == 2
-    assert "no grid named 'lab' in namespace default" in capsys.readouterr().out
+    assert "no grid named 'lab' in namespace default" in capsys.readouterr().err
 
 
 def test_cluster_verbs_need_the_cluster_and_local_ones_stay_local(project: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["delete", "lab"]) == 2
-    assert "is for grids on a cluster" in capsys.readouterr().out
+    assert "is for grids on a cluster" in capsys.readouterr().err
     monkeypatch.delenv(contract.ENV_TRACKING_URI, raising=False)
     assert main(["run"]) == 2  # the controller needs the MLflow server's URL (the chart's ConfigMap)
-    assert "MLFLOW_TRACKING_URI" in capsys.readouterr().out
+    assert "MLFLOW_TRACKING_URI" in capsys.readouterr().err
     assert main(["--kube", "render", "grid.yaml"]) == 0  # rendering needs no cluster
     assert "kind: Job" in capsys.readouterr().out
 
@@ -215,4 +215,4 @@ def test_an_unreachable_api_server_is_reported_not_raised(project: Path, capsys:
     config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{port}"
     (project / "kubeconfig").write_text(yaml.safe_dump(config))
     assert cli("status") == 2
-    assert f"the API server http://127.0.0.1:{port}: " in capsys.readouterr().out
+    assert f"the API server http://127.0.0.1:{port}: " in capsys.readouterr().err

@@ -118,7 +118,7 @@ def test_bad_grid_starts_nothing(project: Path, submitted: subprocess.CompletedP
     bad = tiny_grid(folder, "0" * 32 + ".dir", axes={"lr0": [0.01, -1], "imgsz": [100]})
     result = controller(folder, "submit-grid", str(bad))
     assert result.returncode == 2
-    assert "axes.lr0[1]" in result.stdout and "axes.imgsz[0]" in result.stdout
+    assert "axes.lr0[1]" in result.stderr and "axes.imgsz[0]" in result.stderr
     assert not (folder / ".tp4").exists()
 
 
@@ -160,4 +160,4 @@ def test_report_prints_the_decision_from_the_folder_or_from_mlflow(project: Path
     assert remote.stdout.splitlines()[0] == local.stdout.splitlines()[0]
     assert "runs:/" in remote.stdout and "/report/decision.md" in remote.stdout
     unknown = controller(project, "report", "no-such-grid")
-    assert unknown.returncode == 2 and "no decision report for 'no-such-grid'" in unknown.stdout
+    assert unknown.returncode == 2 and "no decision report for 'no-such-grid'" in unknown.stderr

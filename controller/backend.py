@@ -1,0 +1,58 @@
+"""Where grids run, as the CLI sees it: one interface for the embedded local executor and a Kubernetes cluster.
+
+The CLI parses the command line, opens one Backend (`open_backend`) and calls one of its verbs; each verb
+returns the process exit code, or raises contract.errors.InvalidInput (exit code 2) before anything starts.
+The cluster backend is imported only when asked for, so a local run never loads the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console
+
+BACKENDS = ("local", "kubernetes")
+
+
+class Backend(Protocol):
+    """The verbs `python -m controller` offers, whichever backend runs the grids."""
+
+    name: str
+
+    def submit_grid(self, *, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
+                    console: Console) -> int:
+        """Run every point of the grid file, then its finalizer (wait=False: return once it is submitted)."""
+        ...
+
+    def show_status(self, *, grid: str | None, console: Console) -> int:
+        """A table of a grid's points (grid: a name or a grid file; None: every grid)."""
+        ...
+
+    def show_logs(self, *, job: str, follow: bool, attempt: int | None) -> int:
+        """A Job attempt's log on stdout (attempt: 1-based; None: the latest)."""
+        ...
+
+    def show_report(self, *, grid: str, console: Console) -> int:
+        """The decision summary of a finished grid and where its report is."""
+        ...
+
+    def delete_grid(self, *, grid: str, console: Console) -> int:
+        """Delete a grid and its Jobs (its MLflow runs stay)."""
+        ...
+
+    def run_controller(self) -> int:
+        """The reconcile loop that a cluster's controller Deployment runs."""
+        ...
+
+
+def open_backend(*, kind: str, root: Path, namespace: str | None = None, kubeconfig: str | None = None,
+                 context: str | None = None) -> Backend:
+    """The backend `kind` ("local" or "kubernetes") for the project folder `root`."""
+    if kind == "kubernetes":
+        from controller.cluster.backend import ClusterBackend
+
+        return ClusterBackend.connect(root=root, namespace=namespace, kubeconfig=kubeconfig, context=context)
+    from controller.local.backend import LocalBackend
+
+    return LocalBackend(root=root)

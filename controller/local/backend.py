@@ -1,0 +1,61 @@
+"""The embedded default: grids run as local processes under the project folder (.tp4/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from contract.errors import InvalidInput, Problem
+from controller import tracking
+from controller.core.reconciling import GridPhase
+from controller.local import inspecting
+from controller.local.executor import LocalRun, default_parallelism, run_grid_locally
+from controller.progress import ProgressView
+from controller.submitting import prepare
+
+
+@dataclass
+class LocalBackend:
+    """controller.backend.Backend for the project folder `root`."""
+
+    root: Path
+    name: str = "local"
+
+    def submit_grid(self, *, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
+                    console: Console) -> int:
+        if not wait:
+            raise InvalidInput([Problem("--no-wait", "is for a cluster (--backend kubernetes): a local grid runs "
+                                        "in this process")])
+        grid, points, dataset_md5 = prepare(grid_path=grid_path, weights=weights, root=self.root)
+        run = LocalRun(grid=grid, points=points, dataset_md5=dataset_md5, root=self.root,
+                       parallelism=default_parallelism(grid, parallelism))
+        console.print(f"grid [bold]{grid.name}[/]: {len(points)} points, {run.parallelism} at a time, "
+                      f"tracking at {tracking.tracking_uri(self.root)}", highlight=False, soft_wrap=True)
+        view = ProgressView(points=[p.name for p in points], metric=grid.objective_metric, console=console)
+        outcome = run_grid_locally(run, view=view)
+        if outcome.up_to_date:
+            console.print("nothing to do: every point and the finalizer already succeeded with this spec",
+                          highlight=False)
+        console.print(f"grid {grid.name}: {outcome.phase.value} ({outcome.state.message})", highlight=False)
+        if outcome.report is not None:
+            console.print(f"decision report: {outcome.report}", highlight=False)
+        return 0 if outcome.phase is GridPhase.SUCCEEDED else 1
+
+    def show_status(self, *, grid: str | None, console: Console) -> int:
+        return inspecting.show_status(root=self.root, grid=grid, console=console)
+
+    def show_logs(self, *, job: str, follow: bool, attempt: int | None) -> int:
+        return inspecting.show_logs(root=self.root, job=job, follow=follow, attempt=attempt)
+
+    def show_report(self, *, grid: str, console: Console) -> int:
+        return inspecting.show_report(root=self.root, grid=grid, console=console)
+
+    def delete_grid(self, *, grid: str, console: Console) -> int:
+        raise InvalidInput([Problem("delete", "is for grids on a cluster (--backend kubernetes); a local grid's "
+                                    "state is .tp4/grids/<grid>/")])
+
+    def run_controller(self) -> int:
+        raise InvalidInput([Problem("run", "is the cluster's reconcile loop: give --backend kubernetes "
+                                    "(or -n/--kubeconfig/--context)")])
