@@ -5,21 +5,39 @@
 environment to export; `down` stops it; `env` prints the environment again;
 `serve` runs the stack in the foreground until Ctrl-C or SIGTERM. The stack is
 ephemeral: `down` discards runs, artifacts and the dataset pushed to it.
+
+No secret is printed by `up` nor written to a log: `up` prints the
+non-secret part of the environment and where the rest is (stack.env, and
+private/credentials.json for the Postgres and MLflow admin passwords, both
+0600); everything `serve` and its servers print goes through the stack's
+Redactor. `env` prints the whole environment, secrets included, on request
+(for `eval`). `down` removes stack.env, stack.json, the private folder and
+the Postgres data.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
-from devstack.envfile import ENV_FILE, alive, clear_state, read_state, write_state
+from devstack.envfile import (
+    CREDENTIALS_FILE,
+    ENV_FILE,
+    alive,
+    clear_state,
+    discard,
+    export_lines,
+    read_state,
+    write_state,
+)
+from devstack.private import Redactor, open_log, redacted_output
 from devstack.processes import log_tail
 from devstack.stack import TRACKING_DB, Stack, StackConfig, start_stack
 from devstack.versions import versions
@@ -45,36 +63,58 @@ def _parser() -> argparse.ArgumentParser:
 
 def _running_pid(folder: Path) -> int | None:
     state = read_state(folder)
-    pid = int(state["pids"].get("devstack", 0)) if state else 0  # type: ignore[union-attr]
+    pid = int(state["pids"].get("devstack", 0)) if state else 0
     return pid if pid and alive(pid) else None
 
 
 def serve(*, config: StackConfig) -> int:
-    """Start, publish the state files, wait for a signal, stop."""
+    """Start, publish the state files, wait for a signal, stop, discard the data and the private files.
+    What this process and its servers print goes through the stack's Redactor."""
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    shutil.rmtree(config.folder / "pgdata", ignore_errors=True)  # ephemeral: a fresh cluster every time
-    stack = start_stack(config)
-    try:
-        info = stack_info(stack)
-        write_state(config.folder, env=stack.client_env(), pids={"devstack": os.getpid(), **stack.pids()}, info=info)
-        print(f"stack ready: {info}", flush=True)
-        done.wait()
-    finally:
-        clear_state(config.folder)
-        stack.stop()
+    redactor = Redactor()
+    with redacted_output(redactor):
+        try:
+            discard(config.folder)  # ephemeral: a fresh cluster every time
+            stack = start_stack(config, redactor=redactor)
+            try:
+                info = stack_info(stack)
+                write_state(config.folder, env=stack.client_env(), pids={"devstack": os.getpid(), **stack.pids()},
+                            info=info, credentials=stack_credentials(stack))
+                print(f"stack ready: {info}", flush=True)
+                done.wait()
+            finally:
+                clear_state(config.folder)
+                stack.stop()
+                discard(config.folder)
+        except BaseException:  # printed here, while the output is still redacted
+            traceback.print_exc()
+            return 1
     return 0
 
 
 def stack_info(stack: Stack) -> dict[str, str]:
+    """Addresses and versions, for a person: no secret (the passwords are in `stack_credentials`)."""
     assert stack.s3 is not None and stack.postgres is not None
+    credentials = stack.config.private / CREDENTIALS_FILE
     info = {"mlflow UI": stack.tracking_uri, "S3 endpoint": stack.s3.endpoint,
-            "postgres": stack.postgres.url(TRACKING_DB), "versions": ", ".join(f"{k} {v}" for k, v in versions().items())}
+            "postgres": f"{stack.redactor.redact(stack.postgres.url(TRACKING_DB))}  (password in {credentials})",
+            "versions": ", ".join(f"{k} {v}" for k, v in versions().items())}
     if stack.admin is not None:
-        info["mlflow admin"] = f"{stack.admin.username} / {stack.admin.password}"
-    info["dataset"] = f"dvc push -r {stack.config.dvc_remote}  (s3://{stack.config.dvc_bucket}, with the environment below)"
+        info["mlflow admin"] = f"{stack.admin.username}  (password in {credentials})"
+    info["dataset"] = (f"dvc push -r {stack.config.dvc_remote}  (s3://{stack.config.dvc_bucket}, "
+                       "with the environment below)")
     return info
+
+
+def stack_credentials(stack: Stack) -> dict[str, str]:
+    """What a person may need to log in by hand: the Postgres URL with its password, the MLflow admin."""
+    assert stack.postgres is not None
+    found = {"postgres": stack.postgres.url(TRACKING_DB)}
+    if stack.admin is not None:
+        found |= {"mlflow_admin_username": stack.admin.username, "mlflow_admin_password": stack.admin.password}
+    return found
 
 
 def up(*, folder: Path, argv: list[str]) -> int:
@@ -84,7 +124,7 @@ def up(*, folder: Path, argv: list[str]) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     clear_state(folder)
     log = folder / "devstack.log"
-    with log.open("ab") as out:
+    with open_log(log) as out:
         process = subprocess.Popen([sys.executable, "-m", "devstack", "--folder", str(folder), "serve", *argv],
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
@@ -101,10 +141,14 @@ def up(*, folder: Path, argv: list[str]) -> int:
 
 
 def _summary(folder: Path) -> str:
+    """What `up` prints: addresses, versions, the environment less its secrets, and where those are."""
     state = read_state(folder) or {}
-    info = "\n".join(f"#   {k}: {v}" for k, v in state.get("info", {}).items())  # type: ignore[union-attr]
+    info = "\n".join(f"#   {k}: {v}" for k, v in state.get("info", {}).items())
+    exports = export_lines({str(k): str(v) for k, v in state.get("exports", {}).items()})
+    secret = ", ".join(str(name) for name in state.get("secret_names", []))
     return (f"# the tp4 production-like stack is up; versions and addresses:\n{info}\n"
-            f"# export this environment (or: source {folder / ENV_FILE}):\n{(folder / ENV_FILE).read_text()}")
+            f"# the environment: source {folder / ENV_FILE}  (or: eval \"$(python -m devstack env)\"); it holds\n"
+            f"{exports}# and the secrets {secret} (not shown)\n")
 
 
 def down(*, folder: Path) -> int:
@@ -112,17 +156,17 @@ def down(*, folder: Path) -> int:
     if state is None:
         print(f"no stack runs from {folder}")
         return 0
-    pids = {name: int(pid) for name, pid in state["pids"].items()}  # type: ignore[union-attr]
+    pids = {name: int(pid) for name, pid in state["pids"].items()}
     supervisor = pids.pop("devstack", 0)
     if supervisor and alive(supervisor):
         os.kill(supervisor, signal.SIGTERM)
         deadline = time.monotonic() + DOWN_TIMEOUT_S
         while alive(supervisor) and time.monotonic() < deadline:
             time.sleep(0.2)
-    for name, pid in pids.items():  # left behind only if the supervisor was killed hard
+    for pid in pids.values():  # left behind only if the supervisor was killed hard
         if alive(pid):
             os.killpg(pid, signal.SIGTERM)
-    clear_state(folder)
+    discard(folder)
     print(f"stack in {folder} stopped")
     return 0
 
@@ -138,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print((folder / ENV_FILE).read_text(), end="")
         return 0
-    options = (["--auth"] if args.auth else []) + (["--allowed-hosts", args.allowed_hosts] if args.allowed_hosts else [])
+    options = ["--auth"] if args.auth else []
+    options += ["--allowed-hosts", args.allowed_hosts] if args.allowed_hosts else []
     if args.command == "up":
         return up(folder=folder, argv=options)
     hosts = tuple(h for h in args.allowed_hosts.split(",") if h)

@@ -4,26 +4,34 @@ Only the server holds the S3 endpoint and keys of the artifact store
 (MLFLOW_S3_ENDPOINT_URL, AWS_*): clients log artifacts through it
 (`mlflow-artifacts:` URIs). One uvicorn worker and no job runner keep it
 near 0.65 GB instead of 2.9 GB (ARCHITECTURE.md section 5).
+
+No secret on its command line (which every local user sees in `ps`): the
+backend store URI, which holds the Postgres password, is the child's
+MLFLOW_BACKEND_STORE_URI (the variable `mlflow server --backend-store-uri`
+reads); the admin password and the CSRF key are environment variables too;
+the auth database's URI is in basic_auth.ini (0600). Its output reaches
+mlflow.log through the stack's Redactor.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import requests
 
 import contract
-from devstack.processes import StartFailed, stop_process, wait_until
+from devstack.private import Redactor
+from devstack.processes import StartFailed, start_logged, stop_process, wait_until
 
 READY_TIMEOUT_S = 180.0  # imports and the schema migrations take 10-30 s on 2 busy cores
 # Client-side settings that must not leak from the caller's environment into the server's.
 CLIENT_PREFIXES = ("MLFLOW_TRACKING_", "AWS_", "MLFLOW_S3_", "TP4_")
+ENV_BACKEND_STORE_URI = "MLFLOW_BACKEND_STORE_URI"  # click's envvar of `mlflow server --backend-store-uri`
 
 
 @dataclass(frozen=True)
@@ -66,9 +74,10 @@ class ArtifactStore:
 
 
 def command(settings: ServerSettings) -> list[str]:
+    """The server's argv: nothing secret (the backend store URI is in `environment`)."""
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     argv = [mlflow, "server", "--host", settings.host, "--port", str(settings.port), "--workers", "1",
-            "--backend-store-uri", settings.backend_uri, "--artifacts-destination", settings.artifacts_destination]
+            "--artifacts-destination", settings.artifacts_destination]
     if settings.allowed_hosts:
         argv += ["--allowed-hosts", ",".join(settings.allowed_hosts)]
     if settings.auth is not None:
@@ -77,9 +86,11 @@ def command(settings: ServerSettings) -> list[str]:
 
 
 def environment(*, base: Mapping[str, str], settings: ServerSettings, store: ArtifactStore) -> dict[str, str]:
-    """The server's environment: the caller's, less any client setting, plus the store's keys."""
+    """The server's environment: the caller's, less any client setting, plus the backend store
+    URI (with its password) and the store's keys."""
     env = {k: v for k, v in base.items() if not k.startswith(CLIENT_PREFIXES)}
-    env |= {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_S3_ENDPOINT_URL": store.endpoint,
+    env |= {ENV_BACKEND_STORE_URI: settings.backend_uri,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_S3_ENDPOINT_URL": store.endpoint,
             contract.ENV_S3_REGION: store.region, contract.ENV_S3_ACCESS_KEY: store.access_key,
             contract.ENV_S3_SECRET_KEY: store.secret_key}
     if settings.auth is not None:
@@ -109,8 +120,8 @@ def _healthy(url: str) -> bool:
 class MlflowServer:
     """One `mlflow server` process; `start()` returns once /health answers."""
 
-    def __init__(self, *, settings: ServerSettings, env: dict[str, str], log: Path) -> None:
-        self.settings, self.env, self.log = settings, env, log
+    def __init__(self, *, settings: ServerSettings, env: dict[str, str], log: Path, redactor: Redactor) -> None:
+        self.settings, self.env, self.log, self.redactor = settings, env, log, redactor
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -118,10 +129,7 @@ class MlflowServer:
         return self.settings.url
 
     def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(command(self.settings), env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+        self.process = start_logged(command(self.settings), env=self.env, log=self.log, redactor=self.redactor)
         try:
             wait_until(ready=lambda: _healthy(self.url), process=self.process, name="mlflow server", log=self.log,
                        timeout_s=READY_TIMEOUT_S)
@@ -142,10 +150,3 @@ def create_user(*, url: str, admin: Credentials, user: Credentials) -> None:
     if response.status_code != 200:
         raise StartFailed(f"creating MLflow user {user.username!r} failed: HTTP {response.status_code} "
                           f"{response.text[:300]}")
-
-
-def write_private(*, path: Path, text: str) -> None:
-    """A file only its owner reads (it holds passwords)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)

@@ -6,11 +6,20 @@ runs the same binaries itself: `initdb` with scram-sha-256 for TCP clients
 (trust only on the private Unix socket, used once to create the role), then
 `postgres -h 127.0.0.1 -p PORT`. As root, Postgres refuses to run: it runs as
 the unprivileged user `pgserver` (created if missing, as pgserver does).
+
+No password on a command line or in a log: the superuser's password reaches
+`initdb` in a 0600 file (`--pwfile`, in a 0700 folder removed right after),
+every connection, the Unix socket's included, authenticates with
+scram-sha-256, and the login role is created with its SCRAM verifier
+(`psycopg2.extensions.encrypt_password`), so even a statement Postgres logs
+holds no password. Postgres' output reaches postgres.log through the stack's
+Redactor.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -19,8 +28,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg2
+from psycopg2.extensions import encrypt_password
 
-from devstack.processes import StartFailed, stop_process, wait_until
+from devstack.private import Redactor, private_folder, write_private
+from devstack.processes import StartFailed, start_logged, stop_process, wait_until
 
 SYSTEM_USER = "pgserver"
 SUPERUSER = "postgres"
@@ -55,7 +66,7 @@ class Postgres:
         return (f"postgresql+psycopg2://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
                 f"@{self.host}:{self.port}/{database}")
 
-    def connect(self, database: str) -> "psycopg2.extensions.connection":
+    def connect(self, database: str) -> psycopg2.extensions.connection:
         return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
                                 dbname=database)
 
@@ -87,12 +98,21 @@ def _own(*, path: Path, user: str | None) -> None:
     ensure_prefix_permissions(path)  # the user must traverse the folders above it
 
 
-def _initdb(*, pgdata: Path, user: str | None) -> None:
+def _initdb(*, pgdata: Path, user: str | None, password: str) -> None:
+    """A cluster whose superuser has `password` (read from a 0600 file that `user` owns, removed after)."""
     pgdata.mkdir(parents=True)
     _own(path=pgdata, user=user)
-    subprocess.run([bin_path() / "initdb", "-D", pgdata, "-U", SUPERUSER, "-E", "UTF8", "--no-sync",
-                    "--auth-local=trust", "--auth-host=scram-sha-256"],
-                   user=user, check=True, capture_output=True)
+    folder = private_folder(Path(tempfile.mkdtemp(prefix="tp4pw-")))
+    try:
+        pwfile = folder / "pwfile"
+        write_private(path=pwfile, text=password + "\n")
+        _own(path=folder, user=user)
+        _own(path=pwfile, user=user)
+        subprocess.run([bin_path() / "initdb", "-D", pgdata, "-U", SUPERUSER, "-E", "UTF8", "--no-sync",
+                        f"--pwfile={pwfile}", "--auth=scram-sha-256"],
+                       user=user, check=True, capture_output=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _socket_dir(*, pgdata: Path, user: str | None) -> Path:
@@ -103,20 +123,26 @@ def _socket_dir(*, pgdata: Path, user: str | None) -> Path:
     return folder
 
 
-def _can_connect(*, socket_dir: Path, port: int) -> bool:
+def _superuser(*, socket_dir: Path, port: int, password: str) -> psycopg2.extensions.connection:
+    return psycopg2.connect(host=str(socket_dir), port=port, user=SUPERUSER, password=password, dbname="postgres")
+
+
+def _can_connect(*, socket_dir: Path, port: int, password: str) -> bool:
     try:
-        psycopg2.connect(host=str(socket_dir), port=port, user=SUPERUSER, dbname="postgres").close()
+        _superuser(socket_dir=socket_dir, port=port, password=password).close()
         return True
     except psycopg2.OperationalError:
         return False
 
 
-def _create(*, socket_dir: Path, port: int, user: str, password: str, databases: tuple[str, ...]) -> None:
-    connection = psycopg2.connect(host=str(socket_dir), port=port, user=SUPERUSER, dbname="postgres")
+def _create(*, socket_dir: Path, port: int, superuser_password: str, user: str, password: str,
+            databases: tuple[str, ...]) -> None:
+    connection = _superuser(socket_dir=socket_dir, port=port, password=superuser_password)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            cursor.execute(f'CREATE ROLE "{user}" LOGIN PASSWORD %s', (password,))
+            verifier = encrypt_password(password, user, connection, "scram-sha-256")  # hashed here, not by the server
+            cursor.execute(f'CREATE ROLE "{user}" LOGIN PASSWORD %s', (verifier,))
             for database in databases:
                 cursor.execute(f'CREATE DATABASE "{database}" OWNER "{user}"')
     finally:
@@ -124,23 +150,25 @@ def _create(*, socket_dir: Path, port: int, user: str, password: str, databases:
 
 
 def start_postgres(*, folder: Path, host: str, port: int, user: str, password: str,
-                   databases: tuple[str, ...]) -> Postgres:
-    """A fresh cluster in `folder/pgdata`, a login role `user` owning `databases`."""
+                   databases: tuple[str, ...], redactor: Redactor) -> Postgres:
+    """A fresh cluster in `folder/pgdata`, a login role `user` owning `databases`
+    (the superuser gets a password of its own, registered with `redactor` and then forgotten)."""
     system_user = _run_as()
     pgdata = folder / "pgdata"
-    _initdb(pgdata=pgdata, user=system_user)
+    superuser_password = redactor.new_password()
+    redactor.add(password)
+    _initdb(pgdata=pgdata, user=system_user, password=superuser_password)
     socket_dir = _socket_dir(pgdata=pgdata, user=system_user)
     log = folder / "postgres.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen([bin_path() / "postgres", "-D", pgdata, "-h", host, "-p", str(port),
-                                    "-k", socket_dir], user=system_user, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    process = start_logged([bin_path() / "postgres", "-D", pgdata, "-h", host, "-p", str(port), "-k", socket_dir],
+                           user=system_user, log=log, redactor=redactor)
     server = Postgres(host=host, port=port, user=user, password=password, pgdata=pgdata, socket_dir=socket_dir,
                       process=process)
     try:
-        wait_until(ready=lambda: _can_connect(socket_dir=socket_dir, port=port), process=process,
-                   name="postgres", log=log, timeout_s=30)
-        _create(socket_dir=socket_dir, port=port, user=user, password=password, databases=databases)
+        wait_until(ready=lambda: _can_connect(socket_dir=socket_dir, port=port, password=superuser_password),
+                   process=process, name="postgres", log=log, timeout_s=30)
+        _create(socket_dir=socket_dir, port=port, superuser_password=superuser_password, user=user,
+                password=password, databases=databases)
     except (StartFailed, psycopg2.Error):
         server.stop()
         raise

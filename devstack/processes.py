@@ -6,11 +6,17 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import Any
+
+from devstack.private import Redactor, pump
 
 STOP_GRACE_S = 20.0
+LOG_DRAIN_S = 5.0
+_PUMPS: dict[int, threading.Thread] = {}  # pid -> the thread writing that child's log
 
 
 class StartFailed(RuntimeError):
@@ -28,6 +34,16 @@ def log_tail(path: Path, *, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:] if path.exists() else "(no log)"
 
 
+def start_logged(argv: list[Any], *, log: Path, redactor: Redactor, **options: Any) -> subprocess.Popen[bytes]:
+    """A child in its own session whose stdout and stderr reach `log` through `redactor` (never directly:
+    a server may print a connection string); `stop_process` drains the log."""
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True, **options)
+    assert process.stdout is not None
+    _PUMPS[process.pid] = pump(stream=process.stdout, log=log, redactor=redactor)
+    return process
+
+
 def wait_until(*, ready: Callable[[], bool], process: subprocess.Popen[bytes], name: str, log: Path,
                timeout_s: float) -> None:
     """Poll `ready` until it is true; StartFailed if the process exits or time runs out."""
@@ -42,14 +58,17 @@ def wait_until(*, ready: Callable[[], bool], process: subprocess.Popen[bytes], n
 
 def stop_process(process: subprocess.Popen[bytes] | None, *, sig: int = signal.SIGTERM) -> None:
     """Signal the process group (the process and its workers), then SIGKILL after a grace period."""
-    if process is None or process.poll() is not None:
+    if process is None:
         return
-    _signal_group(pid=process.pid, sig=sig)
-    try:
-        process.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        _signal_group(pid=process.pid, sig=signal.SIGKILL)
-        process.wait()
+    if process.poll() is None:
+        _signal_group(pid=process.pid, sig=sig)
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            _signal_group(pid=process.pid, sig=signal.SIGKILL)
+            process.wait()
+    if thread := _PUMPS.pop(process.pid, None):
+        thread.join(timeout=LOG_DRAIN_S)
 
 
 def _signal_group(*, pid: int, sig: int) -> None:
