@@ -44,7 +44,13 @@ data: $(STAMP)  ## build data/tiny_coco (DVC stage) from COCO128=$(COCO128)
 demo: data  ## run the whole lab grid locally and write the decision report
 	$(PY) -m controller submit-grid $(GRID) $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
-test: $(STAMP)  ## run the tests (unit + integration against real servers)
+.PHONY: lint
+lint: $(STAMP)  ## ruff, mypy and the import-linter layering contracts (pyproject.toml); make test runs it first
+	$(VENV)/bin/ruff check contract controller jobs tinycoco devstack tracking_probe.py tests bench tools charts/tp4/files
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
+
+test: lint  ## lint, then run the tests (unit + integration against real servers)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ui: $(STAMP)  ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)
