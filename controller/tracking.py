@@ -10,8 +10,10 @@ started.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,12 @@ from controller.credentials import refuse_credentials_in_uri
 from controller.errors import InvalidInput, Problem
 from controller.core.expanding import GridPoint
 from contract.grid import GridSpec
+
+# On a parent run the local executor creates: "host pid start-time" of the controller process
+# that owns it (controller.local.processes), so a later start can tell whether it is gone.
+TAG_PROCESS = "tp4.process"
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+
 
 def tracking_uri(root: Path) -> str:
     """MLFLOW_TRACKING_URI, or the embedded store under the project folder; `InvalidInput`
@@ -60,23 +68,83 @@ def connect_timeout() -> float:
         raise InvalidInput([Problem(tracking_probe.ENV_CONNECT_TIMEOUT, str(error))]) from error
 
 
-def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:
+def deleted_experiment_problem(name: str, experiment_id: str) -> Problem:
+    return Problem("experiment", f"MLflow experiment {name!r} (id {experiment_id}) is deleted, and this grid's runs "
+                   f"live in it: restore it (mlflow experiments restore --experiment-id {experiment_id}, or the "
+                   "MLflow UI) or choose another `experiment:` in grid.yaml")
+
+
+def check_experiment(mlflow: MlflowClient, *, name: str) -> str | None:
+    """The id of experiment `name` (None when it does not exist yet); `InvalidInput` (exit 2)
+    when it is deleted: nothing could be logged into it, and the runs it holds do not count."""
     experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = contract.embedded_artifact_location(root, name) if is_embedded(uri) else None
+    if experiment is None:
+        return None
+    if experiment.lifecycle_stage != "active":
+        raise InvalidInput([deleted_experiment_problem(name, experiment.experiment_id)])
+    return experiment.experiment_id
+
+
+def artifact_folder(name: str) -> str:
+    """A folder name for experiment `name` under .tp4/mlartifacts: the name itself when it is one
+    plain component, else a slug plus a hash of the name (an experiment may be called '../x')."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and ".." not in name:
+        return name
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "experiment"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def embedded_artifact_location(root: Path, name: str) -> str:
+    """file:// URI of experiment `name`'s artifacts, always inside <root>/.tp4/mlartifacts."""
+    folder = artifact_folder(name)
+    location = contract.embedded_artifact_location(root, folder)
+    base = (root / contract.EMBEDDED_DIR / "mlartifacts").resolve()
+    assert (base / folder).resolve().parent == base, folder
+    return location
+
+
+def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:
+    """The id of the active experiment `name`, created when missing (embedded store: its artifacts
+    under <root>/.tp4/mlartifacts, the folder created now so that a location that cannot be
+    written is bad input before any run exists); `InvalidInput` when it is deleted or unwritable."""
+    experiment_id = check_experiment(mlflow, name=name)
+    if experiment_id is not None:
+        return experiment_id
+    location = None
+    if is_embedded(uri):
+        location = embedded_artifact_location(root, name)
+        folder = (root / contract.EMBEDDED_DIR / "mlartifacts" / artifact_folder(name))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise InvalidInput([Problem("experiment", f"cannot create the artifact folder {folder}: "
+                                                      f"{error.strerror or error}")]) from error
     return mlflow.create_experiment(name, artifact_location=location)
 
 
 def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridPoint], experiment_id: str,
-                     backend: str, dataset_md5: str) -> str:
-    """One parent run per submission, holding the grid spec the finalizer reads back."""
+                     backend: str, dataset_md5: str, process: str = "") -> str:
+    """One parent run per submission, holding the grid spec the finalizer reads back; `process`
+    ('host pid start', see TAG_PROCESS) names the controller process that owns it.
+    Creates the run first: a failure after that is the caller's to close (end_run FAILED)."""
     run = mlflow.create_run(experiment_id, run_name=f"grid-{grid.name}", tags={
         contract.TAG_ROLE: contract.ROLE_PARENT, contract.TAG_GRID: grid.name,
         contract.TAG_CODE_VERSION: contract.CODE_VERSION, contract.TAG_BACKEND: backend,
         contract.TAG_DATASET_MD5: dataset_md5, contract.TAG_IMAGE: grid.job.image,
+        **({TAG_PROCESS: process} if process else {}),
     })
     run_id = run.info.run_id
+    try:
+        _describe_parent_run(mlflow, run_id=run_id, grid=grid, points=points, dataset_md5=dataset_md5)
+    except BaseException as error:
+        end_run(mlflow, run_id, status="KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED",
+                reason=f"setup failed: {type(error).__name__}: {error}"[:5000])
+        raise
+    return run_id
+
+
+def _describe_parent_run(mlflow: MlflowClient, *, run_id: str, grid: GridSpec, points: list[GridPoint],
+                         dataset_md5: str) -> None:
     params = {"grid": grid.name, "points": str(len(points)), "weights": grid.weights,
               "objective": f"{grid.objective_metric} ({grid.objective_direction})",
               **{f"axis.{name}": json.dumps(values) for name, values in grid.axes.items()},
@@ -88,12 +156,42 @@ def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridP
         path = Path(folder) / contract.ARTIFACT_GRID_SPEC
         path.write_text(json.dumps(spec, indent=1, default=str))
         mlflow.log_artifact(run_id, str(path))
-    return run_id
 
 
-def end_run(mlflow: MlflowClient, run_id: str, *, status: str) -> None:
-    if mlflow.get_run(run_id).info.status == "RUNNING":
-        mlflow.set_terminated(run_id, status=status)
+def end_run(mlflow: MlflowClient, run_id: str, *, status: str, reason: str = "") -> bool:
+    """End run `run_id` with `status` if it is still RUNNING, `reason` kept as the
+    contract.TAG_CLOSED_BY tag; True when this call ended it."""
+    if mlflow.get_run(run_id).info.status != RUNNING:
+        return False
+    if reason:
+        mlflow.set_tag(run_id, contract.TAG_CLOSED_BY, reason)
+    mlflow.set_terminated(run_id, status=status)
+    return True
+
+
+def missing_runs(mlflow: MlflowClient, run_ids: dict[str, str]) -> list[str]:
+    """Of {what: run id}, what is not a FINISHED run in an active experiment (deleted, or gone
+    from the store): "nothing to do" relies on these runs being there."""
+    missing = []
+    active: dict[str, bool] = {}
+    for what, run_id in run_ids.items():
+        try:
+            run = mlflow.get_run(run_id)
+        except Exception:  # RESOURCE_DOES_NOT_EXIST: purged, or another store
+            missing.append(what)
+            continue
+        experiment_id = run.info.experiment_id
+        if experiment_id not in active:
+            active[experiment_id] = mlflow.get_experiment(experiment_id).lifecycle_stage == "active"
+        if run.info.status != "FINISHED" or run.info.lifecycle_stage != "active" or not active[experiment_id]:
+            missing.append(what)
+    return missing
+
+
+def running_runs(mlflow: MlflowClient, *, experiment_id: str, grid: str) -> list[Any]:
+    """The RUNNING runs (parent and train) of grid `grid` in one experiment."""
+    query = f"tags.`{contract.TAG_GRID}` = '{grid}' and attributes.status = '{RUNNING}'"
+    return mlflow.search_runs([experiment_id], filter_string=query, max_results=5000)
 
 
 def runs_of_point(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: str, point: str) -> list[Any]:

@@ -20,6 +20,8 @@ class Attempt:
     finished: float | None = None
     exit_code: int | None = None
     reason: str = ""  # e.g. "DeadlineExceeded", "Killed", "Interrupted"
+    pid: int | None = None  # the local executor's process of this attempt, and its start time
+    process_started: float | None = None  # (psutil create_time, s since the epoch): a pid reused later differs
 
 
 @dataclass

@@ -11,11 +11,12 @@ from typing import Any, Callable
 
 import contract
 from controller import tracking
-from controller.errors import NameClash
+from controller.errors import InvalidInput, NameClash, Problem
 from controller.core.expanding import GridPoint, finalizer_name
 from contract.grid import GridSpec
+from controller.local import processes, relocating, sweeping
 from controller.local.kubelet import LocalKubelet
-from controller.local.state import GridState, JobRecord, grid_dir, job_owners, load_state, save_state
+from controller.local.state import GridState, JobRecord, grid_dir, job_owners, load_state, safe_child, save_state
 from controller.progress import ProgressView
 from controller.core.reconciling import (Conflict, Create, Delete, DesiredGrid, DesiredJob, GridPhase, JobPhase,
                                     ObservedJob, Plan, is_up_to_date, reconcile)
@@ -77,17 +78,9 @@ def check_name_clashes(run: LocalRun) -> None:
         raise NameClash("; ".join(f"job {n} already belongs to grid {g}" for n, g in clashes.items()))
 
 
-def mark_lost(state: GridState) -> None:
-    """Jobs left running by a controller that died: their processes are gone."""
-    for job in state.jobs.values():
-        if not job.phase.terminal:
-            job.phase = JobPhase.FAILED
-            if job.attempts and job.attempts[-1].finished is None:
-                job.attempts[-1].finished, job.attempts[-1].reason = time.time(), "Lost"
-
-
 class LocalExecutor:
-    """Runs one submission of a grid to its end."""
+    """Runs one submission of a grid to its end. The caller holds the grid's lock
+    (sweeping.GridLock): what the state shows as running was left by a controller that died."""
 
     def __init__(self, run: LocalRun, *, uri: str, view: ProgressView) -> None:
         self.run = run
@@ -95,23 +88,65 @@ class LocalExecutor:
         self.view = view
         self.mlflow = tracking.client(uri)
         self.state = load_state(run.root, run.grid.name)
-        mark_lost(self.state)
         self.kubelet = LocalKubelet(root=run.root, logs_dir=grid_dir(run.root, run.grid.name) / "logs",
                                     threads_per_job=max(1, cpu_count() // run.parallelism))
         self.experiment_id = ""
         self.settings: RenderSettings | None = None
+        self.notes: list[str] = []
+
+    def check_experiment(self) -> None:
+        """A deleted experiment, the grid's or the one its recorded runs live in: `InvalidInput` (exit 2)."""
+        tracking.check_experiment(self.mlflow, name=self.run.grid.experiment)
+        if self.state.experiment and self.state.experiment != self.run.grid.experiment:
+            tracking.check_experiment(self.mlflow, name=self.state.experiment)
+
+    def recover(self) -> None:
+        """What a controller that died left: stop its live attempts (never two trainings of one point),
+        then end every run of this project whose process is gone."""
+        for orphan in sweeping.stop_orphans(self.state):
+            what = f"stopped (pid {orphan.pid})" if orphan.stopped else "found gone"
+            self.notes.append(f"{orphan.job} attempt {orphan.attempt} was left running by a controller that died: {what}")
+        save_state(self.run.root, self.state)
+        for closed in sweeping.sweep(self.mlflow, self.run.root):
+            self.notes.append(f"run {closed.run_id} ({closed.grid} {closed.point or closed.role}) was RUNNING: "
+                              f"ended FAILED, {closed.reason}")
+
+    def relied_on(self) -> dict[str, str]:
+        """The MLflow runs a "nothing to do" answer relies on: the submission's parent run
+        (it holds the report) and each train Job's FINISHED run."""
+        runs = {"parent run": self.state.submission} if self.state.submission else {}
+        for job in self.state.jobs.values():
+            if job.role == contract.ROLE_TRAIN and job.phase is JobPhase.SUCCEEDED:
+                runs[job.name] = job.run_id or ""
+        return runs
 
     def up_to_date(self) -> bool:
+        """True when every point and the finalizer succeeded with this spec and the runs they
+        produced are really in MLflow (FINISHED, in an active experiment); Jobs whose run is
+        missing are forgotten here, so that the submission runs them again."""
         desired = desired_grid(self.run, self.state.submission)
-        return is_up_to_date(desired, observe(self.state, owners={}, names=[]))
+        if not is_up_to_date(desired, observe(self.state, owners={}, names=[])):
+            return False
+        runs = self.relied_on()
+        missing = tracking.missing_runs(self.mlflow, {k: v for k, v in runs.items() if v})
+        missing += [k for k, v in runs.items() if not v]
+        if not missing:
+            return True
+        for name in missing:
+            self.state.jobs.pop(name, None)
+        if "parent run" in missing:
+            self.state.jobs.pop(finalizer_name(self.run.grid), None)
+        self.notes.append(f"runs missing from MLflow, run again: {', '.join(sorted(missing))}")
+        return False
 
     def begin(self) -> None:
         grid = self.run.grid
         self.experiment_id = tracking.ensure_experiment(self.mlflow, name=grid.experiment, root=self.run.root, uri=self.uri)
+        self.state.experiment = grid.experiment
         parent = tracking.start_parent_run(self.mlflow, grid=grid, points=self.run.points,
                                            experiment_id=self.experiment_id, backend="local",
-                                           dataset_md5=self.run.dataset_md5)
-        self.state.submission, self.state.experiment = parent, grid.experiment
+                                           dataset_md5=self.run.dataset_md5, process=processes.myself().tag())
+        self.state.submission = parent
         self.settings = RenderSettings(tracking_uri=self.uri, backend="local", parent_run_id=parent,
                                        extra_env={k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ})
         save_state(self.run.root, self.state)
@@ -148,9 +183,29 @@ class LocalExecutor:
         except Exception as error:  # a status read must never stop the grid
             self.state.message = f"could not read metrics of {job.name}: {error}"
 
+    def close_ended_attempts(self, job: JobRecord, before: int) -> None:
+        """An attempt that ended without ending its run (killed, or the tracking server was down
+        when it failed): end the run FAILED now; a failure here is left to the next start's sweep."""
+        ended = [a for a in job.attempts[max(0, before - 1):] if a.finished is not None and a.exit_code != 0]
+        if job.role != contract.ROLE_TRAIN or not ended:
+            return
+        try:
+            for run in tracking.runs_of_point(self.mlflow, experiment_id=self.experiment_id,
+                                              parent_run_id=self.state.submission, point=job.name):
+                attempt = next((a for a in ended if str(a.number) == run.data.tags.get(contract.TAG_ATTEMPT)), None)
+                if attempt is not None and run.info.status == tracking.RUNNING:
+                    tracking.end_run(self.mlflow, run.info.run_id, status="FAILED",
+                                     reason=f"job process {attempt.pid} exited with code {attempt.exit_code}")
+        except Exception as error:  # the tracking server may be down: the next start sweeps it
+            self.state.message = f"could not close the run of {job.name}: {error}"
+
     def step(self) -> Plan:
         for job in self.state.jobs.values():
-            if self.kubelet.poll(job):
+            before = len(job.attempts)
+            changed = self.kubelet.poll(job)
+            if changed or len(job.attempts) != before:
+                self.close_ended_attempts(job, before)
+            if changed:
                 self.collect_metrics(job)
         desired = desired_grid(self.run, self.state.submission)
         plan = reconcile(desired, observe(self.state, owners=job_owners(self.run.root),
@@ -170,42 +225,105 @@ class LocalExecutor:
                 return plan.phase
             sleep(POLL_SECONDS)
 
-    def interrupt(self) -> None:
-        """Ctrl-C: stop the children, mark their runs and the parent run KILLED."""
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Ctrl-C, SIGTERM or SIGHUP: stop the children, mark their runs and the parent run KILLED."""
         stopped = self.kubelet.stop_all(self.state.jobs, reason="Interrupted")
-        self.state.phase, self.state.message = GridPhase.FAILED.value, "interrupted"
+        self.state.phase, self.state.message = GridPhase.FAILED.value, reason
         save_state(self.run.root, self.state)
-        self.view.update(self.state)
+        try:
+            self.view.update(self.state)
+        except OSError:  # the terminal is gone (SIGHUP)
+            pass
         if self.state.submission:
             tracking.kill_open_runs(self.mlflow, experiment_id=self.experiment_id,
                                     parent_run_id=self.state.submission, points=stopped)
-            tracking.end_run(self.mlflow, self.state.submission, status="KILLED")
+            tracking.end_run(self.mlflow, self.state.submission, status="KILLED", reason=reason)
+
+    def fail(self, error: BaseException) -> str:
+        """A failure of the controller itself once the submission began: stop the children and end
+        the parent run FAILED with the reason; returns that reason."""
+        reason = f"{type(error).__name__}: {error}"
+        stopped = self.kubelet.stop_all(self.state.jobs, reason="ControllerFailed")
+        self.state.phase, self.state.message = GridPhase.FAILED.value, f"controller failed: {reason}"
+        save_state(self.run.root, self.state)
+        if self.state.submission:
+            try:
+                tracking.kill_open_runs(self.mlflow, experiment_id=self.experiment_id,
+                                        parent_run_id=self.state.submission, points=stopped)
+                tracking.end_run(self.mlflow, self.state.submission, status="FAILED", reason=reason[:5000])
+            except Exception:  # the next start's sweep ends it
+                pass
+        return reason
 
 
 def report_path(root: Path, grid: GridSpec) -> Path:
-    return root / "reports" / grid.name / "decision.md"
+    return safe_child(root / "reports", grid.name) / "decision.md"
+
+
+class _Signalled(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise _Signalled(signum)
+
+
+# SIGHUP (a closed terminal, a dropped ssh session) is handled as SIGTERM: the Jobs run in
+# sessions of their own and would go on training without a controller.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def run_grid_locally(run: LocalRun, *, view: ProgressView) -> Outcome:
-    """Submit a validated grid to the local executor and wait for its end."""
+    """Submit a validated grid to the local executor and wait for its end.
+
+    Before anything starts: the grid's lock (one controller per grid), the experiment (deleted:
+    `InvalidInput`), the attempts a dead controller left (stopped) and the runs whose process is
+    gone (ended FAILED). A failure after the parent run exists ends it FAILED and is reported as
+    `InvalidInput` naming the failure; SIGINT, SIGTERM and SIGHUP end it KILLED (KeyboardInterrupt)."""
     check_name_clashes(run)
-    executor = LocalExecutor(run, uri=tracking.tracking_uri(run.root), view=view)
-    if executor.up_to_date():
-        return Outcome(phase=GridPhase.SUCCEEDED, state=executor.state, report=report_path(run.root, run.grid),
-                       up_to_date=True)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        executor.begin()
-        with view:
-            phase = executor.run_to_end()
-    except KeyboardInterrupt:
-        executor.interrupt()
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    for note in relocate_store(run.root):
+        view.console.print(note, highlight=False, soft_wrap=True)
+    with sweeping.GridLock(run.root, run.grid.name):
+        executor = LocalExecutor(run, uri=tracking.tracking_uri(run.root), view=view)
+        executor.check_experiment()
+        executor.recover()
+        up_to_date = executor.up_to_date()
+        for note in executor.notes:
+            view.console.print(note, highlight=False, soft_wrap=True)
+        if up_to_date:
+            return Outcome(phase=GridPhase.SUCCEEDED, state=executor.state, report=report_path(run.root, run.grid),
+                           up_to_date=True)
+        previous = {sig: signal.signal(sig, _raise_interrupt) for sig in STOP_SIGNALS}
+        try:
+            executor.begin()
+            with view:
+                phase = executor.run_to_end()
+        except _Signalled as stop:
+            executor.interrupt(f"stopped by {signal.Signals(stop.signum).name}")
+            raise
+        except KeyboardInterrupt:
+            executor.interrupt("interrupted (SIGINT)")
+            raise
+        except InvalidInput:
+            executor.fail(RuntimeError("bad input found after the submission began"))
+            raise
+        except Exception as error:
+            reason = executor.fail(error)
+            problem = (f"grid {run.grid.name} failed: {reason}" + (
+                f"; its parent run {executor.state.submission} was ended FAILED" if executor.state.submission else ""))
+            raise InvalidInput([Problem("submit-grid", problem)]) from error
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     report = report_path(run.root, run.grid)
     return Outcome(phase=phase, state=executor.state, report=report if report.exists() else None)
+
+
+def relocate_store(root: Path) -> list[str]:
+    """The embedded store of a moved or copied project, repaired (controller.local.relocating)."""
+    if os.environ.get(contract.ENV_TRACKING_URI):
+        return []
+    note = relocating.relocate(root)
+    return [note] if note else []

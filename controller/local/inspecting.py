@@ -13,7 +13,8 @@ from rich.console import Console
 import contract
 
 from controller.errors import InvalidInput, Problem
-from controller.local.state import GridState, known_grids, load_state
+from controller.local import relocating
+from controller.local.state import GridState, grid_dir, known_grids, load_state, safe_child
 from controller.progress import status_table
 
 FOLLOW_POLL_SECONDS = 0.5
@@ -63,7 +64,7 @@ def show_logs(*, root: Path, job: str, follow: bool, attempt: int | None) -> int
     if attempt is not None and not 1 <= attempt <= len(attempts):
         raise InvalidInput([Problem("--attempt", f"{job} has attempts 1..{len(attempts)}, not {attempt}")])
     number = attempt or len(attempts)
-    path = Path(attempts[number - 1].log)
+    path = relocating.local_log(root, attempts[number - 1].log, logs_dir=grid_dir(root, grid) / "logs")
     with open(path, "rb") as log:
         sys.stdout.buffer.write(log.read())
         while follow:
@@ -103,7 +104,7 @@ def decision_lines(decision: dict[str, Any]) -> list[str]:
 def show_report(*, root: Path, grid: str, console: Console) -> int:
     """Print the decision summary from reports/<grid>/, else from the grid's latest parent run in MLflow."""
     name = grid_name(grid)
-    local = root / "reports" / name / REPORT_JSON
+    local = safe_child(root / "reports", name) / REPORT_JSON
     if local.exists():
         decision, where = json.loads(local.read_text()), str(local.with_name("decision.md"))
     else:
@@ -118,6 +119,10 @@ def _report_from_mlflow(root: Path, grid: str) -> tuple[dict[str, Any], str]:
     from controller import tracking
 
     uri = tracking.tracking_uri(root)
+    from controller.local.executor import relocate_store
+
+    for note in relocate_store(root):
+        print(note, file=sys.stderr)
     found = tracking.latest_report(tracking.client(uri), grid=grid)
     if found is None:
         raise InvalidInput([Problem("grid", f"no decision report for {grid!r} in {root / 'reports'} "

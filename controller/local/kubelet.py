@@ -3,8 +3,11 @@
 It runs the container command, args and env of a rendered batch/v1 Job
 manifest as a local process, with the Job controller's rules: backoffLimit
 retries, activeDeadlineSeconds, podFailurePolicy exit codes. One log file per
-attempt. Processes get their own session, so Ctrl-C reaches the controller
-only, which then stops them with SIGTERM (then SIGKILL).
+attempt and submission (`<job>.<submission>.<attempt>.log`, created exclusively:
+never overwritten). Processes get their own session, so Ctrl-C or a closed
+terminal reaches the controller only, which then stops them with SIGTERM (then
+SIGKILL). Each attempt records its pid and start time, so a controller started
+later can tell whether it still runs (controller.local.processes).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import contract
-from controller.local.state import Attempt, JobRecord
+from controller.local import processes
+from controller.local.state import Attempt, JobRecord, safe_child
 from controller.core.reconciling import JobPhase
 
 STOP_GRACE_SECONDS = 15.0
@@ -73,17 +77,20 @@ class LocalKubelet:
     def start(self, job: JobRecord) -> None:
         number = len(job.attempts) + 1
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.logs_dir / f"{job.name}.{number}.log"
+        log_path = new_log(self.logs_dir, job=job.name, submission=job.submission, attempt=number)
         threads = str(self.threads_per_job)
         env = process_env(job.manifest, base=dict(os.environ), overrides={
             contract.ENV_ATTEMPT: str(number), contract.ENV_TORCH_THREADS: threads, "OMP_NUM_THREADS": threads,
             "YOLO_CONFIG_DIR": str(self.root / contract.EMBEDDED_DIR / "ultralytics"), "PYTHONUNBUFFERED": "1",
         })
-        with open(log_path, "wb") as log:
-            self.processes[job.name] = subprocess.Popen(
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
                 process_command(job.manifest), cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
-        job.attempts.append(Attempt(number=number, log=str(log_path), started=self.clock()))
+        self.processes[job.name] = process
+        identity = processes.identify(process.pid)
+        job.attempts.append(Attempt(number=number, log=str(log_path), started=self.clock(), pid=process.pid,
+                                    process_started=identity.started if identity else None))
         job.phase = JobPhase.RUNNING
 
     def poll(self, job: JobRecord) -> bool:
@@ -148,6 +155,20 @@ class LocalKubelet:
         for name in running:
             self.stop(jobs[name], reason=reason)
         return running
+
+
+def new_log(logs_dir: Path, *, job: str, submission: str, attempt: int) -> Path:
+    """A new, empty log file for one attempt of one submission, never an existing one:
+    `<job>.<submission[:12]>.<attempt>.log` (then `-2`, `-3`, ... should that name exist)."""
+    stem = f"{job}.{submission[:12] or 'local'}.{attempt}"
+    for suffix in ("", *(f"-{n}" for n in range(2, 1000))):
+        path = safe_child(logs_dir, f"{stem}{suffix}.log")
+        try:
+            with open(path, "xb"):
+                return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{logs_dir}: no free log name for {stem}")
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -12,15 +12,28 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from contract.errors import InvalidInput, Problem
 from controller.core.reconciling import JobPhase
 from controller.core.state import Attempt, GridState, JobRecord
 
 __all__ = ["Attempt", "GridState", "JobRecord", "grid_dir", "state_path", "load_state", "save_state",
-           "known_grids", "job_owners"]
+           "known_grids", "job_owners", "safe_child"]
+
+
+def safe_child(base: Path, name: str) -> Path:
+    """`base / name` when `name` is one plain path component that stays inside `base`
+    (a grid, Job or file name from grid.yaml is never used as a path unchecked);
+    `InvalidInput` (exit 2) naming the value otherwise."""
+    path = base / name
+    plain = bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+    if not plain or path.resolve().parent != base.resolve():
+        raise InvalidInput([Problem("name", f"{name!r} cannot name a file or folder under {base}: "
+                                            "use letters, digits and '-' only")])
+    return path
 
 
 def grid_dir(root: Path, grid: str) -> Path:
-    return root / ".tp4" / "grids" / grid
+    return safe_child(root / ".tp4" / "grids", grid)
 
 
 def state_path(root: Path, grid: str) -> Path:
