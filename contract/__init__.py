@@ -86,6 +86,15 @@ FINAL_METRICS = (METRIC_PRECISION, METRIC_RECALL, METRIC_MAP50, METRIC_MAP50_95)
 METRIC_TRAIN_SECONDS = "train_seconds"
 METRIC_LATENCY_MS = "inference_ms_per_image"
 METRIC_MODEL_SIZE_MB = "model_size_mb"
+# Every metric a train run logs at its end: the only names an objective, a constraint or a gate may use.
+TRAIN_RUN_METRICS = (*FINAL_METRICS, METRIC_TRAIN_SECONDS, METRIC_LATENCY_MS, METRIC_MODEL_SIZE_MB)
+# The values each can take, (low, high): a rule outside them can never hold.
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **{name: (0.0, 1.0) for name in FINAL_METRICS},
+    METRIC_TRAIN_SECONDS: (0.0, float("inf")),
+    METRIC_LATENCY_MS: (0.0, float("inf")),
+    METRIC_MODEL_SIZE_MB: (0.0, float("inf")),
+}
 # Per-epoch series are logged with step=epoch (1-based) under "epoch/<name>",
 # e.g. "epoch/mAP50-95", "epoch/train_box_loss", "epoch/lr_pg0".
 EPOCH_PREFIX = "epoch/"
@@ -115,7 +124,7 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 
 
 # --- what the controller logs on the parent run for the finalizer -------------
-# grid.json = {"spec": <validated grid.yaml as a dict, defaults filled>,
+# grid.json = {"spec": contract.grid.GridSpec.to_dict() (grid.yaml's own shape, defaults filled),
 #              "points": [{"name", "spec_hash", "params": {<axis>: value}}]}
 ARTIFACT_GRID_SPEC = "grid.json"
 

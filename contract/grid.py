@@ -1,382 +1,825 @@
-"""grid.yaml: its schema, parsing and validation (pure, no I/O but reading the file).
+"""grid.yaml: the one model of a grid (pydantic v2), its reading and its validation (pure but for reading the file).
 
-Every problem is collected with its location and reported at once; nothing
-is submitted when there is one. The schema is documented in docs/grid-schema.md.
+`GridSpec` is the single source of truth for:
+- the controller's validation (`load_grid`, `parse_grid`): every problem at once,
+  each with its location (`grid.yaml: axes.lr0[1]: must be > 0, got -1`), as
+  contract.errors.InvalidInput (exit code 2), before anything starts;
+- the train Job's own flag checks (`argument_problem`, `canonical_optimizer`);
+- the finalizer's rules: grid.json holds `GridSpec.to_dict()` (grid.yaml's own
+  shape, defaults filled), read back with `GridSpec.model_validate`;
+- the Grid CRD's openAPIV3Schema, generated from `GridSpec.model_json_schema()`
+  by `make crd` (contract/crd.py).
+
+Bounds live in one place: the scalar factories `number()`, `integer()` and
+`text()` build a type that validates, says what is wrong in our words, and
+states the same bound in the JSON schema; `ARGUMENT_TYPES` gives each
+ultralytics train argument its type. docs/grid-schema.md describes the model.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from dataclasses import asdict, dataclass, field
+import string
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError,
+                      WithJsonSchema, create_model, field_validator, model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+import contract
 from contract.errors import InvalidInput, Problem
-from contract.train_args import TRAIN_ARGUMENTS
+from contract.objective import DIRECTIONS, Direction
+from contract.train_args import (BOOL_ARGUMENTS, FLOAT_ARGUMENTS, FRACTION_ARGUMENTS, INT_ARGUMENTS,
+                                 TRAIN_ARGUMENTS)
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-OPTIMIZERS = ("SGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSProp", "MuSGD")
+# --- names and limits -------------------------------------------------------------------------------
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_GRID_NAME = 40  # Job names are "<template>" and "finalize-<name>": both must stay within 63
+OPTIMIZERS = ("SGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "MuSGD")  # ultralytics' spelling
 LANGUAGES = ("en", "fr")
-DIRECTIONS = ("maximize", "minimize")
+DEFAULT_OPTIMIZER = "SGD"
 DEFAULT_NAME_TEMPLATE = "train-{imgsz}-{lr0}-{seed}"
 DEFAULT_IMAGE = "tp4-trainer:0.1.0"
-# Arguments the train Job owns itself: a grid may not set them.
-RESERVED_ARGUMENTS = frozenset({"data", "model", "project", "name", "exist_ok", "resume", "mode", "task"})
-
-
-@dataclass(frozen=True)
-class Resources:
-    cpu: str = "1"
-    memory: str = "3Gi"
-    gpu: int = 0
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    name_template: str = DEFAULT_NAME_TEMPLATE
-    image: str = DEFAULT_IMAGE
-    parallelism: int | None = None  # None: the CPU count (local) / no limit but the grid size (cluster)
-    backoff_limit: int = 1
-    active_deadline_seconds: int = 3600
-    failure_budget: int | None = None  # failed points tolerated before no new Job is started
-    ttl_seconds_after_finished: int = 86400
-    resources: Resources = field(default_factory=Resources)
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = field(default_factory=list)
-    queue: str | None = None  # Kueue LocalQueue name
-
-
-@dataclass(frozen=True)
-class Constraint:
-    metric: str
-    min: float | None = None
-    max: float | None = None
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    name: str
-    experiment: str
-    dataset_path: str
-    dataset_md5: str | None
-    weights: str
-    fallback_weights: str
-    registered_model: str
-    train: dict[str, Any]
-    axes: dict[str, list[Any]]
-    job: JobSettings
-    objective_metric: str = "mAP50-95"
-    objective_direction: str = "maximize"
-    constraints: list[Constraint] = field(default_factory=list)
-    min_success_fraction: float = 0.75
-    min_objective: float = 0.0
-    champion_margin: float = 0.0
-    language: str = "en"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class _Reader:
-    """Walks a parsed YAML mapping, collecting problems with their locations."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[Problem] = []
-
-    def fail(self, where: str, message: str) -> None:
-        self.problems.append(Problem(f"{self.source}: {where}" if where else self.source, message))
-
-    def mapping(self, value: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            self.fail(where, f"must be a mapping, got {type(value).__name__}")
-            return {}
-        for key in sorted(set(value) - allowed, key=str):
-            self.fail(_join(where, str(key)), f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        for key in sorted(required - set(value)):
-            self.fail(_join(where, key), "is required")
-        return value
-
-    def typed(self, value: Any, where: str, kind: type | tuple[type, ...], check: Callable[[Any], str | None] | None = None) -> Any:
-        if isinstance(value, bool) and bool not in _as_tuple(kind):
-            self.fail(where, f"must be {_kind_name(kind)}, got a boolean")
-            return None
-        if not isinstance(value, kind):
-            self.fail(where, f"must be {_kind_name(kind)}, got {value!r}")
-            return None
-        problem = check(value) if check else None
-        if problem:
-            self.fail(where, problem)
-            return None
-        return value
-
-
-def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "a boolean", list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
-
-
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 and math.isfinite(value) else f"must be > 0, got {value}"
-
-
-def _non_negative(value: float) -> str | None:
-    return None if value >= 0 else f"must be >= 0, got {value}"
-
-
-def _imgsz(value: int) -> str | None:
-    if value <= 0 or value % 32:
-        return f"must be a positive multiple of 32 (the model's largest stride), got {value}"
-    return None
-
-
-def _fraction(value: float) -> str | None:
-    return None if 0 <= value <= 1 else f"must be between 0 and 1, got {value}"
-
-
-# Checks for training arguments whose bad values ultralytics would reject or misuse.
-ARGUMENT_CHECKS: dict[str, tuple[type | tuple[type, ...], Callable[[Any], str | None] | None]] = {
-    "imgsz": (int, _imgsz),
-    "lr0": ((int, float), _positive),
-    "lrf": ((int, float), _positive),
-    "epochs": (int, _positive),
-    "batch": (int, _positive),
-    "nbs": (int, _positive),
-    "seed": (int, _non_negative),
-    "warmup_epochs": ((int, float), _non_negative),
-    "momentum": ((int, float), _fraction),
-    "weight_decay": ((int, float), _non_negative),
-    "workers": (int, _non_negative),
-    "patience": (int, _non_negative),
-    "optimizer": (str, lambda v: None if v in OPTIMIZERS else f"must be one of {', '.join(OPTIMIZERS)} "
-                  "(not 'auto': ultralytics' auto optimizer ignores lr0 and momentum)"),
+DEFAULT_FALLBACK = "yolov8n.yaml"
+# Arguments the train Job owns itself (or sets from job.resources): a grid may not set them.
+RESERVED_ARGUMENTS = frozenset({"data", "model", "project", "name", "exist_ok", "resume", "mode", "task",
+                                "device", "cfg"})
+GRID_ARGUMENTS = TRAIN_ARGUMENTS - RESERVED_ARGUMENTS
+MAX_IMGSZ = 4096
+MAX_SEED = 2**32  # exclusive: numpy's seeds
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 20  # nesting of YAML collections
+MAX_ALIASES = 100
+DEFAULT_MAX_POINTS = 10_000
+# ultralytics' own column names (results.csv, its console) -> the name a train run logs.
+ULTRALYTICS_METRICS = {
+    "metrics/precision(B)": contract.METRIC_PRECISION, "metrics/recall(B)": contract.METRIC_RECALL,
+    "metrics/mAP50(B)": contract.METRIC_MAP50, "metrics/mAP50-95(B)": contract.METRIC_MAP50_95,
+    "fitness": contract.METRIC_MAP50_95, "map": contract.METRIC_MAP50_95, "map50": contract.METRIC_MAP50,
+    "mp": contract.METRIC_PRECISION, "mr": contract.METRIC_RECALL,
 }
 
 
-def _check_argument(reader: _Reader, name: str, value: Any, where: str) -> Any:
-    if name in ARGUMENT_CHECKS:
-        kind, check = ARGUMENT_CHECKS[name]
-        return reader.typed(value, where, kind, check)
-    if not isinstance(value, (int, float, str, bool)) and value is not None:
-        reader.fail(where, f"must be a scalar, got {value!r}")
-        return None
+# --- scalar types: validation, our message and the JSON schema from one definition -------------------
+
+def describe(value: object) -> str:
+    """A short, safe rendering of a bad value for a message (huge numbers and strings are summarised)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fail(kind: str, message: str, value: object) -> PydanticCustomError:
+    return PydanticCustomError(kind, message + ", got {got}", {"got": describe(value)})
+
+
+def _bounds_problem(value: float, *, ge: float | None, gt: float | None, le: float | None,
+                    lt: float | None) -> str | None:
+    if ge is not None and le is not None and not ge <= value <= le:
+        return f"must be between {ge:g} and {le:g}"
+    if gt is not None and not value > gt:
+        return f"must be > {gt:g}"
+    if ge is not None and not value >= ge:
+        return f"must be >= {ge:g}"
+    if lt is not None and not value < lt:
+        return f"must be < {lt:g}"
+    if le is not None and not value <= le:
+        return f"must be <= {le:g}"
+    return None
+
+
+def _bounds_schema(*, ge: float | None, gt: float | None, le: float | None, lt: float | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {}
+    for key, bound in (("minimum", ge), ("exclusiveMinimum", gt), ("maximum", le), ("exclusiveMaximum", lt)):
+        if bound is not None:
+            schema[key] = bound
+    return schema
+
+
+def number(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
+           description: str | None = None) -> Any:
+    """A finite number (an int stays an int: 0 and 0.0 name the same value but keep the spelling given)."""
+    def check(value: object) -> float | int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _fail("number_type", "must be a number", value)
+        try:
+            as_float = float(value)
+        except OverflowError:
+            raise _fail("number_range", "must be a finite number", value) from None
+        if not math.isfinite(as_float):
+            raise _fail("number_range", "must be a finite number", value)
+        problem = _bounds_problem(as_float, ge=ge, gt=gt, le=le, lt=lt)
+        if problem:
+            raise _fail("number_range", problem, value)
+        return value
+    schema = {"type": "number", **_bounds_schema(ge=ge, gt=gt, le=le, lt=lt)}
+    if description:
+        schema["description"] = description
+    return Annotated[float, PlainValidator(check), WithJsonSchema(schema)]
+
+
+def integer(*, ge: int | None = None, gt: int | None = None, le: int | None = None, lt: int | None = None,
+            multiple_of: int | None = None, description: str | None = None) -> Any:
+    """An integer (not a boolean, not a float, not a string of digits)."""
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail("int_type", "must be an integer", value)
+        problem = _bounds_problem(value, ge=ge, gt=gt, le=le, lt=lt)
+        if problem is None and multiple_of and value % multiple_of:
+            problem = f"must be a positive multiple of {multiple_of}"
+        if problem:
+            raise _fail("int_range", problem, value)
+        return value
+    schema: dict[str, Any] = {"type": "integer", **_bounds_schema(ge=ge, gt=gt, le=le, lt=lt)}
+    if multiple_of:
+        schema["multipleOf"] = multiple_of
+    if description:
+        schema["description"] = description
+    return Annotated[int, PlainValidator(check), WithJsonSchema(schema)]
+
+
+def text(*, pattern: str | None = None, message: str | None = None, min_length: int = 0,
+         max_length: int | None = None, description: str | None = None) -> Any:
+    """A string; `pattern` must match the whole string (a trailing newline does not match `$`)."""
+    compiled = re.compile(pattern) if pattern else None
+
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise _fail("string_type", "must be a string", value)
+        if len(value) < min_length:
+            raise _fail("string_too_short", "must not be empty" if min_length == 1 else
+                        f"must have at least {min_length} characters", value)
+        if max_length is not None and len(value) > max_length:
+            raise _fail("string_too_long", message or f"must have at most {max_length} characters", value)
+        if compiled is not None and ("\n" in value or not compiled.fullmatch(value)):
+            raise _fail("string_pattern_mismatch", message or f"must match {pattern}", value)
+        return value
+    schema: dict[str, Any] = {"type": "string"}
+    if min_length:
+        schema["minLength"] = min_length
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    if pattern:
+        schema["pattern"] = pattern
+    if description:
+        schema["description"] = description
+    return Annotated[str, PlainValidator(check), WithJsonSchema(schema)]
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail("bool_type", "must be a boolean (true or false)", value)
     return value
 
 
-def _check_argument_name(reader: _Reader, name: Any, where: str) -> bool:
+def _scalar(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, float):
+        raise _fail("number_range", "must be a finite number", value)
+    raise _fail("scalar_type", "must be a scalar (a number, a string or a boolean)", value)
+
+
+def canonical_optimizer(value: object) -> str:
+    """'sgd' -> 'SGD', 'rmsprop'/'RMSProp' -> 'RMSprop' (ultralytics matches names in any case);
+    PydanticCustomError for 'auto' (it ignores lr0 and momentum) and unknown names."""
+    if not isinstance(value, str):
+        raise _fail("string_type", "must be a string", value)
+    for name in OPTIMIZERS:
+        if value.lower() == name.lower():
+            return name
+    raise _fail("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, in any case (not 'auto': ultralytics' "
+                "auto optimizer ignores lr0 and momentum)", value)
+
+
+Boolean = Annotated[bool, PlainValidator(_boolean), WithJsonSchema({"type": "boolean"})]
+Scalar = Annotated[Any, PlainValidator(_scalar), WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
+Optimizer = Annotated[str, PlainValidator(canonical_optimizer),
+                      WithJsonSchema({"type": "string", "description": f"one of {', '.join(OPTIMIZERS)}, any case"})]
+Fraction = number(ge=0, le=1)
+
+# Each train argument's type; the others get ultralytics' kind (FLOAT/FRACTION/INT/BOOL), or any scalar.
+ARGUMENT_TYPES: dict[str, Any] = {
+    "imgsz": integer(ge=32, le=MAX_IMGSZ, multiple_of=32,
+                     description="pixels, a multiple of 32 (the model's largest stride)"),
+    "lr0": number(gt=0, le=1), "lrf": number(gt=0, le=1),
+    "epochs": integer(gt=0, le=10_000), "batch": integer(gt=0, le=4096), "nbs": integer(gt=0, le=4096),
+    "seed": integer(ge=0, lt=MAX_SEED), "workers": integer(ge=0, le=256), "patience": integer(ge=0),
+    "close_mosaic": integer(ge=0), "save_period": integer(ge=-1),
+    "warmup_epochs": number(ge=0, le=10_000), "time": number(gt=0),
+    "optimizer": Optimizer,
+}
+
+
+def argument_type(name: str) -> Any:
+    """The type of train argument `name` (a key of contract.train_args.TRAIN_ARGUMENTS)."""
+    if name in ARGUMENT_TYPES:
+        return ARGUMENT_TYPES[name]
+    if name in FRACTION_ARGUMENTS:
+        return Fraction
+    if name in FLOAT_ARGUMENTS:
+        return number()
+    if name in INT_ARGUMENTS:
+        return integer()
+    if name in BOOL_ARGUMENTS:
+        return Boolean
+    return Scalar
+
+
+def _normalised(name: str, value: object) -> object:
+    """The value as ultralytics sees it: 0 and 0.0 are one learning rate."""
+    if name in FRACTION_ARGUMENTS | FLOAT_ARGUMENTS and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _distinct(name: str) -> Callable[[list[Any]], list[Any]]:
+    def check(values: list[Any]) -> list[Any]:
+        seen = [(_normalised(name, v), type(v) is bool) for v in values]
+        if len({repr(s) for s in seen}) != len(values):
+            raise _fail("duplicate", "has duplicate values (after normalisation, e.g. 0 and 0.0)", values)
+        return values
+    return check
+
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+_ARGUMENTS = sorted(GRID_ARGUMENTS)
+TrainArguments: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "TrainArguments", __config__=_STRICT,
+    **{name: (argument_type(name), None) for name in _ARGUMENTS})
+AxisValues: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "AxisValues", __config__=_STRICT,
+    **{name: (Annotated[list[argument_type(name)], Field(min_length=1)], None)  # type: ignore[misc]
+       for name in _ARGUMENTS})
+
+
+def _in_order(raw: dict[str, Any], checked: BaseModel) -> dict[str, Any]:
+    """The validated values, in the order the grid gives them (axis order is expansion order)."""
+    return {name: getattr(checked, name) for name in raw}
+
+
+def _check_train(value: dict[str, Any]) -> dict[str, Any]:
+    return _in_order(value, TrainArguments.model_validate(value))
+
+
+def _check_axes(value: dict[str, Any]) -> dict[str, list[Any]]:
+    checked = _in_order(value, AxisValues.model_validate(value))
+    errors = []
+    for name, values in checked.items():
+        try:
+            _distinct(name)(values)
+        except PydanticCustomError as error:
+            errors.append(InitErrorDetails(type=error, loc=(name,), input=values))
+    if errors:
+        raise ValidationError.from_exception_data("axes", errors)
+    return checked
+
+
+def argument_problem(name: str, value: object) -> tuple[object, str | None]:
+    """Check one train argument as a grid would: (the canonical value, None) or (value, what is wrong).
+    Used by the train Job for its own flags."""
     if name in RESERVED_ARGUMENTS:
-        reader.fail(where, "is set by the train Job itself and cannot be set in a grid")
-        return False
+        return value, "is set by the train Job itself and cannot be set in a grid"
     if name not in TRAIN_ARGUMENTS:
-        reader.fail(where, "is not an ultralytics train argument")
-        return False
-    return True
+        return value, "is not an ultralytics train argument" + _did_you_mean(name, GRID_ARGUMENTS)
+    try:
+        checked = TrainArguments.model_validate({name: value})
+    except ValidationError as error:
+        return value, _message(error.errors()[0])
+    return getattr(checked, name), None
 
 
-def _read_train(reader: _Reader, raw: Any) -> dict[str, Any]:
-    train = reader.mapping(raw, "train", allowed=set(raw or {}) if isinstance(raw, dict) else set())
-    checked: dict[str, Any] = {}
-    for name, value in train.items():
-        where = f"train.{name}"
-        if _check_argument_name(reader, name, where):
-            checked[name] = _check_argument(reader, name, value, where)
-    checked.setdefault("optimizer", "SGD")
-    return checked
+def _did_you_mean(name: object, choices: Iterable[str], aliases: dict[str, str] | None = None) -> str:
+    if aliases and name in aliases:
+        return f" (did you mean {aliases[str(name)]}?)"
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-def _read_axes(reader: _Reader, raw: Any, train: dict[str, Any]) -> dict[str, list[Any]]:
-    axes = reader.mapping(raw, "axes", allowed=set(raw or {}) if isinstance(raw, dict) else set())
-    if isinstance(raw, dict) and not raw:
-        reader.fail("axes", "must declare at least one axis")
-    checked: dict[str, list[Any]] = {}
-    for name, values in axes.items():
-        where = f"axes.{name}"
-        if not _check_argument_name(reader, name, where):
+def _metric(value: object) -> str:
+    if not isinstance(value, str):
+        raise _fail("string_type", "must be a string", value)
+    if value not in contract.TRAIN_RUN_METRICS:
+        hint = _did_you_mean(value, contract.TRAIN_RUN_METRICS, ULTRALYTICS_METRICS)
+        raise PydanticCustomError("unknown_metric", "{name} is not a metric a train run logs (one of {known}){hint}",
+                                  {"name": repr(value), "known": ", ".join(contract.TRAIN_RUN_METRICS), "hint": hint})
+    return value
+
+
+Metric = Annotated[str, PlainValidator(_metric),
+                   WithJsonSchema({"type": "string", "enum": list(contract.TRAIN_RUN_METRICS)})]
+
+
+def _quantity(pattern: str, what: str) -> Any:
+    def check(value: object) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not re.fullmatch(pattern, value):
+            raise _fail("quantity", f"not a Kubernetes {what} quantity", value)
+        return value
+    return Annotated[str, PlainValidator(check),
+                     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": pattern}],
+                                     "x-kubernetes-int-or-string": True})]
+
+
+CpuQuantity = _quantity(r"^\d+(\.\d+)?m?$", "CPU")
+MemoryQuantity = _quantity(r"^\d+(\.\d+)?([KMGTPE]i?)?$", "memory")
+
+
+# --- the model --------------------------------------------------------------------------------------
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _empty_if_none(value: object) -> object:
+    return {} if value is None else value
+
+
+class Dataset(_Section):
+    path: text(min_length=1, description="DVC-tracked folder, relative to the project folder.")  # type: ignore[valid-type]
+    md5: text(pattern=r"^[0-9a-f]{32}(\.dir)?$",  # type: ignore[valid-type]
+              message="must be a DVC md5 (32 hex digits, optionally '.dir')",
+              description='Pinned DVC md5 (32 hex digits, optionally ".dir").') | None = None
+
+
+class Weights(_Section):
+    weights: text(min_length=1,  # type: ignore[valid-type]
+                  description="A name, a path, an s3:// URI, or an architecture .yaml.")
+    fallback: text(min_length=1) = DEFAULT_FALLBACK  # type: ignore[valid-type]
+    registered_name: text(min_length=1) | None = None  # type: ignore[valid-type]
+
+
+class Resources(_Section):
+    cpu: CpuQuantity = "1"
+    memory: MemoryQuantity = "3Gi"
+    gpu: integer(ge=0, le=64) = 0  # type: ignore[valid-type]
+
+
+class Toleration(_Section):
+    key: text() | None = None  # type: ignore[valid-type]
+    operator: Literal["Exists", "Equal"] | None = None
+    value: text() | None = None  # type: ignore[valid-type]
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: integer() | None = None  # type: ignore[valid-type]  # noqa: N815 (Kubernetes' name)
+
+
+def _tolerations(value: list[Toleration]) -> list[dict[str, Any]]:
+    return [t.model_dump(exclude_none=True) for t in value]
+
+
+class JobSettings(_Section):
+    name_template: text(min_length=1, max_length=200,  # type: ignore[valid-type]
+                        description='Job name from the axis values, e.g. "train-{imgsz}-{lr0}-{seed}".'
+                        ) = DEFAULT_NAME_TEMPLATE
+    image: text(min_length=1) = DEFAULT_IMAGE  # type: ignore[valid-type]
+    parallelism: integer(gt=0) | None = None  # type: ignore[valid-type]  # None: the CPU count / the grid size
+    backoff_limit: integer(ge=0, le=100) = 1  # type: ignore[valid-type]
+    active_deadline_seconds: integer(gt=0) = 3600  # type: ignore[valid-type]
+    failure_budget: integer(ge=0) | None = None  # type: ignore[valid-type]  # failed points tolerated
+    ttl_seconds_after_finished: integer(ge=0) = 86400  # type: ignore[valid-type]
+    resources: Annotated[Resources, BeforeValidator(_empty_if_none)] = Resources()
+    node_selector: Annotated[dict[str, text()], BeforeValidator(_empty_if_none)] = {}  # type: ignore[valid-type]
+    tolerations: Annotated[list[dict[str, Any]], BeforeValidator(_empty_if_none),
+                           PlainValidator(lambda v: _tolerations(_TOLERATIONS.validate_python(v))),
+                           WithJsonSchema({"type": "array", "items": Toleration.model_json_schema()})] = []
+    queue: text(pattern=DNS_LABEL, max_length=63,  # type: ignore[valid-type]
+                message="must be a Kueue LocalQueue name (a lowercase DNS label)",
+                description="Kueue LocalQueue; the Jobs are created suspended.") | None = None
+
+    @field_validator("name_template")
+    @classmethod
+    def _template_fields(cls, value: str) -> str:
+        try:
+            parsed = list(string.Formatter().parse(value))
+        except ValueError as error:
+            raise _fail("template", f"is not a valid template ({error})", value) from None
+        for _, field, spec, conversion in parsed:
+            if field is not None and (spec or conversion or not field.isidentifier()):
+                raise _fail("template", "may only hold plain {axis} fields (no format spec, conversion or index)",
+                            value)
+        return value
+
+
+class Objective(_Section):
+    metric: Metric = contract.METRIC_MAP50_95
+    direction: Direction = "maximize"
+
+
+class Constraint(_Section):
+    """A bound on a metric's seed mean: a configuration outside it is excluded from the ranking."""
+
+    metric: Metric
+    min: number() | None = None  # type: ignore[valid-type]
+    max: number() | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _possible(self) -> Constraint:
+        low, high = contract.METRIC_RANGES[self.metric]
+        if self.min is None and self.max is None:
+            raise PydanticCustomError("constraint", "needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise PydanticCustomError("constraint", "min {min} > max {max}: no value can meet it",
+                                      {"min": self.min, "max": self.max})
+        if (self.min is not None and self.min > high) or (self.max is not None and self.max < low):
+            raise PydanticCustomError("constraint", "{metric} is in [{low}, {high}]: this bound can never hold",
+                                      {"metric": self.metric, "low": low, "high": high})
+        return self
+
+    def violation(self, value: float | None) -> str | None:
+        """'min' or 'max' when `value` breaks this bound ('min' also when it is missing: None or NaN)."""
+        if value is None or math.isnan(value):
+            return "min" if self.min is not None else "max"
+        if self.min is not None and value < self.min:
+            return "min"
+        if self.max is not None and value > self.max:
+            return "max"
+        return None
+
+    def limit(self, bound: str) -> float:
+        """The bound named 'min' or 'max'."""
+        limit = self.min if bound == "min" else self.max
+        assert limit is not None
+        return float(limit)
+
+
+class Gates(_Section):
+    min_success_fraction: Fraction = 0.75  # type: ignore[valid-type]
+    min_objective: number() = 0.0  # type: ignore[valid-type]
+    champion_margin: number(ge=0) = 0.0  # type: ignore[valid-type]
+
+
+class Report(_Section):
+    language: Literal["en", "fr"] = "en"
+
+
+_TOLERATIONS: Any = None  # set below (a TypeAdapter needs Toleration defined)
+
+TrainSection = Annotated[dict[str, Any], BeforeValidator(_empty_if_none), PlainValidator(
+    lambda v: _check_train(_mapping(v))), WithJsonSchema({
+        "type": "object", "x-kubernetes-preserve-unknown-fields": True,
+        "description": "Fixed ultralytics train arguments (scalars), e.g. epochs, batch, optimizer."})]
+AxesSection = Annotated[dict[str, list[Any]], PlainValidator(lambda v: _check_axes(_axes_mapping(v))), WithJsonSchema({
+    "type": "object", "minProperties": 1,
+    "description": "Axes of the cartesian product, each a non-empty list of values of an ultralytics train argument.",
+    "additionalProperties": {"type": "array", "minItems": 1, "items": {"x-kubernetes-preserve-unknown-fields": True}}})]
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail("dict_type", "must be a mapping", value)
+    return value
+
+
+def _axes_mapping(value: object) -> dict[str, Any]:
+    if value is None or value == {}:
+        raise PydanticCustomError("axes", "must declare at least one axis")
+    return _mapping(value)
+
+
+class GridSpec(_Section):
+    """A validated grid.yaml, defaults filled. grid.json stores `to_dict()`; `model_validate` reads it back."""
+
+    name: text(pattern=DNS_LABEL, max_length=MAX_GRID_NAME,  # type: ignore[valid-type]
+               message=f"must be a lowercase DNS label (a-z, 0-9, '-') of at most {MAX_GRID_NAME} characters",
+               description="Lowercase DNS label; labels the Jobs and names reports/<name>/.")
+    experiment: text(min_length=1, max_length=250,  # type: ignore[valid-type]
+                     description="MLflow experiment, by default the grid name.")
+    dataset: Dataset
+    model: Weights
+    train: TrainSection = {}
+    axes: AxesSection
+    job: Annotated[JobSettings, BeforeValidator(_empty_if_none)] = JobSettings()
+    objective: Annotated[Objective, BeforeValidator(_empty_if_none)] = Objective()
+    constraints: Annotated[list[Constraint], BeforeValidator(lambda v: [] if v is None else v)] = []
+    gates: Annotated[Gates, BeforeValidator(_empty_if_none)] = Gates()
+    report: Annotated[Report, BeforeValidator(_empty_if_none)] = Report()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(),
+                              json_schema_extra={"description": "The content of a grid.yaml file (docs/grid-schema.md)."})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Defaults that depend on other fields, applied only where the grid sets nothing."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        name = data.get("name")
+        if "experiment" not in data and isinstance(name, str):
+            data["experiment"] = name
+        model = data.get("model")
+        if isinstance(model, dict) and "registered_name" not in model and isinstance(name, str):
+            data["model"] = {**model, "registered_name": f"{name}-model"}
+        train, axes = data.get("train"), data.get("axes")
+        train = {} if train is None else train
+        if isinstance(train, dict) and "optimizer" not in train and not (isinstance(axes, dict) and "optimizer" in axes):
+            data["train"] = {**train, "optimizer": DEFAULT_OPTIMIZER}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GridSpec:
+        errors = [InitErrorDetails(type=error, loc=loc, input=value)
+                  for loc, error, value in cross_field_problems(self)]
+        if errors:
+            raise ValidationError.from_exception_data("GridSpec", errors)
+        return self
+
+    # -- flat views, for the code that renders and ranks ------------------------------------------------
+    @property
+    def dataset_path(self) -> str:
+        return str(self.dataset.path)
+
+    @property
+    def dataset_md5(self) -> str | None:
+        return self.dataset.md5  # type: ignore[no-any-return]
+
+    @property
+    def weights(self) -> str:
+        return str(self.model.weights)
+
+    @property
+    def fallback_weights(self) -> str:
+        return str(self.model.fallback)
+
+    @property
+    def registered_model(self) -> str:
+        return str(self.model.registered_name or f"{self.name}-model")
+
+    @property
+    def objective_metric(self) -> str:
+        return self.objective.metric
+
+    @property
+    def objective_direction(self) -> Direction:
+        return self.objective.direction
+
+    @property
+    def min_success_fraction(self) -> float:
+        return float(self.gates.min_success_fraction)
+
+    @property
+    def min_objective(self) -> float:
+        return float(self.gates.min_objective)
+
+    @property
+    def champion_margin(self) -> float:
+        return float(self.gates.champion_margin)
+
+    @property
+    def language(self) -> str:
+        return self.report.language
+
+    @property
+    def n_points(self) -> int:
+        """The number of train points: the product of the axes' lengths."""
+        return math.prod(len(values) for values in self.axes.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """grid.yaml's own shape, defaults filled, JSON-ready: what grid.json's "spec" holds."""
+        return self.model_dump(mode="json")
+
+    def with_weights(self, weights: str) -> GridSpec:
+        return self.model_copy(update={"model": self.model.model_copy(update={"weights": weights})})
+
+    def with_job(self, **changes: Any) -> GridSpec:
+        """A copy with job settings replaced (values already valid: node_selector, tolerations, image...)."""
+        return self.model_copy(update={"job": self.job.model_copy(update=changes)})
+
+
+def cross_field_problems(grid: GridSpec) -> list[tuple[tuple[str | int, ...], PydanticCustomError, object]]:
+    """What no single field shows: an argument set twice, a gate no metric value can pass."""
+    problems: list[tuple[tuple[str | int, ...], PydanticCustomError, object]] = []
+    for name in grid.axes:
+        if name in grid.train:
+            problems.append((("axes", name), PydanticCustomError(
+                "twice", "is also fixed in train.{name}: set it in one place", {"name": name}), grid.axes[name]))
+    low, high = contract.METRIC_RANGES[grid.objective.metric]
+    threshold = float(grid.gates.min_objective)
+    maximize = grid.objective.direction == "maximize"
+    if (maximize and threshold > high) or (not maximize and threshold < low):
+        problems.append((("gates", "min_objective"), PydanticCustomError(
+            "gate", "{metric} is in [{low}, {high}]: a gate at {value} can never be met",
+            {"metric": grid.objective.metric, "low": low, "high": high, "value": threshold}), threshold))
+    return problems
+
+
+from pydantic import TypeAdapter  # noqa: E402  (needs Toleration)
+
+_TOLERATIONS = TypeAdapter(list[Toleration])
+TOP_KEYS = frozenset(GridSpec.model_fields)
+
+
+# --- errors: pydantic's, in our words and locations --------------------------------------------------
+
+_KINDS = {"int_type": "an integer", "string_type": "a string", "float_type": "a number", "bool_type": "a boolean",
+          "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+          "list_type": "a list"}
+
+
+def location(loc: Iterable[str | int]) -> str:
+    """('axes', 'lr0', 1) -> 'axes.lr0[1]'."""
+    where = ""
+    for part in loc:
+        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+    return where
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    cls: type[BaseModel] = GridSpec
+    for part in loc:
+        if isinstance(part, int):
             continue
-        if name in train:
-            reader.fail(where, f"is also fixed in train.{name}: set it in one place")
-        if not isinstance(values, list) or not values:
-            reader.fail(where, "must be a non-empty list of values")
-            continue
-        if len(set(map(repr, values))) != len(values):
-            reader.fail(where, f"has duplicate values: {values}")
-        checked[name] = [_check_argument(reader, name, v, f"{where}[{i}]") for i, v in enumerate(values)]
-    return checked
+        field = cls.model_fields.get(part)
+        sub = _submodel(field.annotation) if field else None
+        if sub is None:
+            return None
+        cls = sub
+    return cls
 
 
-def _read_resources(reader: _Reader, raw: Any) -> Resources:
-    res = reader.mapping(raw, "job.resources", allowed={"cpu", "memory", "gpu"})
-    cpu = reader.typed(str(res.get("cpu", "1")), "job.resources.cpu", str,
-                       lambda v: None if re.fullmatch(r"\d+(\.\d+)?m?", v) else f"not a Kubernetes CPU quantity: {v!r}")
-    memory = reader.typed(str(res.get("memory", "3Gi")), "job.resources.memory", str,
-                          lambda v: None if re.fullmatch(r"\d+(\.\d+)?([KMGTPE]i?)?", v) else f"not a Kubernetes memory quantity: {v!r}")
-    gpu = reader.typed(res.get("gpu", 0), "job.resources.gpu", int, _non_negative)
-    return Resources(cpu=cpu or "1", memory=memory or "3Gi", gpu=gpu or 0)
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
 
 
-def _read_job(reader: _Reader, raw: Any) -> JobSettings:
-    allowed = {f for f in JobSettings.__dataclass_fields__}
-    job = reader.mapping(raw, "job", allowed=allowed)
-    defaults = JobSettings()
-    int_fields = {"backoff_limit": _non_negative, "active_deadline_seconds": _positive,
-                  "ttl_seconds_after_finished": _non_negative}
-    values: dict[str, Any] = {}
-    for name, check in int_fields.items():
-        values[name] = reader.typed(job.get(name, getattr(defaults, name)), f"job.{name}", int, check)
-    for name, check in {"parallelism": _positive, "failure_budget": _non_negative}.items():
-        if job.get(name) is not None:
-            values[name] = reader.typed(job[name], f"job.{name}", int, check)
-    for name in ("name_template", "image", "queue"):
-        if job.get(name) is not None:
-            values[name] = reader.typed(job[name], f"job.{name}", str)
-    node_selector = reader.mapping(job.get("node_selector"), "job.node_selector", allowed=set(job.get("node_selector") or {}))
-    for key, value in node_selector.items():
-        reader.typed(value, f"job.node_selector.{key}", str)
-    tolerations = job.get("tolerations") or []
-    if not isinstance(tolerations, list) or not all(isinstance(t, dict) for t in tolerations):
-        reader.fail("job.tolerations", "must be a list of mappings (Kubernetes tolerations)")
-        tolerations = []
-    values = {k: v for k, v in values.items() if v is not None}
-    return JobSettings(**values, resources=_read_resources(reader, job.get("resources")),
-                       node_selector=dict(node_selector), tolerations=tolerations)
+def _message(error: Any) -> str:
+    kind, loc, value = error["type"], tuple(error["loc"]), error.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        name = loc[-1]
+        if loc[:1] in (("train",), ("axes",)) and len(loc) == 2:
+            if name in RESERVED_ARGUMENTS:
+                return "is set by the train Job itself and cannot be set in a grid"
+            return "is not an ultralytics train argument" + _did_you_mean(name, GRID_ARGUMENTS)
+        model = _model_at(loc[:-1])
+        allowed = sorted(model.model_fields) if model else []
+        return f"unknown key{_did_you_mean(name, allowed)} (allowed: {', '.join(allowed)})"
+    if kind in _KINDS:
+        return f"must be {_KINDS[kind]}, got {describe(value)}"
+    if kind == "too_short":
+        return "must be a non-empty list of values"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {error.get('ctx', {}).get('expected', '')}, got {describe(value)}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
 
 
-def _read_constraints(reader: _Reader, raw: Any) -> list[Constraint]:
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        reader.fail("constraints", "must be a list of {metric, min|max}")
-        return []
-    constraints = []
-    for i, item in enumerate(raw):
-        where = f"constraints[{i}]"
-        entry = reader.mapping(item, where, allowed={"metric", "min", "max"}, required={"metric"})
-        if entry and "min" not in entry and "max" not in entry:
-            reader.fail(where, "needs min or max")
-        metric = reader.typed(entry.get("metric", ""), f"{where}.metric", str) if "metric" in entry else None
-        bounds = {k: reader.typed(entry[k], f"{where}.{k}", (int, float)) for k in ("min", "max") if k in entry}
-        if metric:
-            constraints.append(Constraint(metric=metric, **{k: float(v) for k, v in bounds.items() if v is not None}))
-    return constraints
+def problems_of(error: ValidationError, *, source: str, prefix: str = "") -> list[Problem]:
+    """A pydantic ValidationError as our Problems, each located like `grid.yaml: axes.lr0[1]`."""
+    found: list[Problem] = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+        if item["type"] in ("list_type", "too_short") and loc[:1] == ("axes",):
+            message = "must be a non-empty list of values" + (
+                f", got {describe(item.get('input'))}" if item["type"] == "list_type" else "")
+        else:
+            message = _message(item)
+        where = location(loc)
+        where = f"{prefix}.{where}" if prefix and where else (prefix or where)
+        problem = Problem(f"{source}: {where}" if where else source, message)
+        if problem not in found:
+            found.append(problem)
+    return found
 
 
-def _read_top(reader: _Reader, raw: dict[str, Any]) -> dict[str, Any]:
-    name = reader.typed(raw.get("name"), "name", str,
-                        lambda v: None if DNS_LABEL.match(v) and len(v) <= 40 else
-                        "must be a lowercase DNS label (a-z, 0-9, '-') of at most 40 characters") if "name" in raw else None
-    dataset = reader.mapping(raw.get("dataset"), "dataset", allowed={"path", "md5"}, required={"path"})
-    model = reader.mapping(raw.get("model"), "model", allowed={"weights", "fallback", "registered_name"}, required={"weights"})
-    objective = reader.mapping(raw.get("objective"), "objective", allowed={"metric", "direction"})
-    gates = reader.mapping(raw.get("gates"), "gates", allowed={"min_success_fraction", "min_objective", "champion_margin"})
-    report = reader.mapping(raw.get("report"), "report", allowed={"language"})
-    return {"name": name, "dataset": dataset, "model": model, "objective": objective, "gates": gates, "report": report}
+# --- reading --------------------------------------------------------------------------------------------
 
-
-TOP_KEYS = {"name", "experiment", "dataset", "model", "train", "axes", "job", "objective", "constraints", "gates", "report"}
-
-
-def parse_grid(raw: Any, *, source: str, base_dir: Path | None) -> GridSpec:
+def parse_grid(raw: Any, *, source: str, base_dir: Path | None, max_points: int = DEFAULT_MAX_POINTS) -> GridSpec:
     """Validate a parsed grid.yaml; raise InvalidInput listing every problem.
 
-    `base_dir` is the grid file's folder; None for a Grid resource, whose Jobs
-    pull the dataset from the DVC remote: its md5 must then be pinned."""
-    reader = _Reader(source)
-    raw = reader.mapping(raw, "", allowed=TOP_KEYS, required={"name", "dataset", "model", "axes"})
-    top = _read_top(reader, raw)
-    train = _read_train(reader, raw.get("train"))
-    axes = _read_axes(reader, raw.get("axes"), train)
-    job = _read_job(reader, raw.get("job"))
-    constraints = _read_constraints(reader, raw.get("constraints"))
-    dataset, model, objective, gates, report = (top[k] for k in ("dataset", "model", "objective", "gates", "report"))
-    _check_dataset(reader, dataset, base_dir)
-    values = {
-        "experiment": _optional(reader, raw, "experiment", str),
-        "weights": _optional(reader, model, "weights", str, where="model.weights"),
-        "fallback_weights": _optional(reader, model, "fallback", str, where="model.fallback") or "yolov8n.yaml",
-        "registered_model": _optional(reader, model, "registered_name", str, where="model.registered_name"),
-        "objective_metric": _optional(reader, objective, "metric", str, where="objective.metric") or "mAP50-95",
-        "objective_direction": _optional(reader, objective, "direction", str, where="objective.direction",
-                                         check=lambda v: None if v in DIRECTIONS else f"must be one of {DIRECTIONS}") or "maximize",
-        "min_success_fraction": _optional(reader, gates, "min_success_fraction", (int, float), where="gates.min_success_fraction", check=_fraction),
-        "min_objective": _optional(reader, gates, "min_objective", (int, float), where="gates.min_objective"),
-        "champion_margin": _optional(reader, gates, "champion_margin", (int, float), where="gates.champion_margin"),
-        "language": _optional(reader, report, "language", str, where="report.language",
-                              check=lambda v: None if v in LANGUAGES else f"must be one of {LANGUAGES}") or "en",
-    }
-    if reader.problems:
-        raise InvalidInput(reader.problems)
-    name = top["name"]
-    return GridSpec(
-        name=name, experiment=values["experiment"] or name,
-        dataset_path=dataset["path"], dataset_md5=dataset.get("md5"),
-        weights=values["weights"], fallback_weights=values["fallback_weights"],
-        registered_model=values["registered_model"] or f"{name}-model",
-        train=train, axes=axes, job=job,
-        objective_metric=values["objective_metric"], objective_direction=values["objective_direction"],
-        constraints=constraints,
-        min_success_fraction=float(_default(values["min_success_fraction"], 0.75)),
-        min_objective=float(_default(values["min_objective"], 0.0)),
-        champion_margin=float(_default(values["champion_margin"], 0.0)),
-        language=values["language"],
-    )
+    `base_dir` is the project folder the Jobs run in (dataset.path is relative to it); None for a
+    Grid resource, whose Jobs pull the dataset from the DVC remote: its md5 must then be pinned.
+    `max_points` bounds the number of train points (each is a Job)."""
+    problems: list[Problem] = []
+    grid: GridSpec | None = None
+    if not isinstance(raw, dict):
+        raise InvalidInput([Problem(source, f"must be a mapping (a grid.yaml document), got {describe(raw)}")])
+    try:
+        grid = GridSpec.model_validate(raw)
+    except ValidationError as error:
+        problems += problems_of(error, source=source)
+        problems += _cross_field_problems_of_raw(raw, source=source, known=problems)
+    problems += _dataset_problems(raw.get("dataset"), base_dir=base_dir, source=source)
+    if grid is not None and grid.n_points > max_points:
+        problems.append(Problem(f"{source}: axes", f"gives {grid.n_points} points, more than the limit of "
+                                f"{max_points} (raise it with --max-points if the cluster can take them)"))
+    if problems or grid is None:
+        raise InvalidInput(problems)
+    return grid
 
 
-def _default(value: Any, default: Any) -> Any:
-    return default if value is None else value
+def _cross_field_problems_of_raw(raw: dict[str, Any], *, source: str, known: list[Problem]) -> list[Problem]:
+    """The 'set twice' problem even when another field is wrong (pydantic runs cross-field checks last)."""
+    train, axes = raw.get("train") or {}, raw.get("axes") or {}
+    if not isinstance(train, dict) or not isinstance(axes, dict):
+        return []
+    found = [Problem(f"{source}: axes.{name}", f"is also fixed in train.{name}: set it in one place")
+             for name in axes if name in train]
+    return [p for p in found if p not in known]
 
 
-def _optional(reader: _Reader, mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], *,
-              where: str | None = None, check: Callable[[Any], str | None] | None = None) -> Any:
-    if mapping.get(key) is None:
-        return None
-    return reader.typed(mapping[key], where or key, kind, check)
-
-
-def _check_dataset(reader: _Reader, dataset: dict[str, Any], base_dir: Path | None) -> None:
-    path = dataset.get("path")
-    if not isinstance(path, str):
-        if path is not None:
-            reader.fail("dataset.path", f"must be a string, got {path!r}")
-        return
-    md5 = dataset.get("md5")
+def _dataset_problems(dataset: Any, *, base_dir: Path | None, source: str) -> list[Problem]:
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("path"), str) or not dataset["path"]:
+        return []
+    path, md5 = dataset["path"], dataset.get("md5")
+    if Path(path).is_absolute() or ".." in Path(path).parts:
+        return [Problem(f"{source}: dataset.path", f"must be a path inside the project folder, got {path!r}")]
     if base_dir is None:
         if md5 is None:
-            reader.fail("dataset.md5", "is required in a Grid resource (no <path>.dvc to read it from): "
-                        "submit with `python -m controller --backend kubernetes submit-grid`, which pins it")
-    else:
-        folder = base_dir / path
-        pointer = folder.with_name(folder.name + ".dvc")
-        if not folder.is_dir() and not pointer.is_file():
-            reader.fail("dataset.path", f"no dataset at {folder} and no DVC pointer {pointer} "
-                        "(build it with `python -m controller data build`)")
-    if md5 is not None and not (isinstance(md5, str) and re.fullmatch(r"[0-9a-f]{32}(\.dir)?", md5)):
-        reader.fail("dataset.md5", f"must be a DVC md5 (32 hex digits, optionally '.dir'), got {md5!r}")
+            return [Problem(f"{source}: dataset.md5", "is required in a Grid resource (no <path>.dvc to read it "
+                            "from): submit with `python -m controller --backend kubernetes submit-grid`, which pins it")]
+        return []
+    folder = base_dir / path
+    pointer = folder.with_name(folder.name + ".dvc")
+    if not folder.is_dir() and not pointer.is_file():
+        return [Problem(f"{source}: dataset.path", f"no dataset at {folder} and no DVC pointer {pointer} "
+                        "(build it with `python -m controller data build`)")]
+    return []
 
 
-def load_grid(path: Path, *, base_dir: Path | None = None) -> GridSpec:
-    """Read and validate a grid file; dataset.path is relative to `base_dir`, the
-    project folder the Jobs run in (default: the grid file's folder)."""
+class GridLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses duplicate keys, deep nesting and many aliases (an alias bomb)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise yaml.composer.ComposerError(None, None, f"more than {MAX_ALIASES} aliases",
+                                                  self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The file's YAML document, bounded (size, nesting, aliases, duplicate keys); InvalidInput when unreadable."""
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InvalidInput([Problem(str(path), f"is {size} bytes, more than a grid file needs "
+                                        f"(limit {MAX_FILE_BYTES})")])
+        content = path.read_bytes().decode("utf-8")
     except OSError as error:
         raise InvalidInput([Problem(str(path), f"cannot read: {error.strerror}")]) from error
+    except UnicodeDecodeError as error:
+        raise InvalidInput([Problem(str(path), f"is not UTF-8 text (byte {error.start})")]) from error
     try:
-        raw = yaml.safe_load(text)
+        return yaml.load(content, Loader=GridLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise InvalidInput([Problem(where, f"not valid YAML: {getattr(error, 'problem', error)}")]) from error
-    return parse_grid(raw, source=str(path), base_dir=base_dir or path.resolve().parent)
+    except (RecursionError, ValueError) as error:
+        raise InvalidInput([Problem(str(path), f"not a grid file YAML can read: {error}")]) from error
+
+
+def load_grid(path: Path, *, base_dir: Path | None = None, max_points: int = DEFAULT_MAX_POINTS) -> GridSpec:
+    """Read and validate a grid file; dataset.path is relative to `base_dir`, the
+    project folder the Jobs run in (default: the grid file's folder). InvalidInput listing every problem."""
+    raw = read_yaml(path)
+    return parse_grid(raw, source=str(path), base_dir=base_dir or path.resolve().parent, max_points=max_points)

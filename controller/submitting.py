@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = 
     root = root or Path.cwd()
     grid = load_grid(grid_path, base_dir=root)
     if weights:
-        grid = dataclasses.replace(grid, weights=weights)
+        grid = grid.with_weights(weights)
     dataset_md5 = pinned_md5(grid, base_dir=root)
     return grid, expand(grid, dataset_md5=dataset_md5), dataset_md5
 

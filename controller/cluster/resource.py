@@ -9,7 +9,6 @@ time to live, a GPU point's image, nodeSelector and tolerations).
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +52,7 @@ def _with_cluster_defaults(grid: GridSpec, raw_job: dict[str, Any], settings: Cl
         changes["node_selector"] = dict(settings.gpu_node_selector)
     if gpu and not job.tolerations and settings.gpu_tolerations:
         changes["tolerations"] = copy.deepcopy(settings.gpu_tolerations)
-    return dataclasses.replace(grid, job=dataclasses.replace(job, **changes)) if changes else grid
+    return grid.with_job(**changes) if changes else grid
 
 
 def read_grid(obj: dict[str, Any], *, settings: ClusterSettings) -> ClusterGrid:

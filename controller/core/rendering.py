@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +139,8 @@ def finalizer_hash(grid: GridSpec) -> str:
 
 def render_finalize_job(grid: GridSpec, settings: RenderSettings, *, dataset_md5: str) -> dict[str, Any]:
     # The finalizer evaluates one model on the test split: no GPU, no GPU node.
-    job = dataclasses.replace(grid.job, resources=dataclasses.replace(grid.job.resources, gpu=0),
-                              node_selector={}, tolerations=[])
+    job = grid.job.model_copy(update={"resources": grid.job.resources.model_copy(update={"gpu": 0}),
+                                      "node_selector": {}, "tolerations": []})
     name = finalizer_name(grid)
     job_labels = {**labels(grid, role=contract.ROLE_FINALIZE, point=name, spec_hash=finalizer_hash(grid)),
                   **_queue_labels(job)}

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import contract
+from contract.objective import TIE_DIGITS, objective_key  # noqa: F401 (TIE_DIGITS: re-exported)
 from jobs.finalize.effects import AxisEffect, axis_effects, pooled_seed_spread
 from jobs.finalize.flags import Flag, collect_flags
 from jobs.finalize.gridrules import SEED_AXIS, GridRules
 from jobs.finalize.records import FINISHED, MISSING, RunRecord
 
-# Means equal to this many decimals are a tie (float noise must not decide a ranking).
-TIE_DIGITS = 12
-REPORTED_METRICS = (*contract.FINAL_METRICS, contract.METRIC_TRAIN_SECONDS,
-                    contract.METRIC_LATENCY_MS, contract.METRIC_MODEL_SIZE_MB)
+REPORTED_METRICS = contract.TRAIN_RUN_METRICS
 
 
 @dataclass(frozen=True)
@@ -185,7 +183,7 @@ def order_key(*, config: ConfigSummary, rules: GridRules) -> tuple[Any, ...]:
     objective = config.stat(rules.objective)
     std = objective.std if math.isfinite(objective.std) else math.inf
     axes_order = tuple(value_index(rules=rules, axis=a, value=config.params.get(a)) for a in rules.config_axes)
-    return (-rules.sign * round(objective.mean, TIE_DIGITS), -objective.n, std, axes_order)
+    return (objective_key(objective.mean, rules.direction), -objective.n, std, axes_order)
 
 
 def order_configs(*, configs: list[ConfigSummary], rules: GridRules) -> list[ConfigSummary]:
@@ -204,7 +202,6 @@ def meets_constraints(*, run: RunRecord, rules: GridRules) -> bool:
 def pick_candidate(*, config: ConfigSummary, rules: GridRules) -> RunRecord:
     """The best run of the best configuration, preferring one that meets the constraints itself."""
     def key(run: RunRecord) -> tuple[Any, ...]:
-        objective = round(run.metric(rules.objective), TIE_DIGITS)
-        return (not meets_constraints(run=run, rules=rules), -rules.sign * objective,
+        return (not meets_constraints(run=run, rules=rules), objective_key(run.metric(rules.objective), rules.direction),
                 value_index(rules=rules, axis=SEED_AXIS, value=run.params.get(SEED_AXIS)), run.run_id or "")
     return min(config.runs, key=key)

@@ -44,8 +44,9 @@ def load_rules(*, client: MlflowClient, parent_run_id: str) -> tuple[GridRules, 
         except (OSError, ValueError) as exc:
             raise GridSpecError([f"{contract.ARTIFACT_GRID_SPEC}: not valid JSON: {exc}"]) from exc
     spec = document.get("spec") if isinstance(document, dict) else None
-    if isinstance(spec, dict) and document.get("dataset_md5") and not spec.get("dataset_md5"):
-        spec["dataset_md5"] = document["dataset_md5"]  # the md5 the controller pinned at submission
+    dataset = spec.get("dataset") if isinstance(spec, dict) else None
+    if isinstance(dataset, dict) and document.get("dataset_md5") and not dataset.get("md5"):
+        dataset["md5"] = document["dataset_md5"]  # the md5 the controller pinned at submission
     return rules_from_grid_json(document), parent
 
 

@@ -198,12 +198,16 @@ def test_a_constraint_excludes_the_best_configuration_with_its_reason() -> None:
 
 
 def test_a_missing_constraint_metric_excludes_too() -> None:
-    rules = lab_rules(constraints=[{"metric": "inference_ms_per_image", "max": 18.0}, {"metric": "gpu_mem", "max": 1}])
-    ranking = rank(runs=make_runs(rules), rules=rules)
+    # model_size_mb is a metric train runs log; these runs lack it (an older trainer, a failed measurement)
+    rules = lab_rules(constraints=[{"metric": "inference_ms_per_image", "max": 18.0}, {"metric": "model_size_mb", "max": 1}])
+
+    def without_size(params: Mapping[str, Any]) -> dict[str, float]:
+        return {k: v for k, v in lab_metrics(params).items() if k != "model_size_mb"}
+    ranking = rank(runs=make_runs(rules, without_size), rules=rules)
     assert not ranking.ranked and ranking.candidate is None
     reasons = {(e.metric, e.bound) for c in ranking.configs for e in c.exclusions}
-    assert reasons == {("inference_ms_per_image", "max"), ("gpu_mem", "max")}
-    assert any(math.isnan(e.value) for c in ranking.configs for e in c.exclusions if e.metric == "gpu_mem")
+    assert reasons == {("inference_ms_per_image", "max"), ("model_size_mb", "max")}
+    assert any(math.isnan(e.value) for c in ranking.configs for e in c.exclusions if e.metric == "model_size_mb")
     assert any(f.code == "all_excluded" for f in ranking.flags)
     decision = decide(ranking=ranking, candidate=None, champion=None)
     assert decision.verdict == "NO" and decision.failed == ("candidate",)
@@ -275,19 +279,35 @@ def test_scratch_runs_are_flagged() -> None:
     assert flag.data["n"] == 8
 
 
-def test_the_controllers_flat_spec_is_read_too() -> None:
+def test_the_controllers_spec_is_read_back_through_the_grid_model() -> None:
+    """One shape: grid.json's spec is GridSpec.to_dict() (grid.yaml's shape, defaults filled), as the controller writes it."""
+    from contract.grid import GridSpec
+
     document = grid_document()
-    spec = document["spec"]
-    flat = {"name": spec["name"], "experiment": spec["experiment"], "dataset_path": "data/tiny_coco",
-            "dataset_md5": "0" * 32 + ".dir", "weights": "yolov8n.pt", "registered_model": "flat-model",
-            "train": spec["train"], "axes": spec["axes"], "objective_metric": "mAP50",
-            "objective_direction": "maximize", "constraints": [{"metric": "recall", "min": 0.3, "max": None}],
-            "min_success_fraction": 0.5, "min_objective": 0.1, "champion_margin": 0.01, "language": "fr"}
-    rules = rules_from_grid_json({"spec": flat, "points": document["points"]})
-    assert (rules.objective, rules.language, rules.registered_name, rules.min_success_fraction) == \
-        ("mAP50", "fr", "flat-model", 0.5)
+    spec = dict(document["spec"], objective={"metric": "mAP50"}, constraints=[{"metric": "recall", "min": 0.3}],
+                gates={"min_success_fraction": 0.5, "min_objective": 0.1, "champion_margin": 0.01},
+                report={"language": "fr"}, model={"weights": "yolov8n.pt", "registered_name": "flat-model"},
+                dataset={"path": "data/tiny_coco", "md5": "0" * 32 + ".dir"})
+    stored = GridSpec.model_validate(spec).to_dict()
+    rules = rules_from_grid_json({"spec": stored, "points": document["points"]})
+    assert (rules.objective, rules.direction, rules.language, rules.registered_name, rules.min_success_fraction) == \
+        ("mAP50", "maximize", "fr", "flat-model", 0.5)
     assert rules.constraints[0].min == 0.3 and rules.constraints[0].max is None
     assert rules.dataset_md5 == "0" * 32 + ".dir" and rules.config_axes == ("imgsz", "lr0")
+    assert rules_from_grid_json({"spec": stored, "points": document["points"]}).spec.to_dict() == stored
+
+
+def test_the_old_flat_shape_is_refused() -> None:
+    document = grid_document()
+    flat = {"name": "tp4-lab", "dataset_path": "data/tiny_coco", "weights": "yolov8n.pt", "axes": LAB_AXES,
+            "objective_metric": "mAP50"}
+    with pytest.raises(GridSpecError, match="dataset_path: unknown key"):
+        rules_from_grid_json({"spec": flat, "points": document["points"]})
+
+
+def test_an_unknown_metric_in_grid_json_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(GridSpecError, match=r"spec: objective.metric: .*did you mean mAP50-95"):
+        lab_rules(objective={"metric": "metrics/mAP50-95(B)"})
 
 
 def test_a_bad_spec_lists_every_problem() -> None:
