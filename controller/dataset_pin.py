@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from controller.errors import InvalidInput, Problem
 from contract.grid import GridSpec
+from controller.errors import InvalidInput, Problem
 
 
 def pointer_file(dataset_dir: Path) -> Path:

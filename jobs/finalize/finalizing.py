@@ -8,21 +8,20 @@ model registry), jobs.finalize.plotting and jobs.finalize.reporting (files).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from jobs.finalize import plotting
-from jobs.finalize import reporting
-from jobs.finalize import results
 from jobs.common import tracking
+from jobs.finalize import plotting, reporting, results
 from jobs.finalize.gates import Decision, decide
 from jobs.finalize.ranking import Ranking, rank
 from jobs.finalize.records import ChampionInfo, RunRecord
-from jobs.finalize.reporting import ReportInputs, EvaluationStatus
+from jobs.finalize.reporting import EvaluationStatus, ReportInputs
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def finalize(*, client: MlflowClient, options: Options) -> Outcome:
     plots = plotting.write_plots(ranking=ranking, directory=directory)
     data = reporting.report_data(ReportInputs(
         ranking=ranking, decision=decision, candidate=candidate, champion=champion,
-        parent_run_id=options.parent_run_id, generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        parent_run_id=options.parent_run_id, generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         test=test, registry=registry, plots=plots, tracking_uri=_public_uri(client.tracking_uri), errors=errors))
     reporting.write_report(directory=directory, data=data, markdown=reporting.render_markdown(data=data),
                            csv_text=reporting.runs_csv(ranking))

@@ -5,8 +5,9 @@ A flag is a code and its data; the report templates word it in each language.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from jobs.finalize.effects import AxisEffect, changed_nothing
 from jobs.finalize.gridrules import SEED_AXIS, GridRules
@@ -25,7 +26,7 @@ class Flag:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-def collect_flags(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord], configs: Sequence["ConfigSummary"],
+def collect_flags(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord], configs: Sequence[ConfigSummary],
                   effects: Sequence[AxisEffect], rules: GridRules) -> list[Flag]:
     return [
         *too_few_success(ok=ok, rules=rules),
@@ -74,12 +75,12 @@ def scratch_runs(*, runs: Sequence[RunRecord]) -> list[Flag]:
     return [Flag("scratch", {"points": scratch, "n": len(scratch)})] if scratch else []
 
 
-def single_seed(*, configs: Sequence["ConfigSummary"]) -> list[Flag]:
+def single_seed(*, configs: Sequence[ConfigSummary]) -> list[Flag]:
     lonely = [c.label for c in configs if len(c.runs) == 1]
     return [Flag("single_seed", {"configs": lonely})] if lonely else []
 
 
-def all_excluded(*, configs: Sequence["ConfigSummary"]) -> list[Flag]:
+def all_excluded(*, configs: Sequence[ConfigSummary]) -> list[Flag]:
     if configs and all(c.exclusions for c in configs):
         return [Flag("all_excluded", {"n_configs": len(configs)})]
     return []

@@ -14,8 +14,9 @@ otherwise on val; the champion comparison uses the same split on both sides.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import contract
 from jobs.finalize.ranking import Ranking

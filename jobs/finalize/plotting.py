@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+matplotlib.use("Agg")  # the backend must be chosen before pyplot is imported
+import matplotlib.pyplot as plt
 
-import contract  # noqa: E402
-from jobs.finalize.ranking import ConfigSummary, Ranking  # noqa: E402
-from jobs.finalize.records import RunRecord  # noqa: E402
+import contract
+from jobs.finalize.ranking import ConfigSummary, Ranking
+from jobs.finalize.records import RunRecord
 
 PLOTS_DIR = "plots"
 DPI = 100
@@ -38,7 +38,7 @@ def plot_objective(*, ranking: Ranking, path: Path) -> Path:
     stds = [_finite(c.stat(objective).std) for c in configs]
     colors = ["#2b8cbe" if c.rank == 1 else "#a6bddb" if c.rank else "#d9d9d9" for c in configs]
     ax.bar(positions, means, yerr=stds, capsize=6, color=colors, edgecolor="black", linewidth=0.6)
-    for x, config in zip(positions, configs):
+    for x, config in zip(positions, configs, strict=True):
         ys = [r.metric(objective) for r in config.runs]
         ax.scatter([x] * len(ys), ys, color="black", s=14, zorder=3)
     ax.set_xticks(list(positions), [_config_label(c) for c in configs], rotation=20, ha="right", fontsize=8)
@@ -57,7 +57,7 @@ def plot_axis(*, ranking: Ranking, axis: str, metrics: Sequence[str], path: Path
     runs = [r for c in ranking.configs for r in c.runs]
     values = list(ranking.rules.axes[axis])
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         _axis_panel(ax=ax, runs=runs, axis=axis, values=values, metric=metric)
     fig.suptitle(f"metrics against {axis} (dots: runs, line: mean)")
     return _save(fig, path)

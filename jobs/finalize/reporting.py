@@ -10,15 +10,15 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import jinja2
 
 import contract
-from jobs.finalize import advice
-from jobs.finalize import comparing
+from jobs.finalize import advice, comparing
 from jobs.finalize.effects import AxisEffect
 from jobs.finalize.flags import Flag
 from jobs.finalize.gates import Decision

@@ -33,15 +33,19 @@ class YoloDetector(PythonModel):
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from PIL import Image
+        from ultralytics.engine.results import Results
 
         conf = float((params or {}).get("conf", self.conf))
         images = [Image.open(io.BytesIO(base64.b64decode(value))).convert("RGB")
                   for value in pd.DataFrame(model_input)[INPUT_COLUMN]]
         rows = []
         for index, result in enumerate(self.model.predict(images, imgsz=self.imgsz, conf=conf, verbose=False)):
-            boxes = result.boxes
-            for corners, score, cls in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()):
-                rows.append([index, *corners, score, int(cls), result.names[int(cls)]])
+            # A Tensor (custom predictor) or Results without boxes: not a detection model.
+            if not isinstance(result, Results) or result.boxes is None:
+                raise TypeError(f"the model gave {type(result).__name__} without boxes: not a detection model")
+            boxes, names = result.boxes, result.names
+            for corners, score, cls in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist(), strict=True):
+                rows.append([index, *corners, score, int(cls), names[int(cls)]])
         return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
 
 

@@ -20,12 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from jobs.common import connecting
-from jobs.common import dataset
-from jobs.common import termination
-from jobs.common import tracking
-from jobs.train import training
+from jobs.common import connecting, dataset, termination, tracking
 from jobs.common.errors import BadInput, Terminated
+from jobs.train import training
 from jobs.train.options import TrainOptions, validate
 from jobs.train.weights import Weights, resolve_weights
 
@@ -100,7 +97,7 @@ def _failure_code(*, exc: Exception) -> int:
 
 
 def _run(*, options: TrainOptions) -> None:
-    validate(options=options)
+    options = validate(options=options)
     context = context_from_env(options=options)
     tracking.wait_for_server()
     data_yaml = Path(options.data)

@@ -15,9 +15,10 @@ import re
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import contract
 from jobs.common.errors import BadInput
@@ -66,14 +67,19 @@ def is_integration(callback: Callable[..., Any]) -> bool:
     return module.startswith(INTEGRATION_MODULES) and module != BASE_CALLBACKS
 
 
-def without_integrations(callbacks: dict[str, list]) -> dict[str, list]:
+Callbacks = dict[str, list[Callable[..., Any]]]
+
+
+def without_integrations(callbacks: Callbacks) -> Callbacks:
     return {event: [cb for cb in funcs if not is_integration(cb)] for event, funcs in callbacks.items()}
 
 
 def owned_run_trainer(base: type) -> type:
     """`base` (the task's trainer class) with ultralytics' integration callbacks disabled."""
 
-    class OwnedRunTrainer(base):  # type: ignore[misc, valid-type]
+    class OwnedRunTrainer(base):
+        callbacks: Callbacks
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.callbacks = without_integrations(self.callbacks)
@@ -188,12 +194,20 @@ def inference_ms_per_image(
 ) -> float:
     """Median inference time per image (batch 1) over the val images; the first one warms up."""
     from ultralytics import YOLO
+    from ultralytics.engine.results import Results
 
     model = YOLO(str(weights))
     model.add_callback("on_predict_start", set_threads(threads=threads))
     results = model.predict(source=source, imgsz=imgsz, device=device, batch=1, stream=True, verbose=False,
                             save=False, project=str(workdir / "predict"))
-    times = [r.speed["inference"] for r in results]
+    times: list[float] = []
+    for result in results:
+        if not isinstance(result, Results):
+            raise TypeError(f"{weights}: prediction gave {type(result).__name__}, not ultralytics Results")
+        inference = result.speed.get("inference")
+        if inference is None:
+            raise RuntimeError(f"{weights}: ultralytics did not time the inference of {result.path}")
+        times.append(inference)
     if not times:
         raise RuntimeError(f"no val images to time in {source}")
     return statistics.median(times[1:] or times)

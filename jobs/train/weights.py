@@ -24,7 +24,8 @@ from jobs.common.errors import BadInput
 
 ARCHITECTURE_SUFFIXES = (".yaml", ".yml")
 # S3 answers that retrying cannot change; others (5xx, throttling) propagate as failures.
-BAD_S3_CODES = {"404", "403", "NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+BAD_S3_CODES = {"404", "403", "NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidAccessKeyId",
+                "SignatureDoesNotMatch"}
 TRUE = {"1", "true", "yes", "on", "y", "t"}
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 
@@ -16,8 +16,7 @@ import contract
 from controller import tracking as controller_tracking
 from controller.errors import InvalidInput
 from devstack.processes import free_port
-from jobs.common import connecting
-from jobs.common import tracking
+from jobs.common import connecting, tracking
 from jobs.common.errors import BadInput
 
 
@@ -45,7 +44,8 @@ def test_wait_gives_up_after_the_timeout_naming_the_endpoint() -> None:
         raise connecting.Retry("ConnectionError: Connection refused")
 
     with pytest.raises(connecting.Unreachable, match=r"^thing at http://x did not answer within 10 s: .*refused"):
-        connecting.wait_for(what="thing at http://x", probe=down, timeout_s=10, sleep=clock.sleep, clock=lambda: clock.now)
+        connecting.wait_for(what="thing at http://x", probe=down, timeout_s=10, sleep=clock.sleep,
+                            clock=lambda: clock.now)
     assert clock.sleeps == [0.5, 1, 2, 4, 2.5] and clock.now == 10
 
 

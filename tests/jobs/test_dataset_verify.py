@@ -164,7 +164,8 @@ def test_absent_folder_is_pulled_from_s3_remote(project: Path, s3_env: dict[str,
 @pytest.mark.slow
 def test_corrupted_s3_object_is_named(project: Path, s3_env: dict[str, str]) -> None:
     label = project / "data" / "ds" / "labels" / "train" / "b c.txt"
-    key = "store/files/md5/{0}/{1}".format(*(lambda h: (h[:2], h[2:]))(dataset.file_md5(path=label)))
+    md5 = dataset.file_md5(path=label)
+    key = f"store/files/md5/{md5[:2]}/{md5[2:]}"
     s3 = s3_remote_project(project, s3_env)
     s3.put_object(Bucket="tp4-dvc", Key=key, Body=b"0 0.9 0.9 0.1 0.1\n")
     with pytest.raises(BadInput, match="modified:   labels/train/b c.txt"):

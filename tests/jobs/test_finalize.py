@@ -11,19 +11,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 import contract
-from controller.core.expanding import GridPoint, expand
 from contract.grid import GridSpec, parse_grid
+from controller.core.expanding import GridPoint, expand
 from controller.tracking import start_parent_run
 from jobs.common.tracking import ensure_experiment, make_client
-
 from tests.helpers.paths import REPO
+
 DATASET_MD5 = "0123456789abcdef0123456789abcdef.dir"
 
 

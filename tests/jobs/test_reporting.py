@@ -7,8 +7,9 @@ import io
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -17,7 +18,7 @@ from jobs.finalize import plotting
 from jobs.finalize.gates import decide
 from jobs.finalize.ranking import Ranking, rank
 from jobs.finalize.records import ChampionInfo
-from jobs.finalize.reporting import ReportInputs, EvaluationStatus, render_markdown, report_data, runs_csv, write_report
+from jobs.finalize.reporting import EvaluationStatus, ReportInputs, render_markdown, report_data, runs_csv, write_report
 from tests.jobs.test_ranking import lab_metrics, lab_rules, make_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

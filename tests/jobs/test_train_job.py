@@ -24,16 +24,15 @@ import pytest
 os.environ.setdefault("YOLO_OFFLINE", "true")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="tp4-yolo-config-"))
 
-import contract  # noqa: E402
-from jobs.common import dataset
-from jobs.common import tracking
-from jobs.train import training  # noqa: E402
-from jobs.common.errors import BadInput, Terminated  # noqa: E402
-from jobs.train.options import validate  # noqa: E402
-from jobs.train.cli import main, options_from  # noqa: E402
-from jobs.train.weights import resolve_weights  # noqa: E402
-
+import contract
+from jobs.common import dataset, tracking
+from jobs.common.errors import BadInput, Terminated
+from jobs.train import training
+from jobs.train.cli import main, options_from
+from jobs.train.options import validate
+from jobs.train.weights import resolve_weights
 from tests.helpers.paths import REPO
+
 SHARED = REPO.parent / "shared"
 COCO128 = SHARED / "datasets" / "coco128"
 BACKBONE = SHARED / "weights" / "yolov5nu-coco-backbone.pt"
@@ -93,7 +92,7 @@ def test_bad_flags_exit_2_before_any_run(argv: list[str], named: str, tmp_path: 
 def test_all_flag_problems_reported_at_once() -> None:
     with pytest.raises(BadInput) as error:
         validate(options=options_from(["--imgsz", "100", "--lr0", "0", "--arg", "nbss=1"]))
-    for named in ("--imgsz 100", "--lr0 0.0", "--arg nbss=...: not an ultralytics train argument (did you mean nbs"):
+    for named in ("--imgsz 100", "--lr0 0.0", "--arg nbss=...: is not an ultralytics train argument (did you mean nbs"):
         assert named in str(error.value)
 
 

@@ -52,8 +52,8 @@ def main() -> int:
     api = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
     status, body = _get(api, auth)
     if status != 200:
-        print(f"FAIL {api}: HTTP {status} {body[:300]!r} (403 'Invalid Host header': --allowed-hosts misses the Service name)",
-              file=sys.stderr)
+        print(f"FAIL {api}: HTTP {status} {body[:300]!r}"
+              " (403 'Invalid Host header': --allowed-hosts misses the Service name)", file=sys.stderr)
         return 1
     print(f"ok: the REST API answers through {base}" + (" with credentials" if auth else ""))
     if auth:

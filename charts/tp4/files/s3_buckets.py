@@ -40,9 +40,10 @@ def wait_for_endpoint(s3) -> None:
             s3.list_buckets()
             return
         except (BotoCoreError, ClientError) as error:
+            endpoint = os.environ.get("AWS_ENDPOINT_URL", "(AWS)")
             if time.monotonic() > deadline:
-                sys.exit(f"S3 endpoint {os.environ.get('AWS_ENDPOINT_URL', '(AWS)')} unusable after {WAIT_SECONDS} s: {error}")
-            print(f"waiting for S3 at {os.environ.get('AWS_ENDPOINT_URL', '(AWS)')}: {error}", flush=True)
+                sys.exit(f"S3 endpoint {endpoint} unusable after {WAIT_SECONDS} s: {error}")
+            print(f"waiting for S3 at {endpoint}: {error}", flush=True)
             time.sleep(3)
 
 
