@@ -256,7 +256,8 @@ def name_violations(manifests: list[dict[str, Any]]) -> list[str]:
     problems = []
     for m in manifests:
         kind, name = m["kind"], m["metadata"]["name"]
-        rule, what = (DNS_1035_LABEL, "a DNS-1035 label") if kind == "Service" else (DNS_SUBDOMAIN, "a DNS-1123 subdomain")
+        service = kind == "Service"
+        rule, what = (DNS_1035_LABEL, "a DNS-1035 label") if service else (DNS_SUBDOMAIN, "a DNS-1123 subdomain")
         limit = NAME_LIMITS.get(kind, 253)
         if not rule.fullmatch(name) or len(name) > limit:
             problems.append(f"{kind}/{name}: the name is not {what} of at most {limit} characters")
@@ -265,7 +266,8 @@ def name_violations(manifests: list[dict[str, Any]]) -> list[str]:
             label_sets.append((" pod template", m["spec"]["template"]["metadata"].get("labels") or {}))
         for where, labels in label_sets:
             problems += [f"{kind}/{name}{where}: label {key}={value!r} is not a label value (63 at most)"
-                         for key, value in labels.items() if not LABEL_VALUE.fullmatch(str(value)) or len(str(value)) > 63]
+                         for key, value in labels.items()
+                         if not LABEL_VALUE.fullmatch(str(value)) or len(str(value)) > 63]
     return problems
 
 
@@ -315,102 +317,100 @@ def test_incomplete_external_stores_are_refused(helm: Path, setting: list[str], 
 
 
 # --- hostile values: each refused by values.schema.json, the error naming the field -----------------
-# (issue 11, item 3) Each case: the values a user passes, the field as helm names it (a JSON pointer),
-# and a word of the message. Two engines check the schema: helm's (Go, RE2 patterns) and Python's
-# jsonschema, so a pattern means the same to both and to an editor that validates values files.
+# (issue 11, item 3) Each case: where in the values (a JSON pointer, as helm names fields), the value put
+# there, a word of the message, and the field the refusal names when it is not that one. Two engines check
+# the schema: helm's (Go, RE2 patterns) and Python's jsonschema, so a pattern means the same to both and to
+# an editor that validates values files.
 
 SCHEMA_REFUSAL = "values don't meet the specifications of the schema"
 SECRET_IN_VALUES = "hunter2hunter2"
 _TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-HOSTILE_VALUES: dict[str, tuple[dict[str, Any], str, str]] = {
+_NODE_TERM = {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "Maybe"}]}
+_NODE_OPERATOR = ("/controller/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0"
+                  "/matchExpressions/0/operator")
+_MATCH = "does not match pattern"
+_ONE_OF = "value must be one of"
+HOSTILE_VALUES: dict[str, tuple[str, Any, str] | tuple[str, Any, str, str]] = {
     # found by the hostile pass
-    "image tag with a space": ({"mlflow": {"image": {"tag": "0.1.0 beta"}}}, "/mlflow/image/tag", "does not match pattern"),
-    "image tag with a shell command": ({"trainer": {"image": {"tag": "0.1.0;rm -rf /"}}}, "/trainer/image/tag", "does not match pattern"),
-    "replicas beyond 32 bits": ({"mlflow": {"replicas": 2**32}}, "/mlflow/replicas", "maximum"),
-    "cpu lots": ({"mlflow": {"resources": {"requests": {"cpu": "lots"}}}}, "/mlflow/resources/requests/cpu", "does not match pattern"),
-    "cpu -1": ({"controller": {"resources": {"requests": {"cpu": -1}}}}, "/controller/resources/requests/cpu", "minimum"),
-    "cpu '-1'": ({"controller": {"resources": {"requests": {"cpu": "-1"}}}}, "/controller/resources/requests/cpu", "does not match pattern"),
-    "Ingress host with a space": ({"mlflow": {"ingress": {"enabled": True, "host": "mlflow tp4.local"}}}, "/mlflow/ingress/host",
-                                  "does not match pattern"),
-    "fullnameOverride TP4_Bad": ({"fullnameOverride": "TP4_Bad"}, "/fullnameOverride", "does not match pattern"),
-    "toleration effect Bogus": ({"trainer": {"gpu": {"tolerations": [{**_TOLERATION, "effect": "Bogus"}]}}},
-                                "/trainer/gpu/tolerations/0/effect", "value must be one of"),
-    "secret under a name the old filter missed": ({"minio": {"env": {"MINIO_ROOT_PASS": SECRET_IN_VALUES}}},
-                                                  "/minio/env/MINIO_ROOT_PASS", "objectStore.existingSecret"),
-    "secret under a name with CREDENTIAL": ({"minio": {"env": {"MINIO_IDENTITY_PLUGIN_CREDENTIAL": SECRET_IN_VALUES}}},
-                                            "/minio/env/MINIO_IDENTITY_PLUGIN_CREDENTIAL", "secretKeyRef"),
-    "secret under a lower-case name": ({"minio": {"env": {"minio_kms_secret": SECRET_IN_VALUES}}}, "/minio/env/minio_kms_secret",
-                                       "looks like a credential"),
-    "password env (was reported at '')": ({"minio": {"env": {"MINIO_ROOT_PASSWORD": SECRET_IN_VALUES}}},
-                                          "/minio/env/MINIO_ROOT_PASSWORD", "existingSecret"),
+    "image tag with a space": ("/mlflow/image/tag", "0.1.0 beta", _MATCH),
+    "image tag with a shell command": ("/trainer/image/tag", "0.1.0;rm -rf /", _MATCH),
+    "replicas beyond 32 bits": ("/mlflow/replicas", 2**32, "maximum"),
+    "cpu lots": ("/mlflow/resources/requests/cpu", "lots", _MATCH),
+    "cpu -1": ("/controller/resources/requests/cpu", -1, "minimum"),
+    "cpu '-1'": ("/controller/resources/requests/cpu", "-1", _MATCH),
+    "Ingress host with a space": ("/mlflow/ingress", {"enabled": True, "host": "mlflow tp4.local"}, _MATCH,
+                                  "/mlflow/ingress/host"),
+    "fullnameOverride TP4_Bad": ("/fullnameOverride", "TP4_Bad", _MATCH),
+    "toleration effect Bogus": ("/trainer/gpu/tolerations", [{**_TOLERATION, "effect": "Bogus"}], _ONE_OF,
+                                "/trainer/gpu/tolerations/0/effect"),
+    "secret under a name the old filter missed": ("/minio/env/MINIO_ROOT_PASS", SECRET_IN_VALUES,
+                                                  "objectStore.existingSecret"),
+    "secret under a name with CREDENTIAL": ("/minio/env/MINIO_IDENTITY_PLUGIN_CREDENTIAL", SECRET_IN_VALUES,
+                                            "secretKeyRef"),
+    "secret under a lower-case name": ("/minio/env/minio_kms_secret", SECRET_IN_VALUES, "looks like a credential"),
+    "password env (was reported at '')": ("/minio/env/MINIO_ROOT_PASSWORD", SECRET_IN_VALUES, "existingSecret"),
     # the same kinds of fault in every other field of the chart
-    "credentials in an env URI": ({"minio": {"env": {"MINIO_NOTIFY_WEBHOOK_ENDPOINT": f"https://u:{SECRET_IN_VALUES}@hooks.example"}}},
-                                  "/minio/env/MINIO_NOTIFY_WEBHOOK_ENDPOINT", "credentials in a URI"),
-    "env name with a space": ({"minio": {"env": {"MINIO BROWSER": "off"}}}, "/minio/env/MINIO BROWSER", "not an environment variable name"),
-    "credentials in the S3 endpoint": ({"objectStore": {"externalEndpoint": f"https://u:{SECRET_IN_VALUES}@s3.example"}},
-                                       "/objectStore/externalEndpoint", "credentials in the endpoint URL"),
-    "S3 endpoint not http(s)": ({"objectStore": {"externalEndpoint": "ftp://s3.example"}}, "/objectStore/externalEndpoint",
-                                "does not match pattern"),
-    "region with a space": ({"objectStore": {"region": "eu west"}}, "/objectStore/region", "does not match pattern"),
-    "image tag latest": ({"controller": {"image": {"tag": "latest"}}}, "/controller/image/tag", "pin a version tag"),
-    "image repository in upper case": ({"mlflow": {"image": {"repository": "Registry.local/Team/MLflow"}}}, "/mlflow/image/repository",
-                                       "does not match pattern"),
-    "image repository with a tag in it": ({"controller": {"image": {"repository": "tp4-controller:0.1.0"}}},
-                                          "/controller/image/repository", "does not match pattern"),
-    "short digest": ({"minio": {"image": {"digest": "sha256:abc"}}}, "/minio/image/digest", "does not match pattern"),
-    "pullPolicy Sometimes": ({"controller": {"image": {"pullPolicy": "Sometimes"}}}, "/controller/image/pullPolicy", "value must be one of"),
-    "service type ExternalName": ({"mlflow": {"service": {"type": "ExternalName"}}}, "/mlflow/service/type", "value must be one of"),
-    "toleration operator Maybe": ({"mlflow": {"tolerations": [{**_TOLERATION, "operator": "Maybe"}]}}, "/mlflow/tolerations/0/operator",
-                                  "value must be one of"),
-    "toleration Exists with a value": ({"postgres": {"tolerations": [{**_TOLERATION, "value": "x"}]}}, "/postgres/tolerations/0/value",
-                                       "value must be ''"),
-    "toleration seconds without NoExecute": ({"minio": {"tolerations": [{**_TOLERATION, "tolerationSeconds": 30}]}},
-                                             "/minio/tolerations/0/effect", "NoExecute"),
-    "affinity operator Maybe": ({"controller": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/os", "operator": "Maybe"}]}]}}}}},
-        "/controller/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchExpressions/0/operator",
-        "value must be one of"),
-    "seccomp Unconfined": ({"podSecurityContext": {"seccompProfile": {"type": "Unconfined"}}}, "/podSecurityContext/seccompProfile/type",
-                           "value must be one of"),
-    "fsGroupChangePolicy Never": ({"podSecurityContext": {"fsGroupChangePolicy": "Never"}}, "/podSecurityContext/fsGroupChangePolicy",
-                                  "value must be one of"),
-    "capability added": ({"containerSecurityContext": {"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN"]}}},
-                         "/containerSecurityContext/capabilities/add", "maxItems"),
-    "nameOverride with upper case": ({"nameOverride": "TP4"}, "/nameOverride", "does not match pattern"),
-    "fullnameOverride over 40": ({"fullnameOverride": "t" * 41}, "/fullnameOverride", "maxLength"),
-    "Secret name with a slash": ({"postgres": {"existingSecret": "team/postgres"}}, "/postgres/existingSecret", "does not match pattern"),
-    "pull secret name with a space": ({"imagePullSecrets": [{"name": "my secret"}]}, "/imagePullSecrets/0/name", "does not match pattern"),
-    "StorageClass with upper case": ({"minio": {"persistence": {"storageClass": "Fast_SSD"}}}, "/minio/persistence/storageClass",
-                                     "does not match pattern"),
-    "volume size lots": ({"postgres": {"persistence": {"size": "lots"}}}, "/postgres/persistence/size", "does not match pattern"),
-    "memory with a unit typo": ({"minio": {"resources": {"limits": {"memory": "1GB"}}}}, "/minio/resources/limits/memory",
-                                "does not match pattern"),
-    "GPUs as a fraction": ({"mlflow": {"resources": {"limits": {"memory": "1Gi", "nvidia.com/gpu": "0.5"}}}},
-                           "/mlflow/resources/limits/nvidia.com~1gpu", "does not match pattern"),
-    "port beyond 65535": ({"mlflow": {"service": {"port": 70000}}}, "/mlflow/service/port", "maximum"),
-    "TTL beyond 32 bits": ({"trainer": {"ttlSecondsAfterFinished": 2**31}}, "/trainer/ttlSecondsAfterFinished", "maximum"),
-    "uid beyond 32 bits": ({"postgres": {"runAsUser": 2**40}}, "/postgres/runAsUser", "maximum"),
-    "nodeSelector key with a space": ({"controller": {"nodeSelector": {"gpu type": "a100"}}}, "/controller/nodeSelector/gpu type",
-                                      "not a label key"),
-    "nodeSelector value with a space": ({"trainer": {"gpu": {"nodeSelector": {"gpu.example/type": "a 100"}}}},
-                                        "/trainer/gpu/nodeSelector/gpu.example~1type", "does not match pattern"),
-    "annotation key with a space": ({"mlflow": {"ingress": {"annotations": {"proxy body size": "1m"}}}},
-                                    "/mlflow/ingress/annotations/proxy body size", "not an annotation key"),
-    "Ingress host an IP address": ({"mlflow": {"ingress": {"host": "10.0.0.1"}}}, "/mlflow/ingress/host", "does not match pattern"),
-    "allowed host '*'": ({"mlflow": {"allowedHosts": ["*"]}}, "/mlflow/allowedHosts/0", "does not match pattern"),
-    "allowed host list in one string": ({"mlflow": {"allowedHosts": ["a.example,b.example"]}}, "/mlflow/allowedHosts/0",
-                                        "does not match pattern"),
-    "CORS origin '*'": ({"mlflow": {"corsAllowedOrigins": ["*"]}}, "/mlflow/corsAllowedOrigins/0", "does not match pattern"),
-    "external Postgres host with a space": ({"postgres": {"external": {"host": "db .example"}}}, "/postgres/external/host",
-                                            "does not match pattern"),
-    "cluster domain with a space": ({"clusterDomain": "cluster local"}, "/clusterDomain", "does not match pattern"),
-    "IngressClass with upper case": ({"mlflow": {"ingress": {"className": "NGINX"}}}, "/mlflow/ingress/className", "does not match pattern"),
-    "RuntimeClass with a space": ({"trainer": {"gpu": {"runtimeClassName": "nvidia runtime"}}}, "/trainer/gpu/runtimeClassName",
-                                  "does not match pattern"),
-    "workers beyond what the memory holds": ({"mlflow": {"workers": 1000}}, "/mlflow/workers", "maximum"),
-    "namespace label value with a space": ({"networkPolicy": {"mlflowFromNamespaces": [{"kubernetes.io/metadata.name": "ingress nginx"}]}},
-                                           "/networkPolicy/mlflowFromNamespaces/0/kubernetes.io~1metadata.name", "does not match pattern"),
+    "credentials in an env URI": ("/minio/env/MINIO_NOTIFY_WEBHOOK_ENDPOINT", f"https://u:{SECRET_IN_VALUES}@hooks.example",
+                                  "credentials in a URI"),
+    "env name with a space": ("/minio/env/MINIO BROWSER", "off", "not an environment variable name"),
+    "credentials in the S3 endpoint": ("/objectStore/externalEndpoint", f"https://u:{SECRET_IN_VALUES}@s3.example",
+                                       "credentials in the endpoint URL"),
+    "S3 endpoint not http(s)": ("/objectStore/externalEndpoint", "ftp://s3.example", _MATCH),
+    "region with a space": ("/objectStore/region", "eu west", _MATCH),
+    "image tag latest": ("/controller/image/tag", "latest", "pin a version tag"),
+    "image repository in upper case": ("/mlflow/image/repository", "Registry.local/Team/MLflow", _MATCH),
+    "image repository with a tag in it": ("/controller/image/repository", "tp4-controller:0.1.0", _MATCH),
+    "short digest": ("/minio/image/digest", "sha256:abc", _MATCH),
+    "pullPolicy Sometimes": ("/controller/image/pullPolicy", "Sometimes", _ONE_OF),
+    "service type ExternalName": ("/mlflow/service/type", "ExternalName", _ONE_OF),
+    "toleration operator Maybe": ("/mlflow/tolerations", [{**_TOLERATION, "operator": "Maybe"}], _ONE_OF,
+                                  "/mlflow/tolerations/0/operator"),
+    "toleration Exists with a value": ("/postgres/tolerations", [{**_TOLERATION, "value": "x"}], "value must be ''",
+                                       "/postgres/tolerations/0/value"),
+    "toleration seconds without NoExecute": ("/minio/tolerations", [{**_TOLERATION, "tolerationSeconds": 30}],
+                                             "NoExecute",
+                                             "/minio/tolerations/0/effect"),
+    "affinity operator Maybe": ("/controller/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
+                                {"nodeSelectorTerms": [_NODE_TERM]}, _ONE_OF, _NODE_OPERATOR),
+    "seccomp Unconfined": ("/podSecurityContext/seccompProfile/type", "Unconfined", _ONE_OF),
+    "fsGroupChangePolicy Never": ("/podSecurityContext/fsGroupChangePolicy", "Never", _ONE_OF),
+    "capability added": ("/containerSecurityContext/capabilities", {"drop": ["ALL"], "add": ["NET_ADMIN"]}, "maxItems",
+                         "/containerSecurityContext/capabilities/add"),
+    "nameOverride with upper case": ("/nameOverride", "TP4", _MATCH),
+    "fullnameOverride over 40": ("/fullnameOverride", "t" * 41, "maxLength"),
+    "Secret name with a slash": ("/postgres/existingSecret", "team/postgres", _MATCH),
+    "pull secret name with a space": ("/imagePullSecrets", [{"name": "my secret"}], _MATCH, "/imagePullSecrets/0/name"),
+    "StorageClass with upper case": ("/minio/persistence/storageClass", "Fast_SSD", _MATCH),
+    "volume size lots": ("/postgres/persistence/size", "lots", _MATCH),
+    "memory with a unit typo": ("/minio/resources/limits/memory", "1GB", _MATCH),
+    "GPUs as a fraction": ("/mlflow/resources/limits/nvidia.com~1gpu", "0.5", _MATCH),
+    "port beyond 65535": ("/mlflow/service/port", 70000, "maximum"),
+    "TTL beyond 32 bits": ("/trainer/ttlSecondsAfterFinished", 2**31, "maximum"),
+    "uid beyond 32 bits": ("/postgres/runAsUser", 2**40, "maximum"),
+    "nodeSelector key with a space": ("/controller/nodeSelector/gpu type", "a100", "not a label key"),
+    "nodeSelector value with a space": ("/trainer/gpu/nodeSelector/gpu.example~1type", "a 100", _MATCH),
+    "annotation key with a space": ("/mlflow/ingress/annotations/proxy body size", "1m", "not an annotation key"),
+    "Ingress host an IP address": ("/mlflow/ingress/host", "10.0.0.1", _MATCH),
+    "allowed host '*'": ("/mlflow/allowedHosts", ["*"], _MATCH, "/mlflow/allowedHosts/0"),
+    "allowed host list in one string": ("/mlflow/allowedHosts", ["a.example,b.example"], _MATCH,
+                                        "/mlflow/allowedHosts/0"),
+    "CORS origin '*'": ("/mlflow/corsAllowedOrigins", ["*"], _MATCH, "/mlflow/corsAllowedOrigins/0"),
+    "external Postgres host with a space": ("/postgres/external/host", "db .example", _MATCH),
+    "cluster domain with a space": ("/clusterDomain", "cluster local", _MATCH),
+    "IngressClass with upper case": ("/mlflow/ingress/className", "NGINX", _MATCH),
+    "RuntimeClass with a space": ("/trainer/gpu/runtimeClassName", "nvidia runtime", _MATCH),
+    "workers beyond what the memory holds": ("/mlflow/workers", 1000, "maximum"),
+    "namespace label value with a space": ("/networkPolicy/mlflowFromNamespaces",
+                                           [{"kubernetes.io/metadata.name": "ingress nginx"}], _MATCH,
+                                           "/networkPolicy/mlflowFromNamespaces/0/kubernetes.io~1metadata.name"),
 }
+
+
+def values_at(pointer: str, value: Any) -> dict[str, Any]:
+    """The values that set one field: values_at("/mlflow/image/tag", "x") == {"mlflow": {"image": {"tag": "x"}}}."""
+    for part in reversed(pointer.split("/")[1:]):
+        value = {part.replace("~1", "/").replace("~0", "~"): value}
+    return value
 
 
 def _merged(defaults: Any, override: Any) -> Any:
@@ -434,28 +434,33 @@ def schema_error_pointers(values: dict[str, Any]) -> set[str]:
     return pointers
 
 
+def render_values(values: dict[str, Any], tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    return run_helm("template", RELEASE, str(CHART), "-f", str(values_file), *extra, check=False)
+
+
 def test_values_schema_is_a_valid_draft_7_schema() -> None:
     jsonschema.Draft7Validator.check_schema(json.loads((CHART / "values.schema.json").read_text()))
 
 
 @pytest.mark.parametrize("case", HOSTILE_VALUES)
 def test_hostile_value_is_refused_naming_the_field(helm: Path, tmp_path: Path, case: str) -> None:
-    values, pointer, message = HOSTILE_VALUES[case]
-    values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    done = run_helm("template", RELEASE, str(CHART), "-f", str(values_file), check=False)
-    assert done.returncode != 0, f"{case}: {values} was accepted"
+    where, value, message, *named = HOSTILE_VALUES[case]
+    field = named[0] if named else where
+    done = render_values(values_at(where, value), tmp_path)
+    assert done.returncode != 0, f"{case}: {value!r} at {where} was accepted"
     assert SCHEMA_REFUSAL in done.stderr, done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.lstrip().startswith("- at ")]
-    assert any(line.lstrip().startswith(f"- at '{pointer}': ") and message in line for line in errors), done.stderr
-    assert not [line for line in errors if line.lstrip().startswith("- at '':")], "an error without its path:\n" + done.stderr
+    errors = [line.strip() for line in done.stderr.splitlines() if line.strip().startswith("- at ")]
+    assert any(line.startswith(f"- at '{field}': ") and message in line for line in errors), done.stderr
+    assert not [line for line in errors if line.startswith("- at '':")], "an error without its path:\n" + done.stderr
     assert SECRET_IN_VALUES not in done.stderr + done.stdout, "the refusal shows the secret it refuses"
     # the same refusal by a second implementation of JSON schema (Python's re, not Go's RE2)
-    assert pointer in schema_error_pointers(values)
+    assert field in schema_error_pointers(values_at(where, value))
 
 
 def test_unknown_top_level_key_is_named(helm: Path) -> None:
-    """Helm reports a top-level rule at the root (''); the message then names the key (tested above with --set)."""
+    """Helm reports a top-level rule at the root (''); the message then names the key."""
     done = run_helm("template", RELEASE, str(CHART), "--set", "mlfow.replicas=2", check=False)
     assert done.returncode != 0 and "additional properties 'mlfow' not allowed" in done.stderr, done.stderr
 
@@ -472,18 +477,24 @@ def test_every_values_file_in_ci_is_checked() -> None:
     """A values file added to ci/ under another name would escape VALUE_SETS: ci/ holds values files and grids only."""
     for path in sorted((CHART / "ci").glob("*.y*ml")):
         document = yaml.safe_load(path.read_text())
-        assert path.name in VALUE_SETS or {"axes", "job"} <= set(document), f"{path.name} is neither *-values.yaml nor a grid"
+        assert path.name in VALUE_SETS or {"axes", "job"} <= set(document), \
+            f"{path.name}: neither *-values.yaml nor a grid"
 
 
 def test_values_at_the_limits_render_valid_manifests(helm: Path, tmp_path: Path) -> None:
     """The rules are not stricter than Kubernetes: the longest names, registries with ports, digests, quantities
     in every notation, wildcard hosts, tolerations and affinities of each kind render objects the API accepts."""
     digest = "sha256:" + "0" * 64
+    anti_affinity = {"weight": 100, "podAffinityTerm": {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "Exists"}]}}}
+    node_term = {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}
     values = {
-        "fullnameOverride": "t" + "p4-long-release-name-for-limits-check" + "xy",
+        "fullnameOverride": "tp4-long-release-name-for-the-limits-xyz",
         "nameOverride": "n" * 40,
         "mlflow": {
-            "image": {"repository": "registry.local:5000/team/tp4-mlflow", "tag": "0.1.0_rc.1", "digest": digest, "pullPolicy": "Always"},
+            "image": {"repository": "registry.local:5000/team/tp4-mlflow", "tag": "0.1.0_rc.1", "digest": digest,
+                      "pullPolicy": "Always"},
             "replicas": 2**31 - 1,
             "resources": {"requests": {"cpu": 0.5, "memory": "1e9"}, "limits": {"memory": "1.5Gi", "cpu": "1500m"}},
             "allowedHosts": ["*.tp4.example", "mlflow.internal.example:*", "10.1.2.3:5000"],
@@ -491,39 +502,40 @@ def test_values_at_the_limits_render_valid_manifests(helm: Path, tmp_path: Path)
             "ingress": {"enabled": True, "host": "*.mlflow.example", "className": "nginx",
                         "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "512m"}},
             "service": {"type": "NodePort"},
-            "tolerations": [{"operator": "Exists"}, {"key": "dedicated", "operator": "Equal", "value": "mlflow", "effect": "NoExecute",
+            "tolerations": [{"operator": "Exists"},
+                            {"key": "dedicated", "operator": "Equal", "value": "mlflow", "effect": "NoExecute",
                              "tolerationSeconds": 300}],
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}]}},
-                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
-                    "topologyKey": "kubernetes.io/hostname",
-                    "labelSelector": {"matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "Exists"}]}}}]}},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                                          {"nodeSelectorTerms": [node_term]}},
+                         "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [anti_affinity]}},
         },
         "minio": {"env": {"MINIO_BROWSER": "off", "MINIO_PROMETHEUS_AUTH_TYPE": "public"},
                   "image": {"repository": "[fd00::1]:5000/minio/minio"},
                   "persistence": {"size": "5Gi", "storageClass": "fast-ssd"}},
         "controller": {"nodeSelector": {"kubernetes.io/os": "linux"}, "image": {"pullPolicy": "Never"}},
-        "trainer": {"ttlSecondsAfterFinished": 0, "image": {"repository": "ghcr.io/team/tp4-trainer", "tag": "0.1.0", "digest": digest}},
+        "trainer": {"ttlSecondsAfterFinished": 0,
+                    "image": {"repository": "ghcr.io/team/tp4-trainer", "tag": "0.1.0", "digest": digest}},
         "podSecurityContext": {"fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}},
     }
     assert len(values["fullnameOverride"]) == 40
-    values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
     assert schema_error_pointers(values) == set()
-    manifests = [d for d in yaml.safe_load_all(run_helm("template", RELEASE, str(CHART), "-f", str(values_file)).stdout) if d]
+    done = render_values(values, tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifests = [d for d in yaml.safe_load_all(done.stdout) if d]
     assert validation_errors(manifests) == [] and name_violations(manifests) == []
-    assert one(manifests, "ConfigMap", f"{values['fullnameOverride']}-controller")["data"]["TP4_TRAINER_IMAGE"] == \
-        f"ghcr.io/team/tp4-trainer:0.1.0@{digest}"
+    config = one(manifests, "ConfigMap", f"{values['fullnameOverride']}-controller")["data"]
+    assert config["TP4_TRAINER_IMAGE"] == f"ghcr.io/team/tp4-trainer:0.1.0@{digest}"
 
 
 def test_without_the_schema_the_hostile_values_reach_the_manifests(helm: Path) -> None:
     """What the schema stops: with --skip-schema-validation the same values give invalid names and a shell command
     in the image every Job runs (so the policies above would catch them only after rendering)."""
-    manifests = [d for d in yaml.safe_load_all(run_helm("template", RELEASE, str(CHART), "--skip-schema-validation",
-                                                        "--set", "fullnameOverride=TP4_Bad",
-                                                        "--set", "trainer.image.tag=0.1.0;rm -rf /").stdout) if d]
+    done = run_helm("template", RELEASE, str(CHART), "--skip-schema-validation",
+                    "--set", "fullnameOverride=TP4_Bad", "--set", "trainer.image.tag=0.1.0;rm -rf /")
+    manifests = [d for d in yaml.safe_load_all(done.stdout) if d]
     assert len([p for p in name_violations(manifests) if "the name is not" in p]) >= 20
-    assert one(manifests, "ConfigMap", "TP4_Bad-controller")["data"]["TP4_TRAINER_IMAGE"] == "tp4-trainer:0.1.0;rm -rf /"
+    config = one(manifests, "ConfigMap", "TP4_Bad-controller")["data"]
+    assert config["TP4_TRAINER_IMAGE"] == "tp4-trainer:0.1.0;rm -rf /"
 
 
 # --- every rendered manifest is a valid Kubernetes 1.35 object -----------------------------------
@@ -623,6 +635,14 @@ def _secret_value(manifests: list[dict[str, Any]]) -> str:
     return base64.b64decode(one(manifests, "Secret", f"{RELEASE}-postgres")["data"]["POSTGRES_PASSWORD"]).decode()
 
 
+def _rename(manifests: list[dict[str, Any]], kind: str, component: str, name: str) -> None:
+    one(manifests, kind, f"{RELEASE}-{component}")["metadata"]["name"] = name
+
+
+def _pod_labels(manifests: list[dict[str, Any]], name: str) -> dict[str, str]:
+    return one(manifests, "Deployment", f"{RELEASE}-{name}")["spec"]["template"]["metadata"]["labels"]
+
+
 VIOLATIONS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], None], str]] = {
     "no resources": ("containers", lambda m: _container(m, "mlflow").pop("resources"), "no cpu and memory requests"),
     "no memory limit": ("containers", lambda m: _container(m, "minio")["resources"].pop("limits"), "no memory limit"),
@@ -650,14 +670,13 @@ VIOLATIONS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], None], str]] =
                                 "not pinned by digest"),
     "label missing": ("labels", lambda m: one(m, "Service", f"{RELEASE}-mlflow")["metadata"]["labels"].pop("app.kubernetes.io/part-of"),
                       "no label app.kubernetes.io/part-of"),
-    "invalid object name": ("names", lambda m: one(m, "ConfigMap", f"{RELEASE}-controller")["metadata"].update(name="TP4_Bad-controller"),
+    "invalid object name": ("names", lambda m: _rename(m, "ConfigMap", "controller", "TP4_Bad-controller"),
                             "not a DNS-1123 subdomain"),
-    "Service name with a dot": ("names", lambda m: one(m, "Service", f"{RELEASE}-mlflow")["metadata"].update(name="tp4.mlflow"),
+    "Service name with a dot": ("names", lambda m: _rename(m, "Service", "mlflow", "tp4.mlflow"),
                                 "not a DNS-1035 label"),
-    "StatefulSet name too long": ("names", lambda m: one(m, "StatefulSet", f"{RELEASE}-postgres")["metadata"].update(name="p" * 53),
-                                  "of at most 52"),
-    "label value with a space": ("names", lambda m: one(m, "Deployment", f"{RELEASE}-mlflow")["spec"]["template"]["metadata"][
-        "labels"].update({"app.kubernetes.io/version": "0.1 beta"}), "is not a label value"),
+    "StatefulSet name too long": ("names", lambda m: _rename(m, "StatefulSet", "postgres", "p" * 53), "of at most 52"),
+    "label value with a space": ("names", lambda m: _pod_labels(m, "mlflow").update(
+        {"app.kubernetes.io/version": "0.1 beta"}), "is not a label value"),
 }
 
 
