@@ -43,7 +43,7 @@ MAX_GRID_NAME = 40  # Job names are "<template>" and "finalize-<name>": both mus
 OPTIMIZERS = ("SGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "MuSGD")  # ultralytics' spelling
 LANGUAGES = ("en", "fr")
 DEFAULT_OPTIMIZER = "SGD"
-DEFAULT_NAME_TEMPLATE = "train-{imgsz}-{lr0}-{seed}"
+DEFAULT_NAME_TEMPLATE = "train-{imgsz}-{lr0}-{seed}"  # the lab's; by default "train-" + every axis
 DEFAULT_IMAGE = "tp4-trainer:0.1.0"
 DEFAULT_FALLBACK = "yolov8n.yaml"
 # Arguments the train Job owns itself (or sets from job.resources): a grid may not set them.
@@ -526,6 +526,11 @@ class GridSpec(_Section):
         if isinstance(model, dict) and "registered_name" not in model and isinstance(name, str):
             data["model"] = {**model, "registered_name": f"{name}-model"}
         train, axes = data.get("train"), data.get("axes")
+        job = data.get("job")
+        job = {} if job is None else job
+        if isinstance(job, dict) and "name_template" not in job and isinstance(axes, dict) and axes \
+                and all(isinstance(axis, str) for axis in axes):
+            data["job"] = {**job, "name_template": "train-" + "-".join(f"{{{axis}}}" for axis in axes)}
         train = {} if train is None else train
         if isinstance(train, dict) and "optimizer" not in train and not (isinstance(axes, dict) and "optimizer" in axes):
             data["train"] = {**train, "optimizer": DEFAULT_OPTIMIZER}

@@ -29,12 +29,13 @@ class GridPoint:
 
 
 def format_value(value: Any) -> str:
-    """How an axis value appears in a Job name: 0.01 -> '0.01', True -> 'true'."""
+    """How an axis value appears in a Job name: 0.01 -> '0.01', True -> 'true', 'AdamW' -> 'adamw'
+    (Job names are lowercase)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
         return repr(value)
-    return str(value)
+    return str(value).lower()
 
 
 def point_spec(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str) -> dict[str, Any]:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import difflib
-import math
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from contract import grid as grid_model
 from jobs.common.errors import BadInput
 
-# optimizer=auto ignores lr0 (ARCHITECTURE.md section 5): only explicit ones.
-OPTIMIZERS = ("SGD", "Adam", "Adamax", "AdamW", "NAdam", "RAdam", "RMSprop", "MuSGD")
+# optimizer names, bounds and argument names: contract.grid, the grid model the controller validates with,
+# so that the Job accepts exactly what a grid may ask for (optimizer=auto ignores lr0: refused there).
+OPTIMIZERS = grid_model.OPTIMIZERS
 # --arg keys that have their own flag, or that the job manages itself.
 FLAG_KEYS = {"data": "--data", "model": "--model", "epochs": "--epochs", "imgsz": "--imgsz", "lr0": "--lr0",
              "batch": "--batch", "seed": "--seed", "optimizer": "--optimizer", "device": "--device"}
-MANAGED_KEYS = frozenset({"project", "name", "exist_ok", "save_dir", "mode", "task", "resume", "cfg"})
+MANAGED_KEYS = (grid_model.RESERVED_ARGUMENTS - set(FLAG_KEYS)) | {"save_dir"}
+CHECKED_FLAGS = ("epochs", "imgsz", "lr0", "batch", "seed", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -54,49 +56,53 @@ def parse_extra(*, pairs: list[str]) -> dict[str, Any]:
     return extra
 
 
-def validate(*, options: TrainOptions) -> None:
-    """Every problem at once, each naming its flag; BadInput if any."""
-    problems = _flag_problems(options=options) + _extra_problems(extra=options.extra)
+def validate(*, options: TrainOptions) -> TrainOptions:
+    """Every problem at once, each naming its flag; BadInput if any. Returns the options with the
+    canonical spellings (`--optimizer sgd` -> SGD), as a grid would store them."""
+    flags, flag_problems = _flag_problems(options=options)
+    extra, extra_problems = _extra_problems(extra=options.extra)
+    problems = flag_problems + extra_problems
+    checked = dataclasses.replace(options, extra=extra, **flags)
     if not problems:
-        problems = _ultralytics_problems(options=options)
+        problems = _ultralytics_problems(options=checked)
     if problems:
         raise BadInput("invalid arguments:\n" + "\n".join(f"  {p}" for p in problems))
+    return checked
 
 
-def _flag_problems(*, options: TrainOptions) -> list[str]:
+def _flag_problems(*, options: TrainOptions) -> tuple[dict[str, Any], list[str]]:
+    """The grid model's check of each named flag: (canonical values, problems)."""
+    values: dict[str, Any] = {}
     problems = []
-    if options.imgsz < 32 or options.imgsz % 32:
-        problems.append(f"--imgsz {options.imgsz}: must be a positive multiple of 32 (the model's stride)")
-    if not (math.isfinite(options.lr0) and options.lr0 > 0):
-        problems.append(f"--lr0 {options.lr0}: must be > 0")
-    if options.epochs < 1:
-        problems.append(f"--epochs {options.epochs}: must be >= 1")
-    if options.batch < 1:
-        problems.append(f"--batch {options.batch}: must be >= 1")
-    if options.seed < 0:
-        problems.append(f"--seed {options.seed}: must be >= 0")
-    if options.optimizer not in OPTIMIZERS:
-        problems.append(f"--optimizer {options.optimizer}: choose one of {', '.join(OPTIMIZERS)} "
-                        "(auto would ignore --lr0)")
+    for name in CHECKED_FLAGS:
+        given = getattr(options, name)
+        value, problem = grid_model.argument_problem(name, given)
+        if problem:
+            problems.append(f"--{name} {given}: {problem}")
+        else:
+            values[name] = value
     if not options.exp_name.strip():
         problems.append("--exp-name: must not be empty")
-    return problems
+    return values, problems
 
 
-def _extra_problems(*, extra: dict[str, Any]) -> list[str]:
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
+def _extra_problems(*, extra: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """--arg KEY=VALUE pairs checked as a grid's train arguments: (canonical values, problems)."""
+    checked: dict[str, Any] = {}
     problems = []
-    for key in extra:
+    for key, given in extra.items():
         if key in FLAG_KEYS:
             problems.append(f"--arg {key}=...: use {FLAG_KEYS[key]}")
-        elif key in MANAGED_KEYS:
+            continue
+        if key in MANAGED_KEYS:
             problems.append(f"--arg {key}=...: managed by the job, not settable")
-        elif key not in DEFAULT_CFG_DICT:
-            close = difflib.get_close_matches(key, DEFAULT_CFG_DICT.keys(), n=3)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            problems.append(f"--arg {key}=...: not an ultralytics train argument{hint}")
-    return problems
+            continue
+        value, problem = grid_model.argument_problem(key, given)
+        if problem:
+            shown = given if key in grid_model.TRAIN_ARGUMENTS else "..."
+            problems.append(f"--arg {key}={shown}: {problem}")
+        checked[key] = value
+    return checked, problems
 
 
 def _ultralytics_problems(*, options: TrainOptions) -> list[str]:
