@@ -21,8 +21,9 @@ from tests.helpers.paths import REPO
 
 PACKAGES = ("contract", "controller", "jobs", "tinycoco", "devstack")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-CONTRACTS: dict[str, str] = {
-    c["id"]: c["name"] for c in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+CONTRACTS: dict[str, str] = {  # id -> name, as lint-imports prints it
+    contract["id"]: contract["name"]
+    for contract in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 }
 
 
