@@ -46,9 +46,11 @@ demo: data  ## run the whole lab grid locally and write the decision report
 
 .PHONY: lint
 lint: $(STAMP)  ## ruff, mypy and the import-linter layering contracts (pyproject.toml); make test runs it first
-	$(VENV)/bin/ruff check contract controller jobs tinycoco devstack tracking_probe.py tests bench tools charts/tp4/files
-	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports --no-logo
+	status=0; \
+	$(VENV)/bin/ruff check contract controller jobs tinycoco devstack tracking_probe.py tests bench tools charts/tp4/files || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	$(VENV)/bin/lint-imports --no-logo || status=1; \
+	exit $$status
 
 test: lint  ## lint, then run the tests (unit + integration against real servers)
 	$(PY) -m pytest $(PYTEST_ARGS)
