@@ -1,4 +1,4 @@
-"""tinycoco: turn COCO128 into `tiny_coco`, a 60-image person-detection dataset.
+"""tinycoco: turn COCO128 into `tiny_coco`, a person-detection dataset of the 61 COCO128 images with a person.
 
 Public API (used by `python -m tinycoco build`, which `python -m controller data build` runs):
 

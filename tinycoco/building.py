@@ -9,9 +9,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from tinycoco.card import DATA_YAML, Card, make_card
 from tinycoco.errors import DatasetError
@@ -44,8 +44,9 @@ class BuiltDataset:
         lines.append(f"  source content sha256: {card.source_content_sha256}")
         if self.source_archive_sha256:
             lines.append(f"  source archive sha256: {self.source_archive_sha256}")
+        lines += [f"  {what}: {count}" for what, count in card.label_notes.items()]
         lines.append(f"  skipped {len(card.skipped)} source files:")
-        lines += [f"    {s.file}: {s.reason}" for s in card.skipped]
+        lines += [f"    {s.where if s.line is not None else s.file}: {s.reason}" for s in card.skipped]
         return "\n".join(lines)
 
 
@@ -60,6 +61,10 @@ def build(
     """Turn a COCO128 source (URL, zip or folder) into an ultralytics dataset at `out_dir`.
 
     `source=None` means `default_source()`: $TP4_COCO128_SOURCE, else the official URL.
+    `split` gives the proportions of train/val/test and, summed, the fewest
+    person images the source must have; each image's split depends on its id
+    and `seed` only (`tinycoco.selection.split_of`), so sizes are near, not
+    exactly, the proportions of the person images found.
 
     Raises DatasetError, naming the path or value, on bad input; `out_dir` is
     then left as it was. On success `out_dir` is replaced as a whole.
@@ -70,7 +75,7 @@ def build(
     source = default_source() if source is None else source
     source_files = read_source(source=source, timeout_s=timeout_s)
     inventory = take_inventory(layout=source_files.layout, contents=source_files.contents)
-    plan = split_samples(samples=inventory.persons, seed=seed, sizes=sizes, where=source_files.where)
+    plan = split_samples(inventory=inventory, seed=seed, sizes=sizes, where=source_files.where)
     card = make_card(source=source_files, inventory=inventory, plan=plan, seed=seed)
     tree = render_tree(plan=plan, card=card, contents=source_files.contents)
     try:

@@ -8,13 +8,14 @@ md5, whether it was read from the official zip, a copy of it, or a folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from tinycoco.selection import SPLIT_NAMES, Inventory, Skipped, SplitPlan
 from tinycoco.source import SourceFiles
 
-CARD_VERSION = 1
+CARD_VERSION = 2
 CLASS_NAMES = {0: "person"}
 DATA_YAML = """\
 # tiny_coco: person detection on COCO128, built by tinycoco (see CARD.md).
@@ -44,7 +45,7 @@ class Card:
     source_label_files: int
     person_images: int
     images_without_person: int
-    unused_person_images: tuple[str, ...]
+    label_notes: Mapping[str, int]  # what reading did to person boxes (polygons to boxes, clipped, ...) -> count
     skipped: tuple[Skipped, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,8 +67,8 @@ class Card:
                 "person_images": self.person_images,
                 "images_without_person": self.images_without_person,
             },
-            "unused_person_images": list(self.unused_person_images),
-            "skipped": [{"file": s.file, "reason": s.reason} for s in self.skipped],
+            "label_notes": dict(self.label_notes),
+            "skipped": [_skipped_dict(s) for s in self.skipped],
         }
 
     def to_json(self) -> str:
@@ -75,6 +76,13 @@ class Card:
 
     def to_markdown(self) -> str:
         return "\n".join([*_markdown_head(self), *_markdown_splits(self), *_markdown_source(self)]) + "\n"
+
+
+def _skipped_dict(skipped: Skipped) -> dict[str, Any]:
+    entry: dict[str, Any] = {"file": skipped.file, "reason": skipped.reason}
+    if skipped.line is not None:
+        entry |= {"line": skipped.line, "text": skipped.text}
+    return entry
 
 
 def make_card(*, source: SourceFiles, inventory: Inventory, plan: SplitPlan, seed: int) -> Card:
@@ -94,7 +102,7 @@ def make_card(*, source: SourceFiles, inventory: Inventory, plan: SplitPlan, see
         source_label_files=len(source.layout.labels),
         person_images=len(inventory.persons),
         images_without_person=len(inventory.without_person),
-        unused_person_images=tuple(s.stem for s in plan.unused),
+        label_notes=inventory.notes,
         skipped=inventory.skipped,
     )
 
@@ -127,8 +135,8 @@ def _markdown_splits(card: Card) -> list[str]:
 
 
 def _markdown_source(card: Card) -> list[str]:
-    skipped = [f"- `{s.file}`: {s.reason}" for s in card.skipped] or ["- nothing"]
-    unused = ", ".join(card.unused_person_images) or "none"
+    skipped = [f"- `{s.where}`: {s.reason}" for s in card.skipped] or ["- nothing"]
+    notes = [f"- {what}: {count}" for what, count in card.label_notes.items()]
     return [
         "## Source",
         "",
@@ -138,10 +146,12 @@ def _markdown_source(card: Card) -> list[str]:
         "`images/train2017/*` and `labels/train2017/*.txt`: the same for the zip",
         "and its unpacked folder).",
         "",
-        f"- images with a person: {card.person_images}",
-        f"- person images left out by the split: {unused}",
+        f"- images with a person: {card.person_images} (all used; each image's split",
+        "  depends on its id and the seed only)",
         f"- usable images without a person: {card.images_without_person}",
+        *notes,
         "",
+        "Labels are read as ultralytics reads them (see `docs/dataset.md`).",
         "Skipped source files:",
         "",
         *skipped,

@@ -1,14 +1,25 @@
-"""Pure selection and splitting: which images go to train, val and test."""
+"""Pure selection and splitting: which images go to train, val and test.
+
+Each image's split is a function of its id (file stem) and the seed alone:
+`sha256("<seed>:<id>")`, read as a number in [0, 1), falls into one of three
+buckets whose widths are proportional to the requested sizes (40:10:10, i.e.
+2/3, 1/6, 1/6). Adding or removing a source image therefore never moves
+another image; the price is that the split sizes are those proportions of the
+person images in expectation, not exactly (COCO128, seed 0: see the card).
+"""
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import PurePosixPath
-from typing import Mapping
 
 from tinycoco.errors import DatasetError
-from tinycoco.layout import Layout, looks_like_image, parse_label
+from tinycoco.labels import LabelError, parse_label
+from tinycoco.layout import Layout, image_problem
 
 SPLIT_NAMES = ("train", "val", "test")
 DEFAULT_SPLIT = (40, 10, 10)
@@ -16,8 +27,22 @@ DEFAULT_SPLIT = (40, 10, 10)
 
 @dataclass(frozen=True)
 class Skipped:
+    """A source file left out, and why (ultralytics' own reason where it has one)."""
+
     file: str  # path under the source's root, e.g. labels/train2017/000000000656.txt
-    reason: str
+    kind: str  # the reason without values, e.g. "negative label values" (files are counted by it)
+    detail: str = ""  # the values with their separator, e.g. " [-0.5]": reason = kind + detail
+    line: int | None = None  # the first line at fault in a label file
+    text: str = ""  # that line as written (shortened)
+
+    @property
+    def reason(self) -> str:
+        return self.kind + self.detail
+
+    @property
+    def where(self) -> str:
+        """The file, and the line at fault if any: `labels/train2017/x.txt line 3: 0 0.5 1.2 0.1 0.1`."""
+        return f"{self.file} line {self.line}: {self.text}" if self.line is not None else self.file
 
 
 @dataclass(frozen=True)
@@ -38,45 +63,53 @@ class Inventory:
     persons: tuple[Sample, ...]  # sorted by stem
     without_person: tuple[str, ...]  # stems of usable images with no person box
     skipped: tuple[Skipped, ...]  # unusable files, sorted by file
+    notes: Mapping[str, int]  # what reading did to the person boxes (tinycoco.labels notes) -> count
 
 
 @dataclass(frozen=True)
 class SplitPlan:
     splits: Mapping[str, tuple[Sample, ...]]  # split name -> samples sorted by stem
-    unused: tuple[Sample, ...]  # person images beyond the requested sizes
 
 
 def _relative(*, layout: Layout, name: str) -> str:
     return name.removeprefix(f"{layout.root}/") if layout.root else name
 
 
-def _examine(*, layout: Layout, contents: Mapping[str, bytes], stem: str) -> Sample | Skipped | None:
-    """A Sample, a Skipped file, or None for a usable image without persons."""
+_Outcome = tuple[Sample, Mapping[str, int]] | Skipped | None
+
+
+def _examine(*, layout: Layout, contents: Mapping[str, bytes], stem: str) -> _Outcome:
+    """A Sample (with the notes on its boxes), a Skipped file, or None for a usable image without persons."""
     image_name, label_name = layout.images.get(stem), layout.labels.get(stem)
-    if label_name is None:
-        return Skipped(file=_relative(layout=layout, name=image_name), reason="no label file (background image)")
     if image_name is None:
-        return Skipped(file=_relative(layout=layout, name=label_name), reason="no image file")
-    if not looks_like_image(contents[image_name]):
-        return Skipped(file=_relative(layout=layout, name=image_name), reason="not a JPEG or PNG image")
+        assert label_name is not None
+        return Skipped(file=_relative(layout=layout, name=label_name), kind="no image file")
+    if label_name is None:
+        return Skipped(file=_relative(layout=layout, name=image_name), kind="no label file (background image)")
+    problem = image_problem(contents[image_name])
+    if problem is not None:
+        return Skipped(file=_relative(layout=layout, name=image_name), kind=problem)
     try:
         label = parse_label(data=contents[label_name])
-    except ValueError as error:
-        return Skipped(file=_relative(layout=layout, name=label_name), reason=f"malformed label, {error}")
+    except LabelError as error:
+        file = _relative(layout=layout, name=label_name)
+        return Skipped(file=file, kind=error.kind, detail=error.detail, line=error.line, text=error.text)
     if not label.person_lines:
         return None
-    return Sample(stem=stem, source_name=image_name, person_lines=label.person_lines)
+    return Sample(stem=stem, source_name=image_name, person_lines=label.person_lines), label.notes
 
 
 def take_inventory(*, layout: Layout, contents: Mapping[str, bytes]) -> Inventory:
     """Sort every image id of the source into person images, others, and skipped files."""
     persons: list[Sample] = []
     without_person: list[str] = []
-    skipped: list[Skipped] = []
+    skipped = [Skipped(file=_relative(layout=layout, name=name), kind=why) for name, why in layout.strays.items()]
+    notes: Counter[str] = Counter()
     for stem in sorted(layout.images.keys() | layout.labels.keys()):
         outcome = _examine(layout=layout, contents=contents, stem=stem)
-        if isinstance(outcome, Sample):
-            persons.append(outcome)
+        if isinstance(outcome, tuple):
+            persons.append(outcome[0])
+            notes.update(outcome[1])
         elif isinstance(outcome, Skipped):
             skipped.append(outcome)
         else:
@@ -85,7 +118,17 @@ def take_inventory(*, layout: Layout, contents: Mapping[str, bytes]) -> Inventor
         persons=tuple(persons),
         without_person=tuple(without_person),
         skipped=tuple(sorted(skipped, key=lambda s: s.file)),
+        notes=dict(sorted(notes.items())),
     )
+
+
+def why_skipped(skipped: tuple[Skipped, ...]) -> list[str]:
+    """One line per reason: how many files, and the first as an example (file, line and its text)."""
+    by_kind: dict[str, list[Skipped]] = {}
+    for item in skipped:
+        by_kind.setdefault(item.kind, []).append(item)
+    ranked = sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return [f"{len(items)} x {kind}: e.g. {items[0].where}" for kind, items in ranked]
 
 
 def check_split_sizes(split: object) -> tuple[int, int, int]:
@@ -105,26 +148,48 @@ def check_seed(seed: object) -> int:
     return seed
 
 
-def _order_key(*, seed: int, stem: str) -> str:
-    # A hash order rather than random.shuffle: it depends on nothing but the
-    # seed and the image id, so the split survives Python upgrades and is
-    # stable for the images that remain when others are added or dropped.
-    return hashlib.sha256(f"{seed}:{stem}".encode()).hexdigest()
+def split_of(*, seed: int, stem: str, sizes: tuple[int, int, int]) -> str:
+    """The split of one image: its own hash bucket, from its id and the seed only.
+
+    `sha256("<seed>:<id>")` as an integer h in [0, 2**256); the image's
+    position `h * total // 2**256` in [0, total), total = sum(sizes), falls in
+    train for [0, 40), val for [40, 50), test for [50, 60) with (40, 10, 10).
+    Nothing else (other images, file-system order, Python's `random`) enters.
+    """
+    digest = int.from_bytes(hashlib.sha256(f"{seed}:{stem}".encode()).digest(), "big")
+    position = (digest * sum(sizes)) >> 256
+    return next(name for name, bound in zip(SPLIT_NAMES, accumulate(sizes), strict=True) if position < bound)
 
 
 def split_samples(
-    *, samples: tuple[Sample, ...], seed: int, sizes: tuple[int, int, int], where: str
+    *, inventory: Inventory, seed: int, sizes: tuple[int, int, int], where: str
 ) -> SplitPlan:
-    """Deal the samples into disjoint train/val/test splits, deterministically for a seed."""
+    """Deal every person image into train/val/test by its own hash bucket (`split_of`).
+
+    `sizes` are the proportions of the buckets and, summed, the fewest person
+    images the source must have (60 for 40/10/10). With fewer, or with a split
+    left empty, DatasetError says why images were skipped: per reason, how many
+    files and one example file and line.
+    """
+    samples = inventory.persons
+    splits: dict[str, list[Sample]] = {name: [] for name in SPLIT_NAMES}
+    for sample in samples:
+        splits[split_of(seed=seed, stem=sample.stem, sizes=sizes)].append(sample)
     needed = sum(sizes)
-    if len(samples) < needed:
-        raise DatasetError(
-            f"{where}: {len(samples)} images contain a person, the split {sizes} (train, val, test) needs {needed}"
+    empty = [name for name in SPLIT_NAMES if not splits[name]]
+    if len(samples) < needed or empty:
+        problem = (
+            f"{len(samples)} images contain a person, the split {sizes} (train, val, test) needs {needed}"
+            if len(samples) < needed
+            else f"no person image falls in the {' and '.join(empty)} split (seed {seed}); try another seed"
         )
-    ordered = sorted(samples, key=lambda s: (_order_key(seed=seed, stem=s.stem), s.stem))
-    splits: dict[str, tuple[Sample, ...]] = {}
-    start = 0
-    for name, size in zip(SPLIT_NAMES, sizes):
-        splits[name] = tuple(sorted(ordered[start : start + size], key=lambda s: s.stem))
-        start += size
-    return SplitPlan(splits=splits, unused=tuple(sorted(ordered[start:], key=lambda s: s.stem)))
+        raise DatasetError(f"{where}: {problem}" + _explanation(inventory))
+    return SplitPlan(splits={name: tuple(sorted(group, key=lambda s: s.stem)) for name, group in splits.items()})
+
+
+def _explanation(inventory: Inventory) -> str:
+    lines = [f"{len(inventory.without_person)} images have a readable label without a person box"]
+    if inventory.skipped:
+        lines.append(f"{len(inventory.skipped)} source files skipped, by reason:")
+        lines += [f"  {line}" for line in why_skipped(inventory.skipped)]
+    return "\n" + "\n".join(f"  {line}" for line in lines)

@@ -16,10 +16,10 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Mapping
 
 from tinycoco.errors import DatasetError
 from tinycoco.layout import Layout, locate_layout
