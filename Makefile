@@ -44,6 +44,10 @@ data: $(STAMP)  ## build data/tiny_coco (DVC stage) from COCO128=$(COCO128)
 demo: data  ## run the whole lab grid locally and write the decision report
 	$(PY) -m controller submit-grid $(GRID) $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
+.PHONY: crd
+crd: $(STAMP)  ## regenerate the chart's Grid CRD (charts/tp4/templates/grid-crd.yaml) from the grid model (contract/grid.py)
+	$(PY) tools/generate_crd.py
+
 .PHONY: lint
 lint: $(STAMP)  ## ruff, mypy and the import-linter layering contracts (pyproject.toml); make test runs it first
 	status=0; \

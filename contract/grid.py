@@ -23,19 +23,32 @@ import math
 import re
 import string
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError,
-                      WithJsonSchema, create_model, field_validator, model_validator)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 import contract
 from contract.errors import InvalidInput, Problem
-from contract.objective import DIRECTIONS, Direction
-from contract.train_args import (BOOL_ARGUMENTS, FLOAT_ARGUMENTS, FRACTION_ARGUMENTS, INT_ARGUMENTS,
-                                 TRAIN_ARGUMENTS)
+from contract.objective import Direction
+from contract.train_args import BOOL_ARGUMENTS, FLOAT_ARGUMENTS, FRACTION_ARGUMENTS, INT_ARGUMENTS, TRAIN_ARGUMENTS
 
 # --- names and limits -------------------------------------------------------------------------------
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -108,8 +121,22 @@ def _bounds_schema(*, ge: float | None, gt: float | None, le: float | None, lt: 
     return schema
 
 
+@dataclass(frozen=True, eq=False)  # hashed by identity: Annotated metadata must be hashable
+class Check:
+    """Annotated metadata: validation in our words (`validate`) and the same rule as JSON schema (`schema`)."""
+
+    validate: Callable[[Any], Any]
+    schema: dict[str, Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_plain_validator_function(self.validate)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return dict(self.schema)
+
+
 def number(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-           description: str | None = None) -> Any:
+           description: str | None = None) -> Check:
     """A finite number (an int stays an int: 0 and 0.0 name the same value but keep the spelling given)."""
     def check(value: object) -> float | int:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -127,11 +154,11 @@ def number(*, ge: float | None = None, gt: float | None = None, le: float | None
     schema = {"type": "number", **_bounds_schema(ge=ge, gt=gt, le=le, lt=lt)}
     if description:
         schema["description"] = description
-    return Annotated[float, PlainValidator(check), WithJsonSchema(schema)]
+    return Check(check, schema)
 
 
 def integer(*, ge: int | None = None, gt: int | None = None, le: int | None = None, lt: int | None = None,
-            multiple_of: int | None = None, description: str | None = None) -> Any:
+            multiple_of: int | None = None, description: str | None = None) -> Check:
     """An integer (not a boolean, not a float, not a string of digits)."""
     def check(value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -147,11 +174,11 @@ def integer(*, ge: int | None = None, gt: int | None = None, le: int | None = No
         schema["multipleOf"] = multiple_of
     if description:
         schema["description"] = description
-    return Annotated[int, PlainValidator(check), WithJsonSchema(schema)]
+    return Check(check, schema)
 
 
 def text(*, pattern: str | None = None, message: str | None = None, min_length: int = 0,
-         max_length: int | None = None, description: str | None = None) -> Any:
+         max_length: int | None = None, description: str | None = None) -> Check:
     """A string; `pattern` must match the whole string (a trailing newline does not match `$`)."""
     compiled = re.compile(pattern) if pattern else None
 
@@ -175,7 +202,7 @@ def text(*, pattern: str | None = None, message: str | None = None, min_length: 
         schema["pattern"] = pattern
     if description:
         schema["description"] = description
-    return Annotated[str, PlainValidator(check), WithJsonSchema(schema)]
+    return Check(check, schema)
 
 
 def _boolean(value: object) -> bool:
@@ -210,17 +237,18 @@ Boolean = Annotated[bool, PlainValidator(_boolean), WithJsonSchema({"type": "boo
 Scalar = Annotated[Any, PlainValidator(_scalar), WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
 Optimizer = Annotated[str, PlainValidator(canonical_optimizer),
                       WithJsonSchema({"type": "string", "description": f"one of {', '.join(OPTIMIZERS)}, any case"})]
-Fraction = number(ge=0, le=1)
+Fraction = Annotated[float, number(ge=0, le=1)]
 
 # Each train argument's type; the others get ultralytics' kind (FLOAT/FRACTION/INT/BOOL), or any scalar.
 ARGUMENT_TYPES: dict[str, Any] = {
-    "imgsz": integer(ge=32, le=MAX_IMGSZ, multiple_of=32,
-                     description="pixels, a multiple of 32 (the model's largest stride)"),
-    "lr0": number(gt=0, le=1), "lrf": number(gt=0, le=1),
-    "epochs": integer(gt=0, le=10_000), "batch": integer(gt=0, le=4096), "nbs": integer(gt=0, le=4096),
-    "seed": integer(ge=0, lt=MAX_SEED), "workers": integer(ge=0, le=256), "patience": integer(ge=0),
-    "close_mosaic": integer(ge=0), "save_period": integer(ge=-1),
-    "warmup_epochs": number(ge=0, le=10_000), "time": number(gt=0),
+    "imgsz": Annotated[int, integer(ge=32, le=MAX_IMGSZ, multiple_of=32,
+                                    description="pixels, a multiple of 32 (the model's largest stride)")],
+    "lr0": Annotated[float, number(gt=0, le=1)], "lrf": Annotated[float, number(gt=0, le=1)],
+    "epochs": Annotated[int, integer(gt=0, le=10_000)], "batch": Annotated[int, integer(gt=0, le=4096)],
+    "nbs": Annotated[int, integer(gt=0, le=4096)], "seed": Annotated[int, integer(ge=0, lt=MAX_SEED)],
+    "workers": Annotated[int, integer(ge=0, le=256)], "patience": Annotated[int, integer(ge=0)],
+    "close_mosaic": Annotated[int, integer(ge=0)], "save_period": Annotated[int, integer(ge=-1)],
+    "warmup_epochs": Annotated[float, number(ge=0, le=10_000)], "time": Annotated[float, number(gt=0)],
     "optimizer": Optimizer,
 }
 
@@ -232,9 +260,9 @@ def argument_type(name: str) -> Any:
     if name in FRACTION_ARGUMENTS:
         return Fraction
     if name in FLOAT_ARGUMENTS:
-        return number()
+        return Annotated[float, number()]
     if name in INT_ARGUMENTS:
-        return integer()
+        return Annotated[int, integer()]
     if name in BOOL_ARGUMENTS:
         return Boolean
     return Scalar
@@ -324,20 +352,19 @@ Metric = Annotated[str, PlainValidator(_metric),
                    WithJsonSchema({"type": "string", "enum": list(contract.TRAIN_RUN_METRICS)})]
 
 
-def _quantity(pattern: str, what: str) -> Any:
+def _quantity(pattern: str, what: str) -> Check:
     def check(value: object) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not re.fullmatch(pattern, value):
             raise _fail("quantity", f"not a Kubernetes {what} quantity", value)
         return value
-    return Annotated[str, PlainValidator(check),
-                     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": pattern}],
-                                     "x-kubernetes-int-or-string": True})]
+    return Check(check, {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": pattern}],
+                         "x-kubernetes-int-or-string": True})
 
 
-CpuQuantity = _quantity(r"^\d+(\.\d+)?m?$", "CPU")
-MemoryQuantity = _quantity(r"^\d+(\.\d+)?([KMGTPE]i?)?$", "memory")
+CpuQuantity = Annotated[str, _quantity(r"^\d+(\.\d+)?m?$", "CPU")]
+MemoryQuantity = Annotated[str, _quantity(r"^\d+(\.\d+)?([KMGTPE]i?)?$", "memory")]
 
 
 # --- the model --------------------------------------------------------------------------------------
@@ -351,31 +378,31 @@ def _empty_if_none(value: object) -> object:
 
 
 class Dataset(_Section):
-    path: text(min_length=1, description="DVC-tracked folder, relative to the project folder.")  # type: ignore[valid-type]
-    md5: text(pattern=r"^[0-9a-f]{32}(\.dir)?$",  # type: ignore[valid-type]
+    path: Annotated[str, text(min_length=1, description="DVC-tracked folder, relative to the project folder.")]
+    md5: Annotated[str, text(pattern=r"^[0-9a-f]{32}(\.dir)?$",
               message="must be a DVC md5 (32 hex digits, optionally '.dir')",
-              description='Pinned DVC md5 (32 hex digits, optionally ".dir").') | None = None
+              description='Pinned DVC md5 (32 hex digits, optionally ".dir").')] | None = None
 
 
 class Weights(_Section):
-    weights: text(min_length=1,  # type: ignore[valid-type]
-                  description="A name, a path, an s3:// URI, or an architecture .yaml.")
-    fallback: text(min_length=1) = DEFAULT_FALLBACK  # type: ignore[valid-type]
-    registered_name: text(min_length=1) | None = None  # type: ignore[valid-type]
+    weights: Annotated[str, text(min_length=1,
+                  description="A name, a path, an s3:// URI, or an architecture .yaml.")]
+    fallback: Annotated[str, text(min_length=1)] = DEFAULT_FALLBACK
+    registered_name: Annotated[str, text(min_length=1)] | None = None
 
 
 class Resources(_Section):
     cpu: CpuQuantity = "1"
     memory: MemoryQuantity = "3Gi"
-    gpu: integer(ge=0, le=64) = 0  # type: ignore[valid-type]
+    gpu: Annotated[int, integer(ge=0, le=64)] = 0
 
 
 class Toleration(_Section):
-    key: text() | None = None  # type: ignore[valid-type]
+    key: Annotated[str, text()] | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: text() | None = None  # type: ignore[valid-type]
+    value: Annotated[str, text()] | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    tolerationSeconds: integer() | None = None  # type: ignore[valid-type]  # noqa: N815 (Kubernetes' name)
+    tolerationSeconds: Annotated[int, integer()] | None = None  # noqa: N815 (Kubernetes' name)
 
 
 def _tolerations(value: list[Toleration]) -> list[dict[str, Any]]:
@@ -383,23 +410,23 @@ def _tolerations(value: list[Toleration]) -> list[dict[str, Any]]:
 
 
 class JobSettings(_Section):
-    name_template: text(min_length=1, max_length=200,  # type: ignore[valid-type]
+    name_template: Annotated[str, text(min_length=1, max_length=200,
                         description='Job name from the axis values, e.g. "train-{imgsz}-{lr0}-{seed}".'
-                        ) = DEFAULT_NAME_TEMPLATE
-    image: text(min_length=1) = DEFAULT_IMAGE  # type: ignore[valid-type]
-    parallelism: integer(gt=0) | None = None  # type: ignore[valid-type]  # None: the CPU count / the grid size
-    backoff_limit: integer(ge=0, le=100) = 1  # type: ignore[valid-type]
-    active_deadline_seconds: integer(gt=0) = 3600  # type: ignore[valid-type]
-    failure_budget: integer(ge=0) | None = None  # type: ignore[valid-type]  # failed points tolerated
-    ttl_seconds_after_finished: integer(ge=0) = 86400  # type: ignore[valid-type]
+                        )] = DEFAULT_NAME_TEMPLATE
+    image: Annotated[str, text(min_length=1)] = DEFAULT_IMAGE
+    parallelism: Annotated[int, integer(gt=0)] | None = None  # None: the CPU count / the grid size
+    backoff_limit: Annotated[int, integer(ge=0, le=100)] = 1
+    active_deadline_seconds: Annotated[int, integer(gt=0)] = 3600
+    failure_budget: Annotated[int, integer(ge=0)] | None = None  # failed points tolerated
+    ttl_seconds_after_finished: Annotated[int, integer(ge=0)] = 86400
     resources: Annotated[Resources, BeforeValidator(_empty_if_none)] = Resources()
-    node_selector: Annotated[dict[str, text()], BeforeValidator(_empty_if_none)] = {}  # type: ignore[valid-type]
+    node_selector: Annotated[dict[str, Annotated[str, text()]], BeforeValidator(_empty_if_none)] = {}
     tolerations: Annotated[list[dict[str, Any]], BeforeValidator(_empty_if_none),
                            PlainValidator(lambda v: _tolerations(_TOLERATIONS.validate_python(v))),
                            WithJsonSchema({"type": "array", "items": Toleration.model_json_schema()})] = []
-    queue: text(pattern=DNS_LABEL, max_length=63,  # type: ignore[valid-type]
+    queue: Annotated[str, text(pattern=DNS_LABEL, max_length=63,
                 message="must be a Kueue LocalQueue name (a lowercase DNS label)",
-                description="Kueue LocalQueue; the Jobs are created suspended.") | None = None
+                description="Kueue LocalQueue; the Jobs are created suspended.")] | None = None
 
     @field_validator("name_template")
     @classmethod
@@ -424,8 +451,8 @@ class Constraint(_Section):
     """A bound on a metric's seed mean: a configuration outside it is excluded from the ranking."""
 
     metric: Metric
-    min: number() | None = None  # type: ignore[valid-type]
-    max: number() | None = None  # type: ignore[valid-type]
+    min: Annotated[float, number()] | None = None
+    max: Annotated[float, number()] | None = None
 
     @model_validator(mode="after")
     def _possible(self) -> Constraint:
@@ -458,9 +485,9 @@ class Constraint(_Section):
 
 
 class Gates(_Section):
-    min_success_fraction: Fraction = 0.75  # type: ignore[valid-type]
-    min_objective: number() = 0.0  # type: ignore[valid-type]
-    champion_margin: number(ge=0) = 0.0  # type: ignore[valid-type]
+    min_success_fraction: Fraction = 0.75
+    min_objective: Annotated[float, number()] = 0.0
+    champion_margin: Annotated[float, number(ge=0)] = 0.0
 
 
 class Report(_Section):
@@ -494,11 +521,11 @@ def _axes_mapping(value: object) -> dict[str, Any]:
 class GridSpec(_Section):
     """A validated grid.yaml, defaults filled. grid.json stores `to_dict()`; `model_validate` reads it back."""
 
-    name: text(pattern=DNS_LABEL, max_length=MAX_GRID_NAME,  # type: ignore[valid-type]
+    name: Annotated[str, text(pattern=DNS_LABEL, max_length=MAX_GRID_NAME,
                message=f"must be a lowercase DNS label (a-z, 0-9, '-') of at most {MAX_GRID_NAME} characters",
-               description="Lowercase DNS label; labels the Jobs and names reports/<name>/.")
-    experiment: text(min_length=1, max_length=250,  # type: ignore[valid-type]
-                     description="MLflow experiment, by default the grid name.")
+               description="Lowercase DNS label; labels the Jobs and names reports/<name>/.")]
+    experiment: Annotated[str, text(min_length=1, max_length=250,
+                     description="MLflow experiment, by default the grid name.")] = ""  # filled by _defaults
     dataset: Dataset
     model: Weights
     train: TrainSection = {}
@@ -510,7 +537,8 @@ class GridSpec(_Section):
     report: Annotated[Report, BeforeValidator(_empty_if_none)] = Report()
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(),
-                              json_schema_extra={"description": "The content of a grid.yaml file (docs/grid-schema.md)."})
+                              json_schema_extra={"description": "The content of a grid.yaml file "
+                                                                "(docs/grid-schema.md)."})
 
     @model_validator(mode="before")
     @classmethod
@@ -532,7 +560,8 @@ class GridSpec(_Section):
                 and all(isinstance(axis, str) for axis in axes):
             data["job"] = {**job, "name_template": "train-" + "-".join(f"{{{axis}}}" for axis in axes)}
         train = {} if train is None else train
-        if isinstance(train, dict) and "optimizer" not in train and not (isinstance(axes, dict) and "optimizer" in axes):
+        optimizer_axis = isinstance(axes, dict) and "optimizer" in axes
+        if isinstance(train, dict) and "optimizer" not in train and not optimizer_axis:
             data["train"] = {**train, "optimizer": DEFAULT_OPTIMIZER}
         return data
 
@@ -551,7 +580,7 @@ class GridSpec(_Section):
 
     @property
     def dataset_md5(self) -> str | None:
-        return self.dataset.md5  # type: ignore[no-any-return]
+        return self.dataset.md5
 
     @property
     def weights(self) -> str:
@@ -753,7 +782,8 @@ def _dataset_problems(dataset: Any, *, base_dir: Path | None, source: str) -> li
     if base_dir is None:
         if md5 is None:
             return [Problem(f"{source}: dataset.md5", "is required in a Grid resource (no <path>.dvc to read it "
-                            "from): submit with `python -m controller --backend kubernetes submit-grid`, which pins it")]
+                            "from): submit with `python -m controller --backend kubernetes submit-grid`, "
+                            "which pins it")]
         return []
     folder = base_dir / path
     pointer = folder.with_name(folder.name + ".dvc")
@@ -776,12 +806,12 @@ class GridLoader(yaml.SafeLoader):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 raise yaml.composer.ComposerError(None, None, f"more than {MAX_ALIASES} aliases",
-                                                  self.peek_event().start_mark)
+                                                  self.get_mark())
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
-                                                  self.peek_event().start_mark)
+                                                  self.get_mark())
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1

@@ -8,13 +8,15 @@ found is reported at once, as a GridSpecError (exit code 2).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+
+from pydantic import ValidationError
 
 import contract
 from contract.grid import Constraint, GridSpec, problems_of
 from contract.objective import Direction, sign
-from pydantic import ValidationError
 
 __all__ = ["SEED_AXIS", "Constraint", "GridRules", "GridSpecError", "Point", "rules_from_grid_json"]
 

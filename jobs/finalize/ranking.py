@@ -202,6 +202,7 @@ def meets_constraints(*, run: RunRecord, rules: GridRules) -> bool:
 def pick_candidate(*, config: ConfigSummary, rules: GridRules) -> RunRecord:
     """The best run of the best configuration, preferring one that meets the constraints itself."""
     def key(run: RunRecord) -> tuple[Any, ...]:
-        return (not meets_constraints(run=run, rules=rules), objective_key(run.metric(rules.objective), rules.direction),
+        objective = objective_key(run.metric(rules.objective), rules.direction)
+        return (not meets_constraints(run=run, rules=rules), objective,
                 value_index(rules=rules, axis=SEED_AXIS, value=run.params.get(SEED_AXIS)), run.run_id or "")
     return min(config.runs, key=key)

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from contract import grid as grid_model
+from contract.train_args import TRAIN_ARGUMENTS
 from jobs.common.errors import BadInput
 
 # optimizer names, bounds and argument names: contract.grid, the grid model the controller validates with,
@@ -99,7 +100,7 @@ def _extra_problems(*, extra: dict[str, Any]) -> tuple[dict[str, Any], list[str]
             continue
         value, problem = grid_model.argument_problem(key, given)
         if problem:
-            shown = given if key in grid_model.TRAIN_ARGUMENTS else "..."
+            shown = given if key in TRAIN_ARGUMENTS else "..."
             problems.append(f"--arg {key}={shown}: {problem}")
         checked[key] = value
     return checked, problems

@@ -128,7 +128,8 @@ def test_unknown_metrics_are_refused_with_a_suggestion(tmp_path: Path, metric: s
 
 def test_every_metric_a_train_run_logs_is_accepted(tmp_path: Path) -> None:
     for metric in contract.TRAIN_RUN_METRICS:
-        grid = lab_grid(objective={"metric": metric, "direction": "maximize"}, constraints=[{"metric": metric, "min": 0}])
+        grid = lab_grid(objective={"metric": metric, "direction": "maximize"},
+                        constraints=[{"metric": metric, "min": 0}])
         assert load_grid(write_grid(tmp_path, grid)).objective_metric == metric
 
 

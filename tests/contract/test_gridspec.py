@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from controller.errors import InvalidInput
+
 from contract.grid import load_grid
 from contract.train_args import TRAIN_ARGUMENTS
+from controller.errors import InvalidInput
 from tests.helpers.gridfiles import lab_grid, write_grid
 from tests.helpers.paths import REPO
 

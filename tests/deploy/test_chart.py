@@ -812,7 +812,7 @@ def test_crd_schema_is_structural(helm: Path) -> None:
 def test_crd_spec_mirrors_the_grid_schema(helm: Path) -> None:
     spec = _version(crd())["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert set(spec["properties"]) == TOP_KEYS
-    assert set(spec["properties"]["job"]["properties"]) == set(JobSettings.__dataclass_fields__)
+    assert set(spec["properties"]["job"]["properties"]) == set(JobSettings.model_fields)
 
 
 def test_crd_accepts_the_lab_grid_and_the_documented_example(helm: Path) -> None:
