@@ -17,7 +17,7 @@ from controller.cluster import commands
 class ClusterBackend:
     """controller.backend.Backend for one namespace of the cluster `api` reaches."""
 
-    api: commands.Api
+    api: commands.Kube
     root: Path
     name: str = "kubernetes"
 

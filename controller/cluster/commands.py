@@ -11,44 +11,36 @@ import copy
 import os
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, cast
 
-import requests
-import yaml
 from mlflow.exceptions import MlflowException
 from rich.console import Console
 
 import contract
-from controller.cluster import results as cluster_results
+from contract.grid import GridSpec
 from controller import tracking
+from controller.cluster import kube
+from controller.cluster import results as cluster_results
 from controller.cluster.jobs import LABEL_SUBMISSION, job_phase
-from controller.cluster.view import grid_state, summary_lines
-from controller.errors import InvalidInput, Problem
-from controller.core.expanding import GridPoint, finalizer_name
+from controller.cluster.kube import GRIDS, JOBS, Kube, label_selector
 from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, grid_object
 from controller.cluster.status import parse_time, timestamp
-from contract.grid import GridSpec, parse_grid
-from controller.local.inspecting import decision_lines, grid_name
-from controller.cluster.kube import errors as kube_errors
-from controller.cluster.kube.connecting import connect
-from controller.cluster.kube.creating import create
-from controller.cluster.kube.deleting import delete
-from controller.cluster.kube.pod_logs import attempts, log_lines
-from controller.cluster.kube.reading import get, list_objects
-from controller.cluster.kube.replacing import replace
-from controller.cluster.kube.requesting import Api
-from controller.cluster.kube.resources import GRIDS, JOBS, label_selector
-from controller.progress import ProgressView, status_table
+from controller.cluster.view import grid_state, summary_lines
+from controller.core.expanding import GridPoint, finalizer_name
 from controller.core.reconciling import JobPhase
+from controller.errors import InvalidInput, Problem
+from controller.local.inspecting import decision_lines, grid_name
+from controller.progress import ProgressView, status_table
 from controller.submitting import prepare
 
 POLL_SECONDS = 2.0
 WRITE_TRIES = 3
 TERMINAL = ("Succeeded", "Failed")
 EXIT_DETACHED = 130
-UNREACHABLE = (kube_errors.ApiError, requests.RequestException)  # what the CLI reports as "the API server said"
+UNREACHABLE = kube.UNREACHABLE  # what the CLI reports as "the API server said"
 
 
 def cluster_tracking_uri() -> str | None:
@@ -57,33 +49,41 @@ def cluster_tracking_uri() -> str | None:
     return os.environ.get(contract.ENV_TRACKING_URI) or None
 
 
-def open_api(*, kubeconfig: str | None, context: str | None, namespace: str | None) -> Api:
-    return Api(connect(kubeconfig=kubeconfig, context=context, namespace=namespace))
+def open_api(*, kubeconfig: str | None, context: str | None, namespace: str | None) -> Kube:
+    """The official client configured from the kubeconfig(s) or the pod's service account; InvalidInput if unusable."""
+    return kube.connect(kubeconfig=kubeconfig, context=context, namespace=namespace)
 
 
-def server_of(api: Api) -> str:
+def server_of(api: Kube) -> str:
     """The API server's address, for messages."""
-    return api.connection.server
+    return api.server
 
 
-def _missing(what: str, name: str, api: Api) -> InvalidInput:
+def _missing(what: str, name: str, api: Kube) -> InvalidInput:
     return InvalidInput([Problem(what, f"no {what} named {name!r} in namespace {api.namespace}")])
 
 
 # --- submit-grid -----------------------------------------------------------------------------
 
-def grid_spec(*, grid_path: Path, weights: str | None, parallelism: int | None) -> tuple[dict[str, Any], GridSpec, list[GridPoint]]:
-    """grid.yaml as the Grid's spec, with the dataset md5 pinned (the cluster has no <path>.dvc);
-    validated here exactly as the controller will read it."""
+def grid_spec(*, grid_path: Path, weights: str | None,
+              parallelism: int | None) -> tuple[dict[str, Any], GridSpec, list[GridPoint]]:
+    """The Grid's spec: grid.yaml read and validated once (`prepare`, the check every backend makes),
+    defaults filled, the dataset md5 pinned (the cluster has no <path>.dvc) and --parallelism applied."""
     prepared, points, md5 = prepare(grid_path=grid_path, weights=weights)
-    spec = yaml.safe_load(grid_path.read_text())
-    spec.setdefault("dataset", {})["md5"] = md5
-    if weights:
-        spec.setdefault("model", {})["weights"] = weights
     if parallelism:
-        spec.setdefault("job", {})["parallelism"] = parallelism
-    parse_grid(copy.deepcopy(spec), source=str(grid_path), base_dir=None)
+        prepared = prepared.with_job(parallelism=parallelism)
+    spec = _without_nulls(prepared.to_dict())
+    spec["dataset"]["md5"] = md5
     return spec, prepared, points
+
+
+def _without_nulls(value: Any) -> Any:
+    """A Grid's spec leaves unset fields out (the CRD's schema has no nullable field)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def local_path_warning(spec: dict[str, Any], *, base_dir: Path) -> str | None:
@@ -94,16 +94,16 @@ def local_path_warning(spec: dict[str, Any], *, base_dir: Path) -> str | None:
     return None
 
 
-def upsert_grid(api: Api, *, spec: dict[str, Any], now: Callable[[], datetime]) -> dict[str, Any]:
+def upsert_grid(api: Kube, *, spec: dict[str, Any], now: Callable[[], datetime]) -> dict[str, Any]:
     """Create the Grid, or replace its spec; either way ask for a submission (annotation)."""
     for _ in range(WRITE_TRIES):
         try:
-            current = get(api, resource=GRIDS, name=spec["name"])
-        except kube_errors.NotFound:
+            current = api.get(GRIDS, spec["name"])
+        except kube.NotFound:
             body = grid_object(spec=spec, namespace=api.namespace, submitted_at=timestamp(now()))
             try:
-                return create(api, resource=GRIDS, body=body)
-            except kube_errors.Conflict:
+                return api.create(GRIDS, body)
+            except kube.Conflict:
                 continue  # created meanwhile: replace it
         started = parse_time((current.get("status") or {}).get("startTime"))
         # strictly later than the current submission, whatever this machine's clock says
@@ -112,8 +112,8 @@ def upsert_grid(api: Api, *, spec: dict[str, Any], now: Callable[[], datetime]) 
         body["spec"] = spec
         body["metadata"].setdefault("annotations", {})[ANNOTATION_SUBMITTED_AT] = timestamp(asked)
         try:
-            return replace(api, resource=GRIDS, body=body)
-        except kube_errors.Conflict:
+            return api.replace(GRIDS, body)
+        except kube.Conflict:
             continue  # changed meanwhile (its status, most often): read it again
     raise InvalidInput([Problem(f"grid/{spec['name']}", f"kept changing while it was written ({WRITE_TRIES} tries)")])
 
@@ -133,7 +133,7 @@ class RunMetrics:
 
     def __init__(self, *, experiment: str, uri: str | None) -> None:
         self.values: dict[str, dict[str, float]] = {}
-        self.experiment, self.experiment_id = experiment, None
+        self.experiment, self.experiment_id = experiment, cast(str | None, None)
         self.mlflow = tracking.client(uri) if uri else None
 
     def of(self, jobs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -141,7 +141,7 @@ class RunMetrics:
             return self.values
         try:
             self._read(jobs)
-        except (MlflowException, requests.RequestException):  # the table goes on without them
+        except (MlflowException, OSError):  # the table goes on without them
             pass
         return self.values
 
@@ -150,29 +150,31 @@ class RunMetrics:
         if self.experiment_id is None:  # the controller creates the experiment at the first submission
             found = self.mlflow.get_experiment_by_name(self.experiment)
             self.experiment_id = found.experiment_id if found else None
-        for job in jobs if self.experiment_id else []:
-            name, found = job["metadata"]["name"], job["metadata"].get("labels") or {}
-            if (name not in self.values and found.get(contract.LABEL_ROLE) == contract.ROLE_TRAIN
+        if self.experiment_id is None:
+            return
+        for job in jobs:
+            name, labels = job["metadata"]["name"], job["metadata"].get("labels") or {}
+            if (name not in self.values and labels.get(contract.LABEL_ROLE) == contract.ROLE_TRAIN
                     and job_phase(job) is JobPhase.SUCCEEDED):
                 _, self.values[name] = tracking.final_metrics(self.mlflow, experiment_id=self.experiment_id,
-                                                              parent_run_id=found.get(LABEL_SUBMISSION, ""), point=name)
+                                                              parent_run_id=labels.get(LABEL_SUBMISSION, ""), point=name)
 
 
-def follow(api: Api, *, name: str, asked: datetime | None, generation: int, view: ProgressView,
+def follow(api: Kube, *, name: str, asked: datetime | None, generation: int, view: ProgressView,
            metrics: RunMetrics | None, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """The Grid once the controller has run this submission to its end, the view updated meanwhile."""
     with view:
         while True:
-            grid = get(api, resource=GRIDS, name=name)
-            jobs = list_objects(api, resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: name})).items
+            grid = api.get(GRIDS, name)
+            jobs = api.list_objects(JOBS, selector=label_selector({contract.LABEL_GRID: name})).items
             view.update(grid_state(grid, jobs, metrics=metrics.of(jobs) if metrics else None))
             if answered(grid, asked=asked, generation=generation) and grid["status"].get("phase") in TERMINAL:
                 return grid
             sleep(POLL_SECONDS)
 
 
-def submit_grid(*, api: Api, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
-                console: Console, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> int:
+def submit_grid(*, api: Kube, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
+                console: Console, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
     spec, prepared, points = grid_spec(grid_path=grid_path, weights=weights, parallelism=parallelism)
     if warning := local_path_warning(spec, base_dir=grid_path.resolve().parent):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
@@ -200,19 +202,19 @@ def submit_grid(*, api: Api, grid_path: Path, weights: str | None, parallelism: 
 
 # --- status, logs, report, delete --------------------------------------------------------------
 
-def show_status(*, api: Api, grid: str | None, console: Console) -> int:
+def show_status(*, api: Kube, grid: str | None, console: Console) -> int:
     if grid:
         try:
-            grids = [get(api, resource=GRIDS, name=grid_name(grid))]
-        except kube_errors.NotFound:
+            grids = [api.get(GRIDS, grid_name(grid))]
+        except kube.NotFound:
             raise _missing("grid", grid_name(grid), api) from None
     else:
-        grids = list_objects(api, resource=GRIDS).items
+        grids = api.list_objects(GRIDS).items
     if not grids:
         console.print(f"no grid in namespace {api.namespace}")
     for obj in grids:
         name = obj["metadata"]["name"]
-        jobs = list_objects(api, resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: name})).items
+        jobs = api.list_objects(JOBS, selector=label_selector({contract.LABEL_GRID: name})).items
         state = grid_state(obj, jobs)
         order = sorted(state.jobs, key=lambda n: (state.jobs[n].role != contract.ROLE_TRAIN, n))
         metric = ((obj.get("spec") or {}).get("objective") or {}).get("metric", contract.METRIC_MAP50_95)
@@ -222,13 +224,13 @@ def show_status(*, api: Api, grid: str | None, console: Console) -> int:
     return 0
 
 
-def show_logs(*, api: Api, job: str, follow: bool, attempt: int | None, out: BinaryIO | None = None,
+def show_logs(*, api: Kube, job: str, follow: bool, attempt: int | None, out: BinaryIO | None = None,
               sleep: Callable[[float], None] = time.sleep) -> int:
     """The log of the pod of a Job's latest attempt (or of attempt N), followed with -f."""
     out = out or sys.stdout.buffer
     try:
-        pods = attempts(api, job=job)
-    except kube_errors.NotFound:
+        pods = api.attempts(job)
+    except kube.NotFound:
         raise _missing("job", job, api) from None
     if not pods:
         raise InvalidInput([Problem("job", f"{job} has no pod yet (pending, or suspended by its queue)")])
@@ -237,22 +239,22 @@ def show_logs(*, api: Api, job: str, follow: bool, attempt: int | None, out: Bin
     pod = pods[(attempt or len(pods)) - 1]
     while True:
         try:
-            for line in log_lines(api, pod=pod, follow=follow):
+            for line in api.log_lines(pod, follow=follow):
                 out.write(line + b"\n")
                 out.flush()
             return 0
-        except kube_errors.ApiError as error:
+        except kube.ApiError as error:
             if not (follow and error.code == 400):  # 400: its container has not started yet
                 raise InvalidInput([Problem("job", f"{job}: no log from pod {pod['metadata']['name']}: {error.message}")]) from None
             sleep(POLL_SECONDS)
 
 
-def show_report(*, api: Api, grid: str, console: Console) -> int:
+def show_report(*, api: Kube, grid: str, console: Console) -> int:
     """The decision summary: from the Grid's status, and from its report in MLflow when reachable."""
     name = grid_name(grid)
     try:
-        obj: dict[str, Any] | None = get(api, resource=GRIDS, name=name)
-    except kube_errors.NotFound:
+        obj: dict[str, Any] | None = api.get(GRIDS, name)
+    except kube.NotFound:
         obj = None
     report = ((obj or {}).get("status") or {}).get("report")
     uri = cluster_tracking_uri()
@@ -278,19 +280,19 @@ def show_report(*, api: Api, grid: str, console: Console) -> int:
     return 0
 
 
-def delete_grid(*, api: Api, grid: str, console: Console) -> int:
+def delete_grid(*, api: Kube, grid: str, console: Console) -> int:
     name = grid_name(grid)
-    if not delete(api, resource=GRIDS, name=name, propagation="Background"):
+    if not api.delete(GRIDS, name, propagation="Background"):
         raise _missing("grid", name, api)
     console.print(f"grid {name} deleted from namespace {api.namespace}: the garbage collector deletes its Jobs "
                   "(and their pods); its MLflow runs stay", highlight=False, soft_wrap=True)
     return 0
 
 
-def run_controller(*, api: Api, root: Path) -> int:
+def run_controller(*, api: Kube, root: Path) -> int:
     """The reconcile loop (the chart's Deployment runs exactly this)."""
-    from controller.cluster.settings import settings_from_env
     from controller.cluster.loop import ClusterController, run_until_signalled
+    from controller.cluster.settings import settings_from_env
 
     settings = settings_from_env()
     controller = ClusterController(api=api, mlflow=tracking.client(settings.tracking_uri), settings=settings, root=root)

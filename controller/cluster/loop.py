@@ -19,17 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import contract
-from controller.cluster.settings import ClusterSettings
+from controller.cluster.informer import Mirror
+from controller.cluster.kube import GRIDS, JOBS, UNREACHABLE, Kube, label_selector
 from controller.cluster.reconciler import GridController, log
-from controller.cluster.kube.errors import ApiError
-from controller.cluster.kube.mirroring import Mirror
-from controller.cluster.kube.requesting import Api
-from controller.cluster.kube.resources import GRIDS, JOBS, label_selector
+from controller.cluster.settings import ClusterSettings
 
 RESYNC_SECONDS = 60.0
 SYNC_TIMEOUT_SECONDS = 120.0
@@ -73,12 +70,12 @@ def grids_of_job(old: dict[str, Any] | None, new: dict[str, Any] | None) -> set[
 class ClusterController:
     """The mirrors, the queue and the reconciler, wired together."""
 
-    def __init__(self, *, api: Api, mlflow: MlflowClient, settings: ClusterSettings, root: Path,
+    def __init__(self, *, api: Kube, mlflow: MlflowClient, settings: ClusterSettings, root: Path,
                  resync_seconds: float = RESYNC_SECONDS, watch_seconds: int = 300) -> None:
         self.queue = WorkQueue()
-        # each watch streams on a session of its own; the reconciles use `api`'s
-        self.grids = Mirror(Api(api.connection), resource=GRIDS, on_change=self.grid_changed, watch_seconds=watch_seconds)
-        self.jobs = Mirror(Api(api.connection), resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: None}),
+        # one client for all: its urllib3 pool gives each watch stream a connection of its own
+        self.grids = Mirror(api, resource=GRIDS, on_change=self.grid_changed, watch_seconds=watch_seconds)
+        self.jobs = Mirror(api, resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: None}),
                            on_change=self.job_changed, watch_seconds=watch_seconds)
         self.reconciler = GridController(api=api, grids=self.grids, jobs=self.jobs, mlflow=mlflow,
                                          settings=settings, root=root)
@@ -114,7 +111,7 @@ class ClusterController:
         except Exception as error:  # one grid's trouble never stops the others: retried with a backoff
             failures = self.failures[name] = self.failures.get(name, 0) + 1
             delay = min(MAX_RETRY_SECONDS, 0.5 * 2 ** failures)
-            expected = isinstance(error, (ApiError, requests.RequestException, MlflowException, OSError))
+            expected = isinstance(error, (*UNREACHABLE, MlflowException, OSError))
             log(f"grid {name}: reconcile failed ({type(error).__name__}: {error}); retrying in {delay:.1f} s"
                 + ("" if expected else "\n" + traceback.format_exc()))
             self.reconciler.experiments.clear()
@@ -123,16 +120,16 @@ class ClusterController:
 
     def run(self, *, stop: threading.Event) -> None:
         self.start(stop=stop)
-        log(f"controller: watching grids and jobs in namespace {self.grids.api.namespace}")
+        log(f"controller: watching grids and jobs in namespace {self.grids.kube.namespace}")
         next_resync = 0.0
         while not stop.is_set():
             if time.monotonic() >= next_resync:
                 for name in self.grids.snapshot():
                     self.queue.add(name)
                 next_resync = time.monotonic() + self.resync_seconds
-            name = self.queue.take(timeout=min(1.0, max(0.0, next_resync - time.monotonic())))
-            if name is not None:
-                self.reconcile(name)
+            due = self.queue.take(timeout=min(1.0, max(0.0, next_resync - time.monotonic())))
+            if due is not None:
+                self.reconcile(due)
 
 
 def run_until_signalled(controller: ClusterController) -> int:

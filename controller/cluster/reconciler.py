@@ -9,42 +9,53 @@ talks to MLflow (the submission's parent run, the best point, the decision).
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import requests
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import contract
-from controller.cluster import results as cluster_results
 from controller import tracking
+from controller.cluster import kube
+from controller.cluster import results as cluster_results
+from controller.cluster.informer import Mirror
 from controller.cluster.jobs import observe, owned
-from controller.cluster.settings import ClusterSettings
-from controller.errors import InvalidInput
-from controller.core.expanding import finalizer_name
+from controller.cluster.kube import GRIDS, JOBS, Kube
 from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, ClusterGrid, read_grid
-from controller.cluster.status import (Outcome, grid_status, invalid_status, merge_patch, parse_time, timestamp,
-                                    up_to_date_status)
-from controller.cluster.kube import errors as kube_errors
-from controller.cluster.kube.creating import create
-from controller.cluster.kube.deleting import delete
-from controller.cluster.kube.mirroring import Mirror
-from controller.cluster.kube.patching import patch_status
-from controller.cluster.kube.reading import get
-from controller.cluster.kube.recording import record
-from controller.cluster.kube.requesting import Api
-from controller.cluster.kube.resources import GRIDS, JOBS
-from controller.core.reconciling import (Conflict, Create, Delete, DesiredGrid, DesiredJob, GridPhase, ObservedJob, Plan,
-                                    is_up_to_date, reconcile)
+from controller.cluster.settings import ClusterSettings
+from controller.cluster.status import (
+    Outcome,
+    grid_status,
+    invalid_status,
+    merge_patch,
+    parse_time,
+    timestamp,
+    up_to_date_status,
+)
+from controller.core.expanding import finalizer_name
+from controller.core.reconciling import (
+    Conflict,
+    Create,
+    Delete,
+    DesiredGrid,
+    DesiredJob,
+    GridPhase,
+    ObservedJob,
+    Plan,
+    is_up_to_date,
+    reconcile,
+)
 from controller.core.rendering import finalizer_hash, render_finalize_job, render_train_job
+from controller.errors import InvalidInput
 
 TERMINAL = (GridPhase.SUCCEEDED.value, GridPhase.FAILED.value)
 
 
 def log(message: str) -> None:
-    print(f"{timestamp(datetime.now(timezone.utc))} {message}", file=sys.stderr, flush=True)
+    print(f"{timestamp(datetime.now(UTC))} {message}", file=sys.stderr, flush=True)
 
 
 def desired_grid(cluster: ClusterGrid, submission: str) -> DesiredGrid:
@@ -75,8 +86,8 @@ def start_time(grid: dict[str, Any], now: datetime) -> str:
 
 
 class GridController:
-    def __init__(self, *, api: Api, grids: Mirror, jobs: Mirror, mlflow: MlflowClient, settings: ClusterSettings,
-                 root: Path, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+    def __init__(self, *, api: Kube, grids: Mirror, jobs: Mirror, mlflow: MlflowClient, settings: ClusterSettings,
+                 root: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.api, self.grids, self.jobs, self.mlflow = api, grids, jobs, mlflow
         self.settings, self.root, self.clock = settings, root, clock
         self.experiments: dict[str, str] = {}
@@ -146,7 +157,7 @@ class GridController:
         conflicts = list(plan.conflicts)
         for action in plan.actions:
             if isinstance(action, Delete):
-                delete(self.api, resource=JOBS, name=action.name, propagation="Background")
+                self.api.delete(JOBS, action.name, propagation="Background")
                 self.jobs.forget(action.name)
                 self.event(grid, "JobDeleted", f"job {action.name}: {action.reason}")
             elif isinstance(action, Create):
@@ -164,9 +175,9 @@ class GridController:
     def create_job(self, action: Create, *, grid: dict[str, Any], cluster: ClusterGrid, submission: str) -> Conflict | None:
         body = owned(self.manifest(action, cluster=cluster, submission=submission), grid=grid, submission=submission)
         try:
-            self.jobs.remember(create(self.api, resource=JOBS, body=body))
-        except kube_errors.Conflict:
-            existing = get(self.api, resource=JOBS, name=action.name)
+            self.jobs.remember(self.api.create(JOBS, body))
+        except kube.Conflict:
+            existing = self.api.get(JOBS, action.name)
             owner = (existing["metadata"].get("labels") or {}).get(contract.LABEL_GRID)
             if owner == cluster.spec.name:
                 self.jobs.remember(existing)  # ours: the watch had not shown it yet
@@ -188,7 +199,7 @@ class GridController:
                                                   metric=cluster.spec.objective_metric,
                                                   direction=cluster.spec.objective_direction,
                                                   hashes={p.spec_hash: p.name for p in cluster.points})
-        except (MlflowException, requests.RequestException) as error:  # shown at a later reconcile; the grid goes on
+        except (MlflowException, OSError) as error:  # shown at a later reconcile; the grid goes on
             log(f"grid {cluster.spec.name}: cannot read the best point from MLflow: {error}")
         if plan.phase.value in TERMINAL and verdict is None:
             # an error here retries the reconcile: the final status is written once, with the decision
@@ -201,7 +212,7 @@ class GridController:
         patch = merge_patch(old, new)
         if not patch:
             return grid
-        updated = patch_status(self.api, resource=GRIDS, name=grid["metadata"]["name"], status=patch)
+        updated = self.api.patch_status(GRIDS, grid["metadata"]["name"], patch)
         self.grids.remember(updated)
         self.transitions(updated, old, new)
         return updated
@@ -212,16 +223,16 @@ class GridController:
             message = next((c["message"] for c in new.get("conditions", []) if c["type"] == "Progressing"), "")
             self.event(grid, new["phase"], message or new["phase"], warning=new["phase"] == GridPhase.FAILED.value)
         for type_, reason in (("NamesAvailable", "NameConflict"), ("Valid", "InvalidSpec")):
-            before = next((c for c in old.get("conditions", []) if c["type"] == type_), {})
-            after = next((c for c in new.get("conditions", []) if c["type"] == type_), {})
+            before: dict[str, Any] = next((c for c in old.get("conditions", []) if c["type"] == type_), {})
+            after: dict[str, Any] = next((c for c in new.get("conditions", []) if c["type"] == type_), {})
             if after.get("status") == "False" and before.get("status") != "False":
                 self.event(grid, reason, after.get("message", ""), warning=True)
 
     def event(self, grid: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
         log(f"grid {grid['metadata']['name']}: {reason}: {message}")
         try:
-            record(self.api, about=grid, reason=reason, message=message, warning=warning, now=self.clock())
-        except (kube_errors.ApiError, requests.RequestException) as error:  # an Event is never worth failing for
+            self.api.record(about=grid, reason=reason, message=message, warning=warning, now=self.clock())
+        except kube.UNREACHABLE as error:  # an Event is never worth failing for
             log(f"grid {grid['metadata']['name']}: event not recorded: {error}")
 
     def grid_deleted(self, grid: dict[str, Any]) -> None:

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import contract
+from contract.grid import GridSpec, parse_grid
 from controller.cluster import rbac
 from controller.cluster.settings import ClusterSettings
-from controller.errors import InvalidInput, Problem
 from controller.core.expanding import GridPoint, expand
-from contract.grid import GridSpec, parse_grid
+from controller.errors import InvalidInput, Problem
 
 API_VERSION = f"{rbac.GRID_GROUP}/{rbac.GRID_VERSION}"
 # Set by `submit-grid` at every submission (the API server's clock): a request to run the grid

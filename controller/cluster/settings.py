@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import contract
-from controller.errors import InvalidInput, Problem
 from controller.core.rendering import RenderSettings, SecretRef
+from controller.errors import InvalidInput, Problem
 
 ENV_JOBS_TRACKING_URI = "TP4_JOBS_TRACKING_URI"  # the Jobs' MLflow URL when it differs from the controller's
 ENV_S3_SECRET = "TP4_S3_SECRET_NAME"

@@ -7,18 +7,18 @@ import json
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 
 import contract
 from controller.cluster.jobs import LABEL_SUBMISSION
-from controller.cluster.settings import ClusterSettings
-from controller.cluster.kube.connecting import Connection
-from controller.cluster.kube.requesting import Api
-from controller.core.rendering import SecretRef
+from controller.cluster import kube as kube_client
 from controller.cluster.loop import ClusterController
+from controller.cluster.settings import ClusterSettings
+from controller.core.rendering import SecretRef
 from tests.helpers.fake_kube import FakeKube
 
 MD5 = "c56034fdae7ce88dc7ada7678b985028.dir"
@@ -44,6 +44,11 @@ def small_spec(name: str = "lab", **changes: Any) -> dict[str, Any]:
     return spec
 
 
+def connect(kube: FakeKube, *, namespace: str = "default") -> kube_client.Kube:
+    """The official client, configured from a kubeconfig file that reaches the fake server."""
+    return kube_client.connect(kubeconfig=str(kube.kubeconfig(name=f"config-{namespace}", namespace=namespace)))
+
+
 def wait_until(predicate: Callable[[], Any], seconds: float = 30.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + seconds
     while True:
@@ -58,14 +63,14 @@ class RunningController:
     """`python -m controller run`'s loop in a thread (the signal handling aside)."""
 
     def __init__(self, kube: FakeKube, *, uri: str, root: Path, namespace: str = "default") -> None:
-        self.api = Api(Connection(server=kube.url, namespace=namespace))
+        self.api = connect(kube, namespace=namespace)
         self.controller = ClusterController(api=self.api, mlflow=MlflowClient(tracking_uri=uri), settings=settings(uri),
                                             root=root, resync_seconds=0.5, watch_seconds=30)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.controller.run, kwargs={"stop": self.stop_event}, daemon=True)
         self.kube = kube
 
-    def __enter__(self) -> "RunningController":
+    def __enter__(self) -> RunningController:
         self.thread.start()
         return self
 

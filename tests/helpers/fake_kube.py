@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
+import yaml
 
 KUBERNETES_VERSION = "1.35.0"
 # plural -> (apiVersion, kind)
@@ -48,7 +52,7 @@ class Recorded:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def status_object(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def _requirements(selector: str) -> Iterator[Callable[[dict[str, str]], bool]]:
 
 class FakeKube:
     def __init__(self, *, grid_schema: Callable[[dict[str, Any]], list[str]] | None = None,
-                 gone_as_http: bool = False) -> None:
+                 gone_as_http: bool = False, tokens: set[str] | None = None) -> None:
         self.cond = threading.Condition()
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
         self.version = 100
@@ -127,6 +131,8 @@ class FakeKube:
         self.grid_schema = grid_schema
         self.gone_as_http = gone_as_http
         self.refusals: list[dict[str, Any]] = []
+        self.tokens = tokens  # the bearer tokens accepted (401 for any other request); None: anyone
+        self.folder = tempfile.TemporaryDirectory(prefix="fake-kube-")  # kubeconfig files
         self.stopping = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
@@ -138,7 +144,21 @@ class FakeKube:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "FakeKube":
+    def kubeconfig(self, folder: Path | None = None, *, namespace: str | None = "default", user: dict[str, Any] | None = None,
+                   name: str = "config") -> Path:
+        """A kubeconfig file whose current context reaches this server (as `user`, anonymous by default)."""
+        context = {"cluster": "fake", "user": "me", **({"namespace": namespace} if namespace else {})}
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
+                  "contexts": [{"name": "fake", "context": context}],
+                  "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                  "users": [{"name": "me", "user": user or {}}]}
+        folder = folder or Path(self.folder.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def __enter__(self) -> FakeKube:
         self.thread.start()
         return self
 
@@ -148,6 +168,7 @@ class FakeKube:
             self.cond.notify_all()
         self.server.shutdown()
         self.server.server_close()
+        self.folder.cleanup()
 
     # --- the store ---------------------------------------------------------------------------
 
@@ -215,7 +236,7 @@ class FakeKube:
                                  "controller": True}],
             "annotations": {"attempt": str(attempt)},
             # the Job controller's retries are >= 10 s apart (its backoff): later attempts, later timestamps
-            "creationTimestamp": (datetime.now(timezone.utc) + timedelta(seconds=10 * attempt)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "creationTimestamp": (datetime.now(UTC) + timedelta(seconds=10 * attempt)).strftime("%Y-%m-%dT%H:%M:%SZ")},
             "spec": {"containers": [{"name": container, "image": "x"}]}, "status": {"phase": "Running"}}
         self.put_object("pods", pod)
         with self.cond:
@@ -415,6 +436,12 @@ class FakeKube:
                 return
 
 
+def _flag(query: dict[str, str], name: str) -> bool:
+    """A boolean query parameter as the API server parses it (Go's strconv.ParseBool: the official
+    Python client sends `True`, kubectl `true`)."""
+    return query.get(name, "").lower() in ("1", "t", "true")
+
+
 def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -456,12 +483,15 @@ def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
             kube.requests.append(Recorded(method, url.path, query, body, self.headers.get("Content-Type", ""),
                                           self.headers.get("Authorization", "")))
             try:
+                if kube.tokens is not None and self.headers.get("Authorization", "") not in {
+                        f"Bearer {token}" for token in kube.tokens}:
+                    raise Refused(401, "Unauthorized", "Unauthorized")
                 plural, namespace, name, sub = kube.route(url.path)
-                if method == "GET" and name is None and query.get("watch") == "true":
+                if method == "GET" and name is None and _flag(query, "watch"):
                     return self._watch(plural, namespace, query)
                 if method == "GET" and sub == "log":
                     kube.get("pods", namespace, name or "")
-                    return self._stream(kube.log_chunks(name or "", query.get("follow") == "true"), "text/plain")
+                    return self._stream(kube.log_chunks(name or "", _flag(query, "follow")), "text/plain")
                 self._send(*self._dispatch(method, plural, namespace, name, sub, query, body))
             except Refused as refusal:
                 self._send(refusal.status["code"], refusal.status)

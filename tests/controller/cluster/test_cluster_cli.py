@@ -16,9 +16,8 @@ import contract
 from controller.cluster import commands as cluster_commands
 from controller.cli import main
 from controller.cluster.resource import ANNOTATION_SUBMITTED_AT
-from controller.cluster.kube.patching import patch_status
-from controller.cluster.kube.resources import GRIDS
-from tests.helpers.cluster_harness import MD5, RunningController, job_names, run_job, small_spec
+from controller.cluster.kube import GRIDS
+from tests.helpers.cluster_harness import RunningController, job_names, run_job, small_spec
 from tests.helpers.paths import REPO
 from tests.helpers.crd_schema import grid_validator
 from tests.helpers.fake_kube import FakeKube
@@ -59,12 +58,13 @@ def test_submit_grid_no_wait_writes_the_grid_with_its_dataset_pinned(project: Pa
     assert "grid lab submitted to namespace default (generation 1)" in capsys.readouterr().out
     (post,) = kube.sent("POST", "/grids")
     assert post.path == "/apis/tp4.io/v1alpha1/namespaces/default/grids" and post.authorization == "Bearer t"
-    assert post.body["spec"]["dataset"]["md5"] == MD5 and post.body["metadata"]["name"] == "lab"
+    pinned = yaml.safe_load((project / "data" / "tiny_coco.dvc").read_text())["outs"][0]["md5"]
+    assert post.body["spec"]["dataset"]["md5"] == pinned and post.body["metadata"]["name"] == "lab"
     assert ANNOTATION_SUBMITTED_AT in post.body["metadata"]["annotations"] and kube.refusals == []
 
     # a clock behind the controller's: the new request is still later than the current submission
     api = cluster_commands.open_api(kubeconfig=None, context=None, namespace=None)
-    patch_status(api, resource=GRIDS, name="lab", status={"startTime": "2999-01-01T00:00:00Z", "parentRunId": "p"})
+    api.patch_status(GRIDS, "lab", {"startTime": "2999-01-01T00:00:00Z", "parentRunId": "p"})
     # a namespace alone means the cluster (the Makefile's `kind-e2e` form)
     assert main(["submit-grid", "grid.yaml", "--namespace", "default", "--no-wait", "--parallelism", "3"]) == 0
     (put,) = kube.sent("PUT", "/grids/lab")
@@ -149,7 +149,7 @@ def test_report_without_mlflow_and_delete(project: Path, kube: FakeKube, capsys:
     assert cli("submit-grid", "grid.yaml", "--no-wait") == 0
     assert cli("report", "lab") == 2  # no decision yet
     api = cluster_commands.open_api(kubeconfig=None, context=None, namespace=None)
-    patch_status(api, resource=GRIDS, name="lab", status={"phase": "Succeeded", "decision": "NO",
+    api.patch_status(GRIDS, "lab", {"phase": "Succeeded", "decision": "NO",
                                                           "report": {"runId": "r1", "artifactPath": "report/decision.md"}})
     capsys.readouterr()
     assert cli("report", "lab") == 0

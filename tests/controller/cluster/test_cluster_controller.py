@@ -15,10 +15,8 @@ from controller.cluster import rbac
 from controller.cluster.jobs import LABEL_SUBMISSION
 from controller.cluster.commands import upsert_grid
 from controller.cluster.resource import grid_object
-from controller.cluster.kube.creating import create
-from controller.cluster.kube.deleting import delete
-from controller.cluster.kube.resources import GRIDS
-from tests.helpers.cluster_harness import (RunningController, grid_status, job_names, run_job, small_spec, wait_until)
+from controller.cluster.kube import GRIDS
+from tests.helpers.cluster_harness import (RunningController, connect, grid_status, job_names, run_job, small_spec, wait_until)
 from tests.helpers.crd_schema import grid_validator
 from tests.helpers.fake_kube import RESOURCES, FakeKube
 
@@ -42,11 +40,7 @@ def mlflow(uri: str) -> MlflowClient:
 
 
 def submit(kube: FakeKube, spec: dict, *, asked: str = "2026-01-01T00:00:00Z") -> dict:
-    from controller.cluster.kube.connecting import Connection
-    from controller.cluster.kube.requesting import Api
-
-    return create(Api(Connection(server=kube.url, namespace="default")), resource=GRIDS,
-                  body=grid_object(spec=spec, namespace="default", submitted_at=asked))
+    return connect(kube).create(GRIDS, grid_object(spec=spec, namespace="default", submitted_at=asked))
 
 
 def job_posts(kube: FakeKube) -> list[str]:
@@ -147,11 +141,9 @@ def test_a_restarted_controller_creates_nothing_twice(kube: FakeKube, uri: str, 
 
 def test_resubmissions_retry_failed_points_and_an_unchanged_finished_grid_does_nothing(
         kube: FakeKube, uri: str, mlflow: MlflowClient, tmp_path: Path) -> None:
-    from controller.cluster.kube.connecting import Connection
-    from controller.cluster.kube.requesting import Api
     from datetime import datetime, timezone
 
-    api = Api(Connection(server=kube.url, namespace="default"))
+    api = connect(kube)
     clock = lambda: datetime.now(timezone.utc)  # noqa: E731
     with RunningController(kube, uri=uri, root=tmp_path):
         upsert_grid(api, spec=small_spec(job={"name_template": "train-{lr0}-{seed}"}), now=clock)  # every point at once
@@ -207,7 +199,7 @@ def test_a_name_used_by_another_grid_is_refused_with_a_condition(kube: FakeKube,
         wait_until(lambda: any(e["reason"] == "NameConflict" and e["type"] == "Warning" for e in kube.all("events")))
         assert job_names(kube) == ["train-0.01"] and kube.find("jobs", "train-0.01")["metadata"]["labels"]["tp4.io/grid"] == "lab"
         assert status["phase"] == "Pending" and status["counts"]["pending"] == 1  # held: no finalizer without the point
-        delete(running.api, resource=GRIDS, name="lab")  # the name is free again: the grid goes on
+        running.api.delete(GRIDS, "lab")  # the name is free again: the grid goes on
         wait_until(lambda: (j := kube.find("jobs", "train-0.01")) and j["metadata"]["labels"]["tp4.io/grid"] == "copy",
                    what="the freed name taken by the waiting grid")
         freed = wait_until(lambda: grid_status(kube, "copy")["conditions"][1]["status"] == "True" and grid_status(kube, "copy"))
@@ -229,7 +221,7 @@ def test_deleting_a_grid_deletes_its_jobs_and_kills_its_parent_run(kube: FakeKub
         submit(kube, small_spec())
         wait_until(lambda: len(job_names(kube)) == 2)
         parent = wait_until(lambda: grid_status(kube).get("parentRunId"))
-        delete(running.api, resource=GRIDS, name="lab")
+        running.api.delete(GRIDS, "lab")
         wait_until(lambda: job_names(kube) == [], what="the garbage collector")  # owner references
         wait_until(lambda: mlflow.get_run(parent).info.status == "KILLED", what="the parent run KILLED")
 
