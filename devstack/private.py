@@ -108,8 +108,8 @@ def pump(*, stream: IO[bytes], log: Path, redactor: Redactor) -> threading.Threa
 @contextmanager
 def redacted_output(redactor: Redactor) -> Iterator[None]:
     """This process's stdout and stderr (file descriptors 1 and 2, so also what C code, child
-    processes and logging handlers bound earlier write) go through `redactor` to where they
-    went before; restored, and drained, on exit."""
+    processes and logging handlers bound earlier write) go through `redactor` to where stdout
+    went before (for `serve`: devstack.log); both restored, and the pipe drained, on exit."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)

@@ -65,7 +65,7 @@ def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` when set, else `default_tracking_uri()`; `BadInput` (exit 2) when it
     carries credentials, as the controller refuses it (controller/credentials.py)."""
     uri = os.environ.get(contract.ENV_TRACKING_URI) or default_tracking_uri()
-    if "@" in uri.partition("://")[2].partition("/")[0]:
+    if "@" in uri.partition("://")[2].split("/")[0].split("?")[0].split("#")[0]:  # the authority, as urlsplit's
         raise BadInput(f"{contract.ENV_TRACKING_URI}: the URI carries credentials (user:password@host): give the "
                        f"host alone, and the credentials in {contract.ENV_TRACKING_USERNAME} and "
                        f"{contract.ENV_TRACKING_PASSWORD}")

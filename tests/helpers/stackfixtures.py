@@ -17,10 +17,12 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -120,7 +122,8 @@ def write_grid(folder: Path, **changes: Any) -> Path:
     return path
 
 
-def controller(project: Path, *args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def controller(project: Path, *args: str, env: dict[str, str],
+               timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return run([sys.executable, "-m", "controller", "--root", str(project), *args], cwd=project, env=env,
                timeout=timeout)
 
@@ -138,20 +141,40 @@ class GridRun:
     done: subprocess.CompletedProcess[str]
     seconds: float
     env: dict[str, str]
+    command_lines: list[str] = field(default_factory=list)  # `ps -eo args` of every process, sampled while it ran
 
     def job_log(self, job: str) -> str:
         return (self.project / contract.EMBEDDED_DIR / "grids" / "tiny" / "logs" / f"{job}.1.log").read_text()
 
 
+def command_lines() -> list[str]:
+    """The command line of every process on the machine, as any local user sees them."""
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout.splitlines()
+
+
 def submit_grid(stack: Stack, published: Path, folder: Path) -> GridRun:
-    """The tiny grid through `submit-grid` with the local executor, against the stack; timed."""
+    """The tiny grid through `submit-grid` with the local executor, against the stack; timed. Every
+    process's command line is sampled each second meanwhile (the stack, the controller, the Jobs)."""
     project = fresh_project(published, folder)
     env = stack_env(stack)
+    seen: set[str] = set()
+    finished = threading.Event()
+
+    def sample() -> None:
+        while not finished.wait(1.0):
+            seen.update(command_lines())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     started = time.monotonic()
-    done = controller(project, "submit-grid", "grid.yaml", "--parallelism", "2", env=env)
+    try:
+        done = controller(project, "submit-grid", "grid.yaml", "--parallelism", "2", env=env)
+    finally:
+        finished.set()
+        sampler.join()
     seconds = time.monotonic() - started
     print(f"\nsubmit-grid (2 points, 1 epoch, imgsz 64, finalizer) against the stack: {seconds:.1f} s")
-    return GridRun(project=project, done=done, seconds=seconds, env=env)
+    return GridRun(project=project, done=done, seconds=seconds, env=env, command_lines=sorted(seen))
 
 
 def s3_object_key(md5: str, *, prefix: str = "") -> str:

@@ -1,9 +1,12 @@
 """The tiny grid against the stack with MLflow's basic-auth app: the controller and the jobs
 authenticate with MLFLOW_TRACKING_USERNAME/PASSWORD from the environment; wrong or missing
-credentials fail at once (exit 2, the tracking URI named), before anything is pulled, trained or started."""
+credentials fail at once (exit 2, the tracking URI named), before anything is pulled, trained or started.
+No secret of the stack (passwords, S3 keys) is in any artifact of the grid: logs, manifests, MLflow params
+and tags, reports, local state, or any process's command line."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -14,8 +17,17 @@ import contract
 import tracking_probe
 from devstack import Stack
 from jobs.common import tracking
-from tests.helpers.stackfixtures import (DATASET, GridRun, controller, fresh_project, postgres_rows, published,  # noqa: F401
-                                 stack, stack_env, submit_grid, train_job)
+from tests.helpers.stackfixtures import (
+    DATASET,
+    GridRun,
+    command_lines,
+    controller,
+    fresh_project,
+    postgres_rows,
+    stack_env,
+    submit_grid,
+    train_job,
+)
 
 pytestmark = pytest.mark.slow
 STACK_AUTH = True
@@ -68,10 +80,63 @@ def test_controller_with_wrong_password_starts_nothing(grid: GridRun, stack: Sta
                                                        tmp_path: Path) -> None:
     before = postgres_rows(stack, "SELECT count(*) FROM runs")
     project = fresh_project(published, tmp_path / "project", name="refused", experiment="auth-refused")
-    done = controller(project, "submit-grid", "grid.yaml", env=stack_env(stack, MLFLOW_TRACKING_PASSWORD="wrong-password"))
+    env = stack_env(stack, MLFLOW_TRACKING_PASSWORD="wrong-password")
+    done = controller(project, "submit-grid", "grid.yaml", env=env)
     assert done.returncode == contract.EXIT_BAD_INPUT, done.stdout + done.stderr
-    output = done.stdout.replace("\n", "")
+    output = (done.stdout + done.stderr).replace("\n", "")  # the message is on stderr
     assert f"the MLflow tracking server {stack.tracking_uri} rejected the credentials of user 'tp4'" in output
     assert not (project / contract.EMBEDDED_DIR / "grids").exists()
     assert postgres_rows(stack, "SELECT count(*) FROM runs") == before
     assert postgres_rows(stack, "SELECT count(*) FROM experiments WHERE name = 'auth-refused'") == [(0,)]
+
+
+def _text_files(folder: Path, *, skip: tuple[str, ...] = ()) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and not set(p.relative_to(folder).parts) & set(skip)]
+
+
+def test_no_secret_in_any_artifact_of_the_grid(grid: GridRun, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert grid.done.returncode == 0, grid.done.stdout[-3000:] + grid.done.stderr[-3000:]
+    secrets = stack.redactor.secrets
+    assert stack.postgres is not None and stack.admin is not None
+    for known in (grid.env[contract.ENV_TRACKING_PASSWORD], grid.env[contract.ENV_S3_SECRET_KEY],
+                  stack.postgres.password, stack.admin.password):  # the test can fail: it looks for these
+        assert known in secrets
+    leaks: dict[str, int] = {}
+
+    def look(where: str, text: str) -> None:
+        if hits := sum(secret in text for secret in secrets):
+            leaks[where] = hits  # where, and how many: never the secret itself
+
+    # the stack's own files while it runs (its Postgres cluster and private folder aside)
+    stack_files = _text_files(stack.config.folder, skip=("pgdata", "private"))
+    assert {"mlflow.log", "postgres.log"} <= {p.name for p in stack_files}
+    for path in stack_files:
+        look(f"stack: {path.name}", path.read_text(errors="replace"))
+    # the project: Job logs, the local state, the reports (the dataset and DVC's cache aside)
+    project_files = _text_files(grid.project, skip=("data", "cache"))
+    job_logs = [p for p in project_files if p.suffix == ".log" and "logs" in p.parts]
+    assert len(job_logs) >= 3 and any("reports" in p.parts for p in project_files)  # 2 points and the finalizer
+    for path in project_files:
+        look(f"project: {path.relative_to(grid.project)}", path.read_text(errors="replace"))
+    look("submit-grid output", grid.done.stdout + grid.done.stderr)
+    # the manifests, rendered with the same environment
+    rendered = controller(grid.project, "render", "grid.yaml", env=grid.env)
+    assert rendered.returncode == 0 and "kind: Job" in rendered.stdout, rendered.stderr
+    look("render", rendered.stdout + rendered.stderr)
+    # MLflow: params and tags of every run, tags and sources of every model version
+    for name, value in stack.client_env().items():
+        monkeypatch.setenv(name, value)
+    mlflow = tracking.make_client(uri=stack.tracking_uri)
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    runs = mlflow.search_runs(experiments)
+    assert len(runs) >= 3
+    for run in runs:
+        look(f"run {run.info.run_name}", json.dumps([run.data.params, run.data.tags, run.info.artifact_uri]))
+    for version in mlflow.search_model_versions():
+        look(f"model version {version.name}/{version.version}", json.dumps([version.tags, version.source]))
+    # every process's command line: sampled while the grid ran (the stack, the controller, the Jobs), and now
+    seen = grid.command_lines + command_lines()
+    assert any("mlflow server" in line for line in seen) and any("jobs.train" in line for line in seen)
+    assert any("postgres -D" in line for line in seen)
+    look("ps -eo args", "\n".join(seen))
+    assert leaks == {}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from botocore.exceptions import ClientError
@@ -23,8 +23,18 @@ from devstack.processes import free_port
 from devstack.stack import ADMIN, JOBS
 from jobs.common import tracking
 from jobs.common.dataset import file_md5
-from tests.helpers.stackfixtures import (DATASET, GridRun, controller, fresh_project, published,  # noqa: F401
-                                 postgres_rows, push_copy, s3_object_key, stack, stack_env, submit_grid, train_job)
+from tests.helpers.stackfixtures import (
+    DATASET,
+    GridRun,
+    controller,
+    fresh_project,
+    postgres_rows,
+    push_copy,
+    s3_object_key,
+    stack_env,
+    submit_grid,
+    train_job,
+)
 
 pytestmark = pytest.mark.slow
 STACK_AUTH = False
@@ -43,7 +53,9 @@ def mlflow(stack: Stack) -> MlflowClient:
 
 def train_runs(mlflow: MlflowClient, experiment: str) -> list:
     found = mlflow.get_experiment_by_name(experiment)
-    return mlflow.search_runs([found.experiment_id], filter_string=f"tags.`{contract.TAG_ROLE}` = 'train'") if found else []
+    if found is None:
+        return []
+    return mlflow.search_runs([found.experiment_id], filter_string=f"tags.`{contract.TAG_ROLE}` = 'train'")
 
 
 def test_grid_succeeds_with_jobs_configured_by_environment_only(grid: GridRun) -> None:
@@ -116,7 +128,8 @@ def label_and_image(published: Path) -> tuple[Path, Path]:
 
 
 def test_missing_dataset_object_fails_before_training_naming_the_file(
-        stack: Stack, published: Path, label_and_image: tuple[Path, Path], mlflow: MlflowClient, tmp_path: Path) -> None:
+        stack: Stack, published: Path, label_and_image: tuple[Path, Path], mlflow: MlflowClient,
+        tmp_path: Path) -> None:
     label, _ = label_and_image
     url = push_copy(published, stack=stack, prefix="missing")
     stack.s3.client(principal=ADMIN).delete_object(
@@ -129,7 +142,8 @@ def test_missing_dataset_object_fails_before_training_naming_the_file(
 
 
 def test_corrupted_dataset_object_fails_before_training_naming_the_file(
-        stack: Stack, published: Path, label_and_image: tuple[Path, Path], mlflow: MlflowClient, tmp_path: Path) -> None:
+        stack: Stack, published: Path, label_and_image: tuple[Path, Path], mlflow: MlflowClient,
+        tmp_path: Path) -> None:
     _, image = label_and_image
     url = push_copy(published, stack=stack, prefix="corrupted")
     stack.s3.client(principal=ADMIN).put_object(
@@ -177,7 +191,7 @@ class TestTrackingServerDownAtStart:
         project = fresh_project(published, tmp_path / "project")
         done = controller(project, "submit-grid", "grid.yaml", env=stack_env(stack, TP4_CONNECT_TIMEOUT_S="3"))
         assert done.returncode == contract.EXIT_BAD_INPUT, done.stdout + done.stderr
-        assert f"{stack.tracking_uri} did not answer within 3 s" in done.stdout.replace("\n", "")
+        assert f"{stack.tracking_uri} did not answer within 3 s" in (done.stdout + done.stderr).replace("\n", "")
         assert not (project / contract.EMBEDDED_DIR / "grids").exists()
 
     def test_controller_goes_on_when_the_server_comes_back(self, stack: Stack, grid: GridRun) -> None:
