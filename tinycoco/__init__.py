@@ -3,7 +3,7 @@
 Public API (used by `python -m tinycoco build`, which `python -m controller data build` runs):
 
     from tinycoco import build, default_source, DatasetError
-    built = build(source=default_source(), out_dir=Path("data/tiny_coco"), seed=0)
+    built = build(source=default_source(), out_dir=Path("data/tiny_coco"), seed=3)
     print(built.summary())
 
 Standard library only. The controller never imports it (an import-linter contract), so its image does not ship it.

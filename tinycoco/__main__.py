@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tinycoco.building import build
 from tinycoco.errors import DatasetError
+from tinycoco.selection import DEFAULT_SEED
 
 EXIT_BAD_INPUT = 2
 
@@ -19,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     command.add_argument("--source", default=None, help="coco128.zip URL, a local zip or folder "
                          "(default: $TP4_COCO128_SOURCE, else the official URL)")
     command.add_argument("--out", type=Path, default=Path("data/tiny_coco"))
-    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                         help=f"the split's seed (default {DEFAULT_SEED}: COCO128 splits 41/10/10)")
     args = parser.parse_args(argv)
     try:
         built = build(source=args.source, out_dir=args.out, seed=args.seed)

@@ -19,6 +19,7 @@ from tinycoco.selection import (
     DEFAULT_SPLIT,
     SPLIT_NAMES,
     SplitPlan,
+    DEFAULT_SEED,
     check_seed,
     check_split_sizes,
     split_samples,
@@ -54,7 +55,7 @@ def build(
     *,
     source: str | None = None,
     out_dir: Path,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     split: tuple[int, int, int] = DEFAULT_SPLIT,
     timeout_s: float = DOWNLOAD_TIMEOUT_S,
 ) -> BuiltDataset:

