@@ -39,3 +39,11 @@ def build_dataset(*, source: str | None, out: Path, seed: int) -> int:
     if source:
         command += ["--source", source]
     return subprocess.run(command, check=False).returncode
+
+
+def grid_name(value: str) -> str:
+    """A grid given by name, or by the grid file that names it."""
+    path = Path(value)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return load_grid(path).name
+    return value

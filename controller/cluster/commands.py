@@ -32,7 +32,8 @@ from controller.cluster.view import grid_state, summary_lines
 from controller.core.expanding import GridPoint, finalizer_name
 from controller.core.reconciling import JobPhase
 from controller.errors import InvalidInput, Problem
-from controller.local.inspecting import decision_lines, grid_name
+from controller.core.summary import decision_lines
+from controller.submitting import grid_name
 from controller.progress import ProgressView, status_table
 from controller.submitting import prepare
 
@@ -290,10 +291,26 @@ def delete_grid(*, api: Kube, grid: str, console: Console) -> int:
 
 
 def run_controller(*, api: Kube, root: Path) -> int:
-    """The reconcile loop (the chart's Deployment runs exactly this)."""
+    """The reconcile loop (the chart's Deployment runs exactly this): JSON-lines logs on stderr, the
+    health endpoint on $TP4_HEALTH_PORT when set, leader election on the Lease `tp4-controller`."""
+    from controller.cluster import logs
+    from controller.cluster.health import Health, serve
     from controller.cluster.loop import ClusterController, run_until_signalled
-    from controller.cluster.settings import settings_from_env
+    from controller.cluster.settings import health_port, settings_from_env
 
     settings = settings_from_env()
-    controller = ClusterController(api=api, mlflow=tracking.client(settings.tracking_uri), settings=settings, root=root)
-    return run_until_signalled(controller)
+    port = health_port()
+    logs.configure()
+    health = Health()
+    try:
+        server = serve(health, port=port) if port is not None else None
+    except OSError as error:
+        raise InvalidInput([Problem("TP4_HEALTH_PORT", f"cannot listen on port {port}: {error}")]) from error
+    try:
+        controller = ClusterController(api=api, mlflow=tracking.client(settings.tracking_uri), settings=settings,
+                                       root=root, health=health)
+        return run_until_signalled(controller)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

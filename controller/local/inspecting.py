@@ -11,24 +11,15 @@ from typing import Any
 from rich.console import Console
 
 import contract
-
 from controller.errors import InvalidInput, Problem
 from controller.local import relocating
 from controller.local.state import GridState, grid_dir, known_grids, load_state, safe_child
+from controller.core.summary import decision_lines
 from controller.progress import status_table
+from controller.submitting import grid_name
 
 FOLLOW_POLL_SECONDS = 0.5
 REPORT_JSON = "decision.json"
-
-
-def grid_name(value: str) -> str:
-    """A grid given by name, or by the grid file that names it."""
-    path = Path(value)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        from contract.grid import load_grid
-
-        return load_grid(path).name
-    return value
 
 
 def _points(state: GridState) -> list[str]:
@@ -77,28 +68,6 @@ def show_logs(*, root: Path, job: str, follow: bool, attempt: int | None) -> int
             sys.stdout.buffer.write(log.read())
     sys.stdout.flush()
     return 0
-
-
-def decision_lines(decision: dict[str, Any]) -> list[str]:
-    """The decision summary, from decision.json (written by the finalizer)."""
-    verdict = decision.get("decision", {})
-    objective = decision.get("objective", {}).get("metric", "")
-    lines = [f"grid {decision.get('grid')}: decision {verdict.get('verdict', '?')}"]
-    if verdict.get("failed_gates"):
-        lines.append(f"failed gates: {', '.join(verdict['failed_gates'])}")
-    candidate = decision.get("candidate")
-    if candidate:
-        metric = candidate.get("metrics", {}).get(objective, {})
-        values = ", ".join(f"{split} {metric[split]:.4f}" for split in ("val", "test") if metric.get(split) is not None)
-        lines.append(f"candidate: {candidate.get('point')} (run {candidate.get('run_id')}) {objective}: {values}")
-    registry = decision.get("registry") or {}
-    if registry.get("version"):
-        moved = "champion moved" if registry.get("champion_moved") else "champion unchanged"
-        lines.append(f"registered: {registry.get('name')} version {registry['version']} ({moved})")
-    for flag in decision.get("flags", [])[:5]:
-        details = ", ".join(f"{k}={v}" for k, v in flag.get("data", {}).items())
-        lines.append(f"warning: {flag.get('code')}" + (f" ({details})" if details else ""))
-    return lines
 
 
 def show_report(*, root: Path, grid: str, console: Console) -> int:
