@@ -28,7 +28,8 @@ def _target(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument("--kube", dest="backend", action="store_const", const="kubernetes", default=default,
                        help="short for --backend kubernetes")
     group.add_argument("-n", "--namespace", default=default,
-                       help="the cluster's namespace (default: $TP4_NAMESPACE, the kubeconfig context's, in a pod its own)")
+                       help="the cluster's namespace (default: $TP4_NAMESPACE, the kubeconfig context's, "
+                       "in a pod its own)")
     group.add_argument("--kubeconfig", default=default, help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     group.add_argument("--context", default=default, help="kubeconfig context (default: its current-context)")
 
@@ -42,8 +43,9 @@ def backend(args: argparse.Namespace) -> str:
     return os.environ.get(ENV_BACKEND) or "local"
 
 
-def _command(commands: argparse._SubParsersAction, name: str, **kwargs: str) -> argparse.ArgumentParser:
-    command = commands.add_parser(name, **kwargs)
+def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *,
+             help: str) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help)
     _target(command, top=False)
     return command
 
@@ -58,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("grid", type=Path, help="grid file, e.g. grid.yaml")
     submit.add_argument("--parallelism", type=int, help="Jobs at once (default: grid's job.parallelism, else the CPU "
                         "count locally, every point on a cluster)")
-    submit.add_argument("--weights", help="override model.weights (a name, a path, an s3:// URI or an architecture .yaml)")
+    submit.add_argument("--weights", help="override model.weights (a name, a path, an s3:// URI or an "
+                        "architecture .yaml)")
     submit.add_argument("--no-wait", dest="wait", action="store_false",
                         help="kubernetes: return once the Grid is written instead of following it")
 
@@ -80,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("grid", help="grid name or file")
 
     _command(commands, "run", help="kubernetes: the controller's reconcile loop (what the chart's Deployment runs)")
+
+    demo = commands.add_parser("demo", help="the whole lab: build the dataset if missing, run the lab grid, "
+                               "print the report's path (make demo without make)")
+    demo.add_argument("--grid", type=Path, default=Path("grid.yaml"), help="grid file (default: grid.yaml)")
+    demo.add_argument("--source", default=None, help="COCO128 source when the dataset is built (default: "
+                      "$TP4_COCO128_SOURCE, else ../shared/datasets/coco128, else the official URL)")
+    demo.add_argument("--weights", default=None, help="override model.weights (default: ../shared's "
+                      "COCO-pretrained backbone when present)")
 
     data = commands.add_parser("data", help="the dataset").add_subparsers(dest="data_command", required=True)
     build = data.add_parser("build", help="build data/tiny_coco from COCO128")
@@ -110,6 +121,11 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.command == "data":
         return submitting.build_dataset(source=args.source, out=args.out, seed=args.seed)
+    if args.command == "demo":
+        from controller.demo import run_demo
+
+        grid = args.grid if args.grid.is_absolute() else root / args.grid
+        return run_demo(root=root, grid=grid, source=args.source, weights=args.weights, console=console)
     kind = "kubernetes" if args.command == "run" else backend(args)
     target = open_backend(kind=kind, root=root, namespace=args.namespace or os.environ.get("TP4_NAMESPACE"),
                           kubeconfig=args.kubeconfig, context=args.context)

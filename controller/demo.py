@@ -1,0 +1,61 @@
+"""`python -m controller demo`: the whole lab without make or bash (Windows' PowerShell and CMD included).
+
+Builds data/tiny_coco through its DVC stage when it is missing, runs the lab grid (grid.yaml) with the
+local backend, and prints where the decision report is. Offline machines: a `../shared` folder beside
+the project that holds COCO128 and the COCO-pretrained backbone is used as `make demo` uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from contract.errors import InvalidInput, Problem
+from controller.backend import open_backend
+
+SOURCE_ENV = "TP4_COCO128_SOURCE"  # read by the dataset builder (tinycoco.source)
+SHARED_COCO128 = Path("datasets") / "coco128"
+SHARED_WEIGHTS = Path("weights") / "yolov5nu-coco-backbone.pt"
+
+
+def shared_folder(root: Path) -> Path:
+    """The local copies' folder: $TP4_SHARED, else ../shared beside the project."""
+    return Path(os.environ.get("TP4_SHARED") or root.parent / "shared")
+
+
+def build_dataset_stage(*, root: Path, source: str | None, console: Console) -> None:
+    """`dvc repro` of the tiny_coco stage (python -m tinycoco build, then dvc add), in a child process.
+
+    Raises InvalidInput (exit 2) when the stage fails: the builder's message names the cause."""
+    env = dict(os.environ)
+    if source:
+        env[SOURCE_ENV] = source
+    # dvc.yaml's commands call `python`: the interpreter running this verb (the project's venv).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    console.print(f"building data/tiny_coco (dvc repro) from {env.get(SOURCE_ENV) or 'the official coco128.zip'}",
+                  highlight=False, soft_wrap=True)
+    done = subprocess.run([sys.executable, "-m", "dvc", "repro", "tiny_coco"], cwd=root, env=env, check=False)
+    if done.returncode != 0:
+        raise InvalidInput([Problem("data/tiny_coco", f"the dataset stage failed (dvc repro exit {done.returncode}); "
+                                    "its output above says why")])
+
+
+def run_demo(*, root: Path, grid: Path, source: str | None, weights: str | None, console: Console) -> int:
+    """Build the dataset if missing, run `grid` locally, print the report's path; the grid's exit code."""
+    shared = shared_folder(root)
+    if source is None and (shared / SHARED_COCO128).is_dir():
+        source = str(shared / SHARED_COCO128)
+    if weights is None and (shared / SHARED_WEIGHTS).is_file():
+        weights = str(shared / SHARED_WEIGHTS)
+    if not (root / "data" / "tiny_coco" / "data.yaml").is_file():
+        build_dataset_stage(root=root, source=source, console=console)
+    backend = open_backend(kind="local", root=root)
+    code = backend.submit_grid(grid_path=grid, weights=weights, parallelism=None, wait=True, console=console)
+    reports = sorted((root / "reports").glob("*/decision.md"), key=lambda p: p.stat().st_mtime)
+    if reports:
+        console.print(f"the lab's decision report: {reports[-1]}", highlight=False, soft_wrap=True)
+    return code
