@@ -390,6 +390,15 @@ class Weights(_Section):
     fallback: Annotated[str, text(min_length=1)] = DEFAULT_FALLBACK
     registered_name: Annotated[str, text(min_length=1)] | None = None
 
+    @field_validator("weights", "fallback")
+    @classmethod
+    def _s3_uri_names_an_object(cls, value: str) -> str:
+        if value.startswith("s3://"):
+            bucket, _, key = value.removeprefix("s3://").partition("/")
+            if not bucket or not key or key.endswith("/"):
+                raise _fail("s3_uri", "must name an object: s3://<bucket>/<key>", value)
+        return value
+
 
 class Resources(_Section):
     cpu: CpuQuantity = "1"

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import contract
-from controller.errors import InvalidInput, Problem
 from contract.grid import GridSpec
+from controller.errors import InvalidInput, Problem
 
 # A Job name is a DNS-1123 subdomain; it is also a label value (tp4.io/point,
 # job-name), which caps it at 63 characters.
-JOB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+# Dot-separated DNS labels (so no '..'), matched whole (a trailing newline does not pass).
+JOB_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 MAX_NAME_LENGTH = 63
 
 
@@ -62,7 +63,7 @@ def expand(grid: GridSpec, *, dataset_md5: str) -> list[GridPoint]:
         raise InvalidInput(problems)
     points = []
     for values in itertools.product(*(grid.axes[n] for n in names)):
-        params = dict(zip(names, values))
+        params = dict(zip(names, values, strict=True))
         points.append(GridPoint(
             name=render_name(grid.job.name_template, params),
             params=params,
@@ -89,7 +90,7 @@ def check_names(grid: GridSpec, points: list[GridPoint]) -> None:
     problems: list[Problem] = []
     seen: dict[str, GridPoint] = {}
     for point in points:
-        if len(point.name) > MAX_NAME_LENGTH or not JOB_NAME.match(point.name):
+        if len(point.name) > MAX_NAME_LENGTH or not JOB_NAME.fullmatch(point.name):
             problems.append(Problem("job.name_template", f"gives {point.name!r}, not a valid Kubernetes Job name "
                                     f"(lowercase a-z, 0-9, '-', '.', at most {MAX_NAME_LENGTH} characters)"))
         elif point.name in seen:

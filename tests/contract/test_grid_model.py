@@ -181,11 +181,20 @@ def test_better_follows_the_direction_and_ties_at_twelve_digits() -> None:
     ({"dataset": {"path": "/etc"}}, "dataset.path: must be a path inside the project folder"),
     ({"dataset": {"path": "../elsewhere"}}, "dataset.path: must be a path inside the project folder"),
     ({"axes": None}, "axes: must declare at least one axis"),
+    ({"model": {"weights": "s3:///x.pt"}}, "model.weights: must name an object: s3://<bucket>/<key>"),
+    ({"model": {"weights": "s3://bucket"}}, "model.weights: must name an object"),
 ])
 def test_values_out_of_bounds_are_refused_with_their_location(tmp_path: Path, change: dict[str, Any],
                                                               expected: str) -> None:
     found = problems(tmp_path, lab_grid(**change))
     assert any(expected in p for p in found), found
+
+
+@pytest.mark.parametrize("template", ["train..{seed}-{imgsz}-{lr0}", "train-{imgsz}-{lr0}-{seed}."])
+def test_a_template_giving_invalid_job_names_is_refused_before_anything_starts(tmp_path: Path, template: str) -> None:
+    grid = load_grid(write_grid(tmp_path, lab_grid(job={"name_template": template})))
+    with pytest.raises(InvalidInput, match="not a valid Kubernetes Job name"):
+        expand(grid, dataset_md5=MD5)
 
 
 def test_a_lab_grid_with_everything_in_bounds_is_valid(tmp_path: Path) -> None:
