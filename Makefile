@@ -11,6 +11,7 @@ COCO128 ?= $(if $(wildcard $(SHARED)/datasets/coco128),$(SHARED)/datasets/coco12
 WEIGHTS ?= $(if $(wildcard $(SHARED)/weights/yolov5nu-coco-backbone.pt),$(SHARED)/weights/yolov5nu-coco-backbone.pt,)
 GRID ?= grid.yaml
 PYTEST_ARGS ?=
+UI_PORT ?= 5000
 
 # Kubernetes: images, kind, the Helm chart (docs/kubernetes.md)
 NAMESPACE ?= tp4
@@ -59,9 +60,8 @@ lint: $(STAMP)  ## ruff, mypy and the import-linter layering contracts (pyprojec
 test: lint  ## lint, then run the tests (unit + integration against real servers)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-ui: $(STAMP)  ## open the MLflow UI on the embedded store (http://127.0.0.1:5000)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server --workers 1 --host 127.0.0.1 --port 5000 \
-	  --backend-store-uri sqlite:///$(CURDIR)/.tp4/mlflow.db --default-artifact-root $(CURDIR)/.tp4/mlartifacts
+ui: $(STAMP)  ## open the MLflow UI on the embedded store (http://127.0.0.1:$(UI_PORT))
+	$(PY) -m controller ui --port $(UI_PORT)
 
 stack-up: $(STAMP)  ## start the production-like stack (Postgres, S3, MLflow server) in the background; AUTH=1 for basic auth
 	$(PY) -m devstack up $(if $(AUTH),--auth,)

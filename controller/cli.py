@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", default=None, help="override model.weights (default: ../shared's "
                       "COCO-pretrained backbone when present)")
 
+    ui = commands.add_parser("ui", help="the MLflow UI on this project's runs (what make ui runs)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+
     data = commands.add_parser("data", help="the dataset").add_subparsers(dest="data_command", required=True)
     build = data.add_parser("build", help="build data/tiny_coco from COCO128")
     build.add_argument("--source", default=None, help="coco128.zip URL, a local zip or folder "
@@ -121,6 +125,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return 0
     if args.command == "data":
         return submitting.build_dataset(source=args.source, out=args.out, seed=args.seed)
+    if args.command == "ui":
+        from controller.ui import serve
+
+        return serve(root=root, host=args.host, port=args.port, console=console)
     if args.command == "demo":
         from controller.demo import run_demo
 
