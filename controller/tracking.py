@@ -23,10 +23,10 @@ from mlflow.tracking import MlflowClient
 
 import contract
 import tracking_probe
+from contract.grid import GridSpec
+from controller.core.expanding import GridPoint
 from controller.credentials import refuse_credentials_in_uri
 from controller.errors import InvalidInput, Problem
-from controller.core.expanding import GridPoint
-from contract.grid import GridSpec
 
 # On a parent run the local executor creates: "host pid start-time" of the controller process
 # that owns it (controller.local.processes), so a later start can tell whether it is gone.
@@ -136,11 +136,21 @@ def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridP
     run_id = run.info.run_id
     try:
         _describe_parent_run(mlflow, run_id=run_id, grid=grid, points=points, dataset_md5=dataset_md5)
-    except BaseException as error:
-        end_run(mlflow, run_id, status="KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED",
-                reason=f"setup failed: {type(error).__name__}: {error}"[:5000])
+    except Exception as error:
+        end_run(mlflow, run_id, status="FAILED", reason=f"setup failed: {type(error).__name__}: {error}"[:5000])
+        raise ParentRunFailed(run_id, error) from error
+    except BaseException:
+        end_run(mlflow, run_id, status="KILLED", reason="interrupted during setup")
         raise
     return run_id
+
+
+class ParentRunFailed(Exception):
+    """The parent run was created, then describing it failed: the run is ended FAILED."""
+
+    def __init__(self, run_id: str, error: Exception) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.run_id = run_id
 
 
 def _describe_parent_run(mlflow: MlflowClient, *, run_id: str, grid: GridSpec, points: list[GridPoint],

@@ -5,22 +5,34 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import contract
-from controller import tracking
-from controller.errors import InvalidInput, NameClash, Problem
-from controller.core.expanding import GridPoint, finalizer_name
 from contract.grid import GridSpec
+from controller import tracking
+from controller.core.expanding import GridPoint, finalizer_name
+from controller.core.reconciling import (
+    Conflict,
+    Create,
+    Delete,
+    DesiredGrid,
+    DesiredJob,
+    GridPhase,
+    JobPhase,
+    ObservedJob,
+    Plan,
+    is_up_to_date,
+    reconcile,
+)
+from controller.core.rendering import RenderSettings, finalizer_hash, render_finalize_job, render_train_job
+from controller.errors import InvalidInput, NameClash, Problem
 from controller.local import processes, relocating, sweeping
 from controller.local.kubelet import LocalKubelet
 from controller.local.state import GridState, JobRecord, grid_dir, job_owners, load_state, safe_child, save_state
 from controller.progress import ProgressView
-from controller.core.reconciling import (Conflict, Create, Delete, DesiredGrid, DesiredJob, GridPhase, JobPhase,
-                                    ObservedJob, Plan, is_up_to_date, reconcile)
-from controller.core.rendering import RenderSettings, finalizer_hash, render_finalize_job, render_train_job
 
 POLL_SECONDS = 0.5
 # Non-secret S3 settings the Jobs need for the DVC remote; keys stay in the environment.
@@ -66,7 +78,8 @@ def observe(state: GridState, *, owners: dict[str, str], names: list[str]) -> di
     observed = {name: job.observed() for name, job in state.jobs.items()}
     for name in names:
         if name not in observed and owners.get(name, state.grid) != state.grid:
-            observed[name] = ObservedJob(name=name, grid=owners[name], spec_hash="", submission="", phase=JobPhase.SUCCEEDED)
+            observed[name] = ObservedJob(name=name, grid=owners[name], spec_hash="", submission="",
+                                         phase=JobPhase.SUCCEEDED)
     return observed
 
 
@@ -105,7 +118,8 @@ class LocalExecutor:
         then end every run of this project whose process is gone."""
         for orphan in sweeping.stop_orphans(self.state):
             what = f"stopped (pid {orphan.pid})" if orphan.stopped else "found gone"
-            self.notes.append(f"{orphan.job} attempt {orphan.attempt} was left running by a controller that died: {what}")
+            self.notes.append(f"{orphan.job} attempt {orphan.attempt} was left running by a controller that died: "
+                              f"{what}")
         save_state(self.run.root, self.state)
         for closed in sweeping.sweep(self.mlflow, self.run.root):
             self.notes.append(f"run {closed.run_id} ({closed.grid} {closed.point or closed.role}) was RUNNING: "
@@ -141,11 +155,16 @@ class LocalExecutor:
 
     def begin(self) -> None:
         grid = self.run.grid
-        self.experiment_id = tracking.ensure_experiment(self.mlflow, name=grid.experiment, root=self.run.root, uri=self.uri)
+        self.experiment_id = tracking.ensure_experiment(self.mlflow, name=grid.experiment, root=self.run.root,
+                                                        uri=self.uri)
         self.state.experiment = grid.experiment
-        parent = tracking.start_parent_run(self.mlflow, grid=grid, points=self.run.points,
-                                           experiment_id=self.experiment_id, backend="local",
-                                           dataset_md5=self.run.dataset_md5, process=processes.myself().tag())
+        try:
+            parent = tracking.start_parent_run(self.mlflow, grid=grid, points=self.run.points,
+                                               experiment_id=self.experiment_id, backend="local",
+                                               dataset_md5=self.run.dataset_md5, process=processes.myself().tag())
+        except tracking.ParentRunFailed as failed:
+            self.state.submission = failed.run_id
+            raise
         self.state.submission = parent
         self.settings = RenderSettings(tracking_uri=self.uri, backend="local", parent_run_id=parent,
                                        extra_env={k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ})
@@ -239,21 +258,23 @@ class LocalExecutor:
                                     parent_run_id=self.state.submission, points=stopped)
             tracking.end_run(self.mlflow, self.state.submission, status="KILLED", reason=reason)
 
-    def fail(self, error: BaseException) -> str:
+    def fail(self, error: BaseException) -> tuple[str, bool]:
         """A failure of the controller itself once the submission began: stop the children and end
-        the parent run FAILED with the reason; returns that reason."""
-        reason = f"{type(error).__name__}: {error}"
+        the parent run FAILED with the reason; returns that reason, and whether the parent run is
+        ended (False: the tracking server could not be reached, the next start's sweep ends it)."""
+        reason = str(error) if isinstance(error, tracking.ParentRunFailed) else f"{type(error).__name__}: {error}"
         stopped = self.kubelet.stop_all(self.state.jobs, reason="ControllerFailed")
         self.state.phase, self.state.message = GridPhase.FAILED.value, f"controller failed: {reason}"
         save_state(self.run.root, self.state)
-        if self.state.submission:
-            try:
-                tracking.kill_open_runs(self.mlflow, experiment_id=self.experiment_id,
-                                        parent_run_id=self.state.submission, points=stopped)
-                tracking.end_run(self.mlflow, self.state.submission, status="FAILED", reason=reason[:5000])
-            except Exception:  # the next start's sweep ends it
-                pass
-        return reason
+        if not self.state.submission:
+            return reason, True
+        try:
+            tracking.kill_open_runs(self.mlflow, experiment_id=self.experiment_id,
+                                    parent_run_id=self.state.submission, points=stopped)
+            tracking.end_run(self.mlflow, self.state.submission, status="FAILED", reason=reason[:5000])
+        except Exception:  # the next start's sweep ends it
+            return reason, False
+        return reason, True
 
 
 def report_path(root: Path, grid: GridSpec) -> Path:
@@ -310,9 +331,11 @@ def run_grid_locally(run: LocalRun, *, view: ProgressView) -> Outcome:
             executor.fail(RuntimeError("bad input found after the submission began"))
             raise
         except Exception as error:
-            reason = executor.fail(error)
-            problem = (f"grid {run.grid.name} failed: {reason}" + (
-                f"; its parent run {executor.state.submission} was ended FAILED" if executor.state.submission else ""))
+            reason, ended = executor.fail(error)
+            parent = executor.state.submission
+            problem = f"grid {run.grid.name} failed: {reason}" + (
+                "" if not parent else f"; its parent run {parent} was ended FAILED" if ended else
+                f"; its parent run {parent} could not be ended now: the next submit-grid ends it")
             raise InvalidInput([Problem("submit-grid", problem)]) from error
         finally:
             for sig, handler in previous.items():

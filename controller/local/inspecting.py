@@ -11,10 +11,10 @@ from typing import Any
 from rich.console import Console
 
 import contract
+from controller.core.summary import decision_lines
 from controller.errors import InvalidInput, Problem
 from controller.local import relocating
 from controller.local.state import GridState, grid_dir, known_grids, load_state, safe_child
-from controller.core.summary import decision_lines
 from controller.progress import status_table
 from controller.submitting import grid_name
 
@@ -33,7 +33,8 @@ def show_status(*, root: Path, grid: str | None, console: Console) -> int:
         return 0
     for name in names:
         if name not in known_grids(root):
-            raise InvalidInput([Problem("grid", f"no grid named {name!r} in {root} (known: {', '.join(known_grids(root)) or 'none'})")])
+            known = ", ".join(known_grids(root)) or "none"
+            raise InvalidInput([Problem("grid", f"no grid named {name!r} in {root} (known: {known})")])
         state = load_state(root, name)
         console.print(status_table(state, points=_points(state)))
     return 0

@@ -17,13 +17,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import contract
+from controller.core.reconciling import JobPhase
 from controller.local import processes
 from controller.local.state import Attempt, JobRecord, safe_child
-from controller.core.reconciling import JobPhase
 
 STOP_GRACE_SECONDS = 15.0
 

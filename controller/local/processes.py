@@ -33,7 +33,7 @@ class ProcessId:
         return f"{self.host} {self.pid} {self.started:.3f}"
 
     @classmethod
-    def from_tag(cls, value: str) -> "ProcessId | None":
+    def from_tag(cls, value: str) -> ProcessId | None:
         parts = value.split()
         if len(parts) != 3:
             return None

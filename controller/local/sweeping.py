@@ -42,7 +42,7 @@ class GridLock:
         self.grid = grid
         self.handle: TextIO | None = None
 
-    def __enter__(self) -> "GridLock":
+    def __enter__(self) -> GridLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
@@ -172,7 +172,7 @@ def _train_gone(run: Any, state: GridState, parents: _Parents, *, root: Path, ke
     return f"job process of {point or run.info.run_id} (attempt {number or '?'}) is gone"
 
 
-def sweep(mlflow: MlflowClient, root: Path, *, keep: set[str] = frozenset()) -> list[Closed]:
+def sweep(mlflow: MlflowClient, root: Path, *, keep: frozenset[str] = frozenset()) -> list[Closed]:
     """End FAILED every RUNNING run of this project's grids whose process is gone; `keep`: run ids
     the caller owns. Reads the state of every grid; a grid whose experiment is deleted is skipped."""
     closed: list[Closed] = []

@@ -114,7 +114,8 @@ def test_sweep_ends_the_runs_whose_process_is_gone(tmp_path: Path) -> None:
     closed = sweeping.sweep(mlflow, tmp_path)
 
     assert sorted(c.run_id for c in closed) == sorted([dead_parent, dead_train, gone_train])
-    status = {run_id: mlflow.get_run(run_id) for run_id in (dead_parent, live_parent, other_host, dead_train, live_train, gone_train)}
+    every = (dead_parent, live_parent, other_host, dead_train, live_train, gone_train)
+    status = {run_id: mlflow.get_run(run_id) for run_id in every}
     assert [status[r].info.status for r in (dead_parent, dead_train, gone_train)] == ["FAILED"] * 3
     assert [status[r].info.status for r in (live_parent, other_host, live_train)] == ["RUNNING"] * 3
     assert f"controller process {gone.pid}" in status[dead_parent].data.tags[contract.TAG_CLOSED_BY]
@@ -149,7 +150,8 @@ def test_experiment_names_stay_under_the_artifact_root(tmp_path: Path) -> None:
 
 def test_a_deleted_experiment_is_named_with_both_ways_out(tmp_path: Path) -> None:
     mlflow = store(tmp_path)
-    experiment = mlflow.create_experiment("gone", artifact_location=contract.embedded_artifact_location(tmp_path, "gone"))
+    location = contract.embedded_artifact_location(tmp_path, "gone")
+    experiment = mlflow.create_experiment("gone", artifact_location=location)
     run = mlflow.create_run(experiment).info.run_id
     mlflow.set_terminated(run)
     assert tracking.missing_runs(mlflow, {"p": run}) == []
