@@ -10,24 +10,30 @@ from pathlib import Path
 from controller import tracking
 from controller.dataset_pin import pinned_md5
 from controller.core.expanding import GridPoint, expand
-from contract.grid import GridSpec, load_grid
+from contract.errors import InvalidInput, Problem
+from contract.grid import DEFAULT_MAX_POINTS, GridSpec, load_grid
 from controller.core.rendering import RenderSettings, render_all, to_yaml
 
 
-def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = None) -> tuple[GridSpec, list[GridPoint], str]:
+def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = None,
+            max_points: int = DEFAULT_MAX_POINTS) -> tuple[GridSpec, list[GridPoint], str]:
     """Validate a grid file and expand it; raises InvalidInput before anything starts.
     dataset.path is relative to the project folder `root` (default: the current directory),
-    where the Jobs run."""
+    where the Jobs run; a grid of more than `max_points` points is refused."""
     root = root or Path.cwd()
-    grid = load_grid(grid_path, base_dir=root)
+    grid = load_grid(grid_path, base_dir=root, max_points=max_points)
     if weights:
         grid = grid.with_weights(weights)
     dataset_md5 = pinned_md5(grid, base_dir=root)
-    return grid, expand(grid, dataset_md5=dataset_md5), dataset_md5
+    try:
+        points = expand(grid, dataset_md5=dataset_md5)
+    except InvalidInput as error:  # the name template's problems, located in the file too
+        raise InvalidInput([Problem(f"{grid_path}: {p.location}", p.message) for p in error.problems]) from error
+    return grid, points, dataset_md5
 
 
-def render_grid(*, grid_path: Path, root: Path) -> str:
-    grid, points, dataset_md5 = prepare(grid_path=grid_path, root=root)
+def render_grid(*, grid_path: Path, root: Path, max_points: int = DEFAULT_MAX_POINTS) -> str:
+    grid, points, dataset_md5 = prepare(grid_path=grid_path, root=root, max_points=max_points)
     settings = RenderSettings(tracking_uri=tracking.tracking_uri(root), backend="kubernetes")
     return to_yaml(render_all(grid, points, settings, dataset_md5=dataset_md5))
 

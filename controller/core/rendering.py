@@ -115,7 +115,10 @@ def job_env(grid: GridSpec, settings: RenderSettings, *, dataset_md5: str,
 
 def _render(template: str, context: dict[str, Any]) -> dict[str, Any]:
     text = _environment().get_template(template).render(**context)
-    return yaml.safe_load(text)
+    manifest = yaml.safe_load(text)
+    if not isinstance(manifest, dict):
+        raise TypeError(f"{template} rendered no manifest")  # a template bug, not bad input
+    return manifest
 
 
 def _queue_labels(job: JobSettings) -> dict[str, str]:

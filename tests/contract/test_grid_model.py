@@ -235,3 +235,14 @@ def test_too_many_points_are_refused_fast(tmp_path: Path) -> None:
     raw = yaml.safe_load(write_grid(tmp_path, lab_grid()).read_text())
     with pytest.raises(InvalidInput, match="more than the limit of 4"):
         parse_grid(raw, source="grid.yaml", base_dir=tmp_path, max_points=4)
+
+
+def test_name_template_problems_from_the_controller_name_the_file(tmp_path: Path) -> None:
+    from controller.submitting import prepare
+
+    path = write_grid(tmp_path, lab_grid(job={"name_template": "train-{imgsz}-{lr0}"}))
+    with pytest.raises(InvalidInput) as caught:
+        prepare(grid_path=path, root=tmp_path)
+    assert all(p.location == f"{path}: job.name_template" for p in caught.value.problems)
+    with pytest.raises(InvalidInput, match="more than the limit of 4"):
+        prepare(grid_path=write_grid(tmp_path, lab_grid()), root=tmp_path, max_points=4)
