@@ -28,7 +28,8 @@ def best_point(mlflow: MlflowClient, *, experiment_id: str, grid: str, metric: s
     token = None
     best: dict[str, Any] | None = None
     for _ in range(MAX_PAGES):
-        page = mlflow.search_runs([experiment_id], filter_string=query, order_by=order, max_results=PAGE, page_token=token)
+        page = mlflow.search_runs([experiment_id], filter_string=query, order_by=order, max_results=PAGE,
+                                  page_token=token)
         for run in page:
             value = run.data.metrics.get(metric)
             point = hashes.get(run.data.tags.get(contract.TAG_SPEC_HASH, ""))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import contract
 from contract.objective import TIE_DIGITS, objective_key  # noqa: F401 (TIE_DIGITS: re-exported)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def grid_document(*, axes: Mapping[str, list[Any]] | None = None, **spec: Any) -
     axes = dict(axes or LAB_AXES)
     names = list(axes)
     points = [{"name": "train-" + "-".join(str(v) for v in values), "spec_hash": f"hash{i:02d}",
-               "params": dict(zip(names, values))}
+               "params": dict(zip(names, values, strict=True))}
               for i, values in enumerate(itertools.product(*axes.values()))]
     base = {"name": "tp4-lab", "experiment": "cv_yolo_tiny", "axes": axes,
             "dataset": {"path": "data/tiny_coco"}, "model": {"weights": "yolov8n.pt",
@@ -199,7 +200,8 @@ def test_a_constraint_excludes_the_best_configuration_with_its_reason() -> None:
 
 def test_a_missing_constraint_metric_excludes_too() -> None:
     # model_size_mb is a metric train runs log; these runs lack it (an older trainer, a failed measurement)
-    rules = lab_rules(constraints=[{"metric": "inference_ms_per_image", "max": 18.0}, {"metric": "model_size_mb", "max": 1}])
+    rules = lab_rules(constraints=[{"metric": "inference_ms_per_image", "max": 18.0},
+                                   {"metric": "model_size_mb", "max": 1}])
 
     def without_size(params: Mapping[str, Any]) -> dict[str, float]:
         return {k: v for k, v in lab_metrics(params).items() if k != "model_size_mb"}
@@ -280,7 +282,8 @@ def test_scratch_runs_are_flagged() -> None:
 
 
 def test_the_controllers_spec_is_read_back_through_the_grid_model() -> None:
-    """One shape: grid.json's spec is GridSpec.to_dict() (grid.yaml's shape, defaults filled), as the controller writes it."""
+    """One shape: grid.json's spec is GridSpec.to_dict() (grid.yaml's shape, defaults filled), as the controller
+    writes it."""
     from contract.grid import GridSpec
 
     document = grid_document()
