@@ -108,9 +108,11 @@ def _initdb(*, pgdata: Path, user: str | None, password: str) -> None:
         write_private(path=pwfile, text=password + "\n")
         _own(path=folder, user=user)
         _own(path=pwfile, user=user)
-        subprocess.run([bin_path() / "initdb", "-D", pgdata, "-U", SUPERUSER, "-E", "UTF8", "--no-sync",
-                        f"--pwfile={pwfile}", "--auth=scram-sha-256"],
-                       user=user, check=True, capture_output=True)
+        done = subprocess.run([bin_path() / "initdb", "-D", pgdata, "-U", SUPERUSER, "-E", "UTF8", "--no-sync",
+                               f"--pwfile={pwfile}", "--auth=scram-sha-256"],
+                              user=user, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StartFailed(f"initdb exited with code {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

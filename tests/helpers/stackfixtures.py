@@ -17,9 +17,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,23 @@ CLIENT_PREFIXES = ("TP4_", "MLFLOW_", "AWS_")
 TINY_TRAIN = {"epochs": 1, "batch": 4, "nbs": 4, "warmup_epochs": 0, "workers": 0, "imgsz": 64, "seed": 1}
 
 
+@contextmanager
+def stack_folder() -> Iterator[Path]:
+    """A stack's folder outside pytest's temporary root: as root, Postgres runs as the user `pgserver`,
+    which must traverse the folders above its data, and every pytest session that starts (another
+    engineer's, beside this one) makes /tmp/pytest-of-<user> 0700 again, and may prune old sessions."""
+    folder = Path(tempfile.mkdtemp(prefix="tp4-stack-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     auth = bool(getattr(request.module, "STACK_AUTH", False))
     started = time.monotonic()
-    with running_stack(StackConfig(folder=tmp_path_factory.mktemp("stack"), auth=auth)) as running:
+    with stack_folder() as folder, running_stack(StackConfig(folder=folder, auth=auth)) as running:
         print(f"\nstack up in {time.monotonic() - started:.1f} s (auth={auth})")
         yield running
 
@@ -144,12 +158,21 @@ class GridRun:
     command_lines: list[str] = field(default_factory=list)  # `ps -eo args` of every process, sampled while it ran
 
     def job_log(self, job: str) -> str:
-        return (self.project / contract.EMBEDDED_DIR / "grids" / "tiny" / "logs" / f"{job}.1.log").read_text()
+        """The log of the Job's first attempt (named <job>.<submission>.<attempt>.log)."""
+        [log] = (self.project / contract.EMBEDDED_DIR / "grids" / "tiny" / "logs").glob(f"{job}.*.1.log")
+        return log.read_text()
 
 
 def command_lines() -> list[str]:
     """The command line of every process on the machine, as any local user sees them."""
     return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout.splitlines()
+
+
+def local_state(project: Path) -> list[str]:
+    """What the local executor recorded under .tp4/grids: state, logs (a grid's lock file aside,
+    which a controller takes before it checks anything)."""
+    grids = project / contract.EMBEDDED_DIR / "grids"
+    return sorted(p.relative_to(grids).as_posix() for p in grids.rglob("*") if p.is_file() and p.name != "lock")
 
 
 def submit_grid(stack: Stack, published: Path, folder: Path) -> GridRun:

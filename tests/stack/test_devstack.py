@@ -30,6 +30,7 @@ from devstack.mlflow_server import (
 from devstack.s3 import Keys
 from devstack.stack import client_env
 from tests.helpers.paths import REPO
+from tests.helpers.stackfixtures import stack_folder
 
 SETTINGS = ServerSettings(host="127.0.0.1", port=5999, backend_uri="postgresql+psycopg2://u:p@127.0.0.1:5432/mlflow",
                           artifacts_destination="s3://tp4-mlflow-artifacts")
@@ -126,8 +127,12 @@ def leaks(text: str, secrets: set[str]) -> int:
 
 
 @pytest.mark.slow
-def test_up_env_down_with_no_secret_on_the_way(tmp_path: Path) -> None:
-    folder = tmp_path / "stack"
+def test_up_env_down_with_no_secret_on_the_way() -> None:
+    with stack_folder() as parent:
+        up_env_down(folder=parent / "stack")
+
+
+def up_env_down(*, folder: Path) -> None:
     started = time.monotonic()
     up = devstack("up", "--auth", folder=folder)
     assert up.returncode == 0, up.stdout + up.stderr

@@ -23,6 +23,7 @@ from tests.helpers.stackfixtures import (
     command_lines,
     controller,
     fresh_project,
+    local_state,
     postgres_rows,
     stack_env,
     submit_grid,
@@ -85,7 +86,7 @@ def test_controller_with_wrong_password_starts_nothing(grid: GridRun, stack: Sta
     assert done.returncode == contract.EXIT_BAD_INPUT, done.stdout + done.stderr
     output = (done.stdout + done.stderr).replace("\n", "")  # the message is on stderr
     assert f"the MLflow tracking server {stack.tracking_uri} rejected the credentials of user 'tp4'" in output
-    assert not (project / contract.EMBEDDED_DIR / "grids").exists()
+    assert local_state(project) == []
     assert postgres_rows(stack, "SELECT count(*) FROM runs") == before
     assert postgres_rows(stack, "SELECT count(*) FROM experiments WHERE name = 'auth-refused'") == [(0,)]
 

@@ -28,6 +28,7 @@ from tests.helpers.stackfixtures import (
     GridRun,
     controller,
     fresh_project,
+    local_state,
     postgres_rows,
     push_copy,
     s3_object_key,
@@ -192,7 +193,7 @@ class TestTrackingServerDownAtStart:
         done = controller(project, "submit-grid", "grid.yaml", env=stack_env(stack, TP4_CONNECT_TIMEOUT_S="3"))
         assert done.returncode == contract.EXIT_BAD_INPUT, done.stdout + done.stderr
         assert f"{stack.tracking_uri} did not answer within 3 s" in (done.stdout + done.stderr).replace("\n", "")
-        assert not (project / contract.EMBEDDED_DIR / "grids").exists()
+        assert local_state(project) == []
 
     def test_controller_goes_on_when_the_server_comes_back(self, stack: Stack, grid: GridRun) -> None:
         process = subprocess.Popen([sys.executable, "-m", "controller", "--root", str(grid.project), "submit-grid",

@@ -20,6 +20,7 @@ from devstack.private import REDACTED, Redactor, private_folder, write_private
 from devstack.processes import start_logged, stop_process
 from tests.helpers.gridfiles import lab_grid, write_grid
 from tests.helpers.paths import REPO
+from tests.helpers.stackfixtures import local_state
 
 PASSWORD = "pa55-w0rd-of-the-test"
 CREDENTIALED = [
@@ -91,7 +92,7 @@ def test_submit_grid_refuses_the_uri_and_starts_nothing(project: Path) -> None:
     assert done.returncode == contract.EXIT_BAD_INPUT, done.stdout + done.stderr
     assert "the URI of host 127.0.0.1:9 carries credentials" in (done.stdout + done.stderr).replace("\n", "")
     assert PASSWORD not in done.stdout + done.stderr
-    assert not (project / contract.EMBEDDED_DIR / "grids").exists()
+    assert local_state(project) == []
 
 
 @pytest.mark.slow
