@@ -73,6 +73,7 @@ TAG_WEIGHTS = "tp4.weights"  # what was asked for (name, path, s3:// URI, .yaml)
 TAG_DECISION = "tp4.decision"  # on the parent run: "YES" or "NO"
 TAG_PREVIOUS_CHAMPION = "tp4.previous_champion"
 TAG_CLOSED_BY = "tp4.closed_by"  # why tp4 ended a run itself: its process was gone, stopped, or setup failed
+TAG_NAMESPACE = "tp4.namespace"  # on a cluster's parent run: the Grid's namespace (the controller's orphan sweep)
 ROLE_PARENT = "parent"
 WEIGHTS_SOURCES = ("pretrained", "path", "s3", "scratch")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from contract.errors import InvalidInput, Problem
+from contract.grid import DEFAULT_MAX_POINTS
 from controller.cluster import commands
 
 
@@ -39,9 +40,10 @@ class ClusterBackend:
             return verb()
 
     def submit_grid(self, *, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
-                    console: Console) -> int:
+                    console: Console, max_points: int = DEFAULT_MAX_POINTS) -> int:
         return self._call(lambda: commands.submit_grid(api=self.api, grid_path=grid_path, weights=weights,
-                                                       parallelism=parallelism, wait=wait, console=console))
+                                                       parallelism=parallelism, wait=wait, console=console,
+                                                       max_points=max_points))
 
     def show_status(self, *, grid: str | None, console: Console) -> int:
         return self._call(lambda: commands.show_status(api=self.api, grid=grid, console=console))

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from rich.console import Console
 
 import contract
-from contract.grid import GridSpec
+from contract.grid import DEFAULT_MAX_POINTS, GridSpec
 from controller import tracking
 from controller.cluster import kube
 from controller.cluster import results as cluster_results
@@ -31,11 +31,10 @@ from controller.cluster.status import parse_time, timestamp
 from controller.cluster.view import grid_state, summary_lines
 from controller.core.expanding import GridPoint, finalizer_name
 from controller.core.reconciling import JobPhase
-from controller.errors import InvalidInput, Problem
 from controller.core.summary import decision_lines
-from controller.submitting import grid_name
+from controller.errors import InvalidInput, Problem
 from controller.progress import ProgressView, status_table
-from controller.submitting import prepare
+from controller.submitting import grid_name, prepare
 
 POLL_SECONDS = 2.0
 WRITE_TRIES = 3
@@ -66,11 +65,11 @@ def _missing(what: str, name: str, api: Kube) -> InvalidInput:
 
 # --- submit-grid -----------------------------------------------------------------------------
 
-def grid_spec(*, grid_path: Path, weights: str | None,
-              parallelism: int | None) -> tuple[dict[str, Any], GridSpec, list[GridPoint]]:
+def grid_spec(*, grid_path: Path, weights: str | None, parallelism: int | None,
+              max_points: int = DEFAULT_MAX_POINTS) -> tuple[dict[str, Any], GridSpec, list[GridPoint]]:
     """The Grid's spec: grid.yaml read and validated once (`prepare`, the check every backend makes),
     defaults filled, the dataset md5 pinned (the cluster has no <path>.dvc) and --parallelism applied."""
-    prepared, points, md5 = prepare(grid_path=grid_path, weights=weights)
+    prepared, points, md5 = prepare(grid_path=grid_path, weights=weights, max_points=max_points)
     if parallelism:
         prepared = prepared.with_job(parallelism=parallelism)
     spec = _without_nulls(prepared.to_dict())
@@ -175,8 +174,10 @@ def follow(api: Kube, *, name: str, asked: datetime | None, generation: int, vie
 
 
 def submit_grid(*, api: Kube, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
-                console: Console, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
-    spec, prepared, points = grid_spec(grid_path=grid_path, weights=weights, parallelism=parallelism)
+                console: Console, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                max_points: int = DEFAULT_MAX_POINTS) -> int:
+    spec, prepared, points = grid_spec(grid_path=grid_path, weights=weights, parallelism=parallelism,
+                                       max_points=max_points)
     if warning := local_path_warning(spec, base_dir=grid_path.resolve().parent):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     written = upsert_grid(api, spec=spec, now=now)

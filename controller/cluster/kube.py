@@ -6,7 +6,8 @@ client certificates, tokens and token files, exec credential plugins (re-run
 when their token expires) and auth-provider plugins; in a pod, the mounted
 service account (its token re-read as kubelet rotates it). Every call goes
 through the client's typed APIs (BatchV1Api for Jobs, CoreV1Api for pods,
-pod logs and Events, CustomObjectsApi for Grids), with `_preload_content=False`
+pod logs and Events, CoordinationV1Api for the leader's Lease, CustomObjectsApi
+for Grids), with `_preload_content=False`
 so that objects come back as the plain dicts the API server sends, which is
 what the rest of the controller works on. Writes are `fieldValidation=Strict`.
 
@@ -119,6 +120,7 @@ class Resource:
 JOBS = Resource("batch", "v1", "jobs", "Job", typed="job")
 PODS = Resource("", "v1", "pods", "Pod", typed="pod")
 EVENTS = Resource("", "v1", "events", "Event", typed="event")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", typed="lease")  # leader election
 GRIDS = Resource(rbac.GRID_GROUP, rbac.GRID_VERSION, rbac.GRID_PLURAL, rbac.GRID_KIND)
 
 
@@ -144,6 +146,7 @@ class Kube:
         self.client = k8s.ApiClient(configuration)
         self.batch, self.core = k8s.BatchV1Api(self.client), k8s.CoreV1Api(self.client)
         self.custom = k8s.CustomObjectsApi(self.client)
+        self.typed = {"batch": self.batch, "": self.core, "coordination.k8s.io": k8s.CoordinationV1Api(self.client)}
 
     @property
     def server(self) -> str:
@@ -160,8 +163,7 @@ class Kube:
         and the keyword arguments that name the resource."""
         suffix = "_status" if status else ""
         if resource.typed:
-            api = self.batch if resource.group == "batch" else self.core
-            return getattr(api, f"{verb}_namespaced_{resource.typed}{suffix}"), {}
+            return getattr(self.typed[resource.group], f"{verb}_namespaced_{resource.typed}{suffix}"), {}
         verb = "get" if verb == "read" else verb
         return (getattr(self.custom, f"{verb}_namespaced_custom_object{suffix}"),
                 {"group": resource.group, "version": resource.version, "plural": resource.plural})

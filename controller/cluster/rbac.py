@@ -50,6 +50,9 @@ CONTROLLER_RULES: tuple[Rule, ...] = (
     # Events on the Grid (submitted, point failed, finalizer started, ...).
     # No pods or pods/log: `controller logs` runs with the user's own credentials.
     _rule("", "events", "create"),
+    # leader election (controller/cluster/leader.py): read the Lease, create it once, renew and take it over
+    # (a replace guarded by its resourceVersion); never deleted, never watched or listed
+    _rule("coordination.k8s.io", "leases", "create", "get", "update"),
 )
 
 

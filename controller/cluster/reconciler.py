@@ -8,7 +8,7 @@ talks to MLflow (the submission's parent run, the best point, the decision).
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from controller.cluster import results as cluster_results
 from controller.cluster.informer import Mirror
 from controller.cluster.jobs import observe, owned
 from controller.cluster.kube import GRIDS, JOBS, Kube
+from controller.cluster.orphans import close_submission
 from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, ClusterGrid, read_grid
 from controller.cluster.settings import ClusterSettings
 from controller.cluster.status import (
@@ -54,8 +55,7 @@ from controller.errors import InvalidInput
 TERMINAL = (GridPhase.SUCCEEDED.value, GridPhase.FAILED.value)
 
 
-def log(message: str) -> None:
-    print(f"{timestamp(datetime.now(UTC))} {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def desired_grid(cluster: ClusterGrid, submission: str) -> DesiredGrid:
@@ -139,11 +139,13 @@ class GridController:
             self.write_status(grid, up_to_date_status(status, generation=meta.get("generation", 0),
                                                       start_time=start_time(grid, self.clock()), now=self.clock()))
             return None
-        if previous:
-            tracking.end_run(self.mlflow, previous, status="KILLED")  # superseded while it ran
+        if previous:  # superseded while it ran
+            close_submission(self.mlflow, previous, reason=f"superseded by a new submission of grid {cluster.spec.name}")
         parent = tracking.start_parent_run(self.mlflow, grid=cluster.spec, points=cluster.points,
                                            experiment_id=experiment_id, backend="kubernetes",
                                            dataset_md5=cluster.dataset_md5)
+        # the orphan sweep (controller/cluster/orphans.py) closes only the runs of its own namespace
+        self.mlflow.set_tag(parent, contract.TAG_NAMESPACE, self.api.namespace)
         started = {key: value for key, value in status.items() if key in ("conditions", "counts")}
         started.update(observedGeneration=meta.get("generation"), phase=GridPhase.PENDING.value, parentRunId=parent,
                        startTime=start_time(grid, self.clock()))
@@ -159,7 +161,7 @@ class GridController:
             if isinstance(action, Delete):
                 self.api.delete(JOBS, action.name, propagation="Background")
                 self.jobs.forget(action.name)
-                self.event(grid, "JobDeleted", f"job {action.name}: {action.reason}")
+                self.event(grid, "JobDeleted", f"job {action.name}: {action.reason}", point=action.name)
             elif isinstance(action, Create):
                 conflict = self.create_job(action, grid=grid, cluster=cluster, submission=submission)
                 conflicts += [conflict] if conflict else []
@@ -184,7 +186,10 @@ class GridController:
                 return None
             return Conflict(action.name, owner or "(a Job that tp4 did not create)")
         if action.finalizer:
-            self.event(grid, "FinalizerCreated", f"every point is terminal: job {action.name} ranks the runs")
+            self.event(grid, "FinalizerCreated", f"every point is terminal: job {action.name} ranks the runs",
+                       point=action.name)
+        else:
+            log.info("job created", extra={"grid": cluster.spec.name, "point": action.name, "run": submission})
         return None
 
     # --- results and status -------------------------------------------------------------------
@@ -200,7 +205,7 @@ class GridController:
                                                   direction=cluster.spec.objective_direction,
                                                   hashes={p.spec_hash: p.name for p in cluster.points})
         except (MlflowException, OSError) as error:  # shown at a later reconcile; the grid goes on
-            log(f"grid {cluster.spec.name}: cannot read the best point from MLflow: {error}")
+            log.warning("best point not read from MLflow", extra={"grid": cluster.spec.name, "error": str(error)})
         if plan.phase.value in TERMINAL and verdict is None:
             # an error here retries the reconcile: the final status is written once, with the decision
             verdict, report = cluster_results.decision(self.mlflow, parent_run_id=status["parentRunId"])
@@ -228,16 +233,20 @@ class GridController:
             if after.get("status") == "False" and before.get("status") != "False":
                 self.event(grid, reason, after.get("message", ""), warning=True)
 
-    def event(self, grid: dict[str, Any], reason: str, message: str, *, warning: bool = False) -> None:
-        log(f"grid {grid['metadata']['name']}: {reason}: {message}")
+    def event(self, grid: dict[str, Any], reason: str, message: str, *, warning: bool = False,
+              point: str | None = None) -> None:
+        name = grid["metadata"]["name"]
+        fields = {"grid": name, "reason": reason, **({"point": point} if point else {})}
+        log.log(logging.WARNING if warning else logging.INFO, message, extra=fields)
         try:
             self.api.record(about=grid, reason=reason, message=message, warning=warning, now=self.clock())
         except kube.UNREACHABLE as error:  # an Event is never worth failing for
-            log(f"grid {grid['metadata']['name']}: event not recorded: {error}")
+            log.warning("event not recorded", extra={**fields, "error": str(error)})
 
     def grid_deleted(self, grid: dict[str, Any]) -> None:
-        """The Grid is gone (its Jobs with it): an unfinished submission's parent run is KILLED."""
-        status = grid.get("status") or {}
+        """The Grid is gone (its Jobs with it): an unfinished submission's runs are KILLED, with the reason."""
+        status, name = grid.get("status") or {}, grid["metadata"]["name"]
         if status.get("parentRunId") and status.get("phase") not in TERMINAL:
-            tracking.end_run(self.mlflow, status["parentRunId"], status="KILLED")
-            log(f"grid {grid['metadata']['name']} deleted: parent run {status['parentRunId']} KILLED")
+            ended = close_submission(self.mlflow, status["parentRunId"], reason=f"grid {name} deleted")
+            log.info("grid deleted: its submission's runs KILLED",
+                     extra={"grid": name, "run": status["parentRunId"], "runs_ended": ended})

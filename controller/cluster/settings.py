@@ -29,6 +29,7 @@ ENV_GPU_IMAGE = "TP4_GPU_TRAINER_IMAGE"
 ENV_GPU_NODE_SELECTOR = "TP4_GPU_NODE_SELECTOR"
 ENV_GPU_TOLERATIONS = "TP4_GPU_TOLERATIONS"
 ENV_NAMESPACE = "TP4_NAMESPACE"
+ENV_HEALTH_PORT = "TP4_HEALTH_PORT"  # /healthz and /readyz for the chart's probes; unset: no endpoint
 PASSED_TO_JOBS = (contract.ENV_S3_ENDPOINT, contract.ENV_S3_REGION, ENV_DVC_REMOTE_URL)
 
 
@@ -92,3 +93,14 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ClusterSettings:
         gpu_node_selector=_json(env, ENV_GPU_NODE_SELECTOR, {}) if gpu else {},
         gpu_tolerations=_json(env, ENV_GPU_TOLERATIONS, []) if gpu else [],
     )
+
+
+def health_port(env: Mapping[str, str] | None = None) -> int | None:
+    """The health endpoint's port from $TP4_HEALTH_PORT (0: any free port), None when unset."""
+    env = os.environ if env is None else env
+    raw = env.get(ENV_HEALTH_PORT, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) > 65535:
+        raise InvalidInput([Problem(ENV_HEALTH_PORT, f"expected a TCP port (0-65535), got {raw!r}")])
+    return int(raw)

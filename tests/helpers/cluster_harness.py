@@ -16,6 +16,8 @@ from mlflow.tracking import MlflowClient
 import contract
 from controller.cluster.jobs import LABEL_SUBMISSION
 from controller.cluster import kube as kube_client
+from controller.cluster.health import Health
+from controller.cluster.leader import LeaderElection
 from controller.cluster.loop import ClusterController
 from controller.cluster.settings import ClusterSettings
 from controller.core.rendering import SecretRef
@@ -44,9 +46,11 @@ def small_spec(name: str = "lab", **changes: Any) -> dict[str, Any]:
     return spec
 
 
-def connect(kube: FakeKube, *, namespace: str = "default") -> kube_client.Kube:
-    """The official client, configured from a kubeconfig file that reaches the fake server."""
-    return kube_client.connect(kubeconfig=str(kube.kubeconfig(name=f"config-{namespace}", namespace=namespace)))
+def connect(kube: FakeKube, *, namespace: str = "default", token: str | None = None) -> kube_client.Kube:
+    """The official client, configured from a kubeconfig file that reaches the fake server (as `token`)."""
+    user = {"token": token} if token else None
+    path = kube.kubeconfig(name=f"config-{namespace}-{token or 'anonymous'}", namespace=namespace, user=user)
+    return kube_client.connect(kubeconfig=str(path))
 
 
 def wait_until(predicate: Callable[[], Any], seconds: float = 30.0, what: str = "condition") -> Any:
@@ -60,25 +64,45 @@ def wait_until(predicate: Callable[[], Any], seconds: float = 30.0, what: str = 
 
 
 class RunningController:
-    """`python -m controller run`'s loop in a thread (the signal handling aside)."""
+    """`python -m controller run`'s loop in a thread (the signal handling aside), its lease timed for tests.
+    `name` is its Lease holder identity and its bearer token: the fake server's log tells who sent what."""
 
-    def __init__(self, kube: FakeKube, *, uri: str, root: Path, namespace: str = "default") -> None:
-        self.api = connect(kube, namespace=namespace)
+    def __init__(self, kube: FakeKube, *, uri: str, root: Path, namespace: str = "default",
+                 name: str = "controller-a", lease_seconds: int = 2) -> None:
+        self.api = connect(kube, namespace=namespace, token=name)
+        self.election = LeaderElection(self.api, holder=name, lease_seconds=lease_seconds,
+                                       renew_seconds=lease_seconds * 0.75, retry_seconds=0.2)
+        self.health = Health()
         self.controller = ClusterController(api=self.api, mlflow=MlflowClient(tracking_uri=uri), settings=settings(uri),
-                                            root=root, resync_seconds=0.5, watch_seconds=30)
+                                            root=root, resync_seconds=0.5, watch_seconds=30,
+                                            election=self.election, health=self.health)
         self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.controller.run, kwargs={"stop": self.stop_event}, daemon=True)
-        self.kube = kube
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.kube, self.name = kube, name
 
-    def __enter__(self) -> RunningController:
+    def _run(self) -> None:
+        self.exit_code = self.controller.run(stop=self.stop_event)
+
+    def __enter__(self) -> "RunningController":
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self.stop_event.set()
+        wait_until(lambda: self.controller.halted.is_set() or not self.thread.is_alive(), seconds=5,
+                   what="the controller halting")  # before the streams end: no watch resumes after
         self.kube.close_watches()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive(), "the controller did not stop"
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def requests(self, method: str | None = None, path_part: str = "") -> list[Any]:
+        """What this controller sent to the API server."""
+        return [r for r in list(self.kube.requests) if r.authorization == f"Bearer {self.name}"
+                and (method is None or r.method == method) and path_part in r.path]
 
 
 def env_of(job: dict[str, Any]) -> dict[str, str]:

@@ -37,8 +37,9 @@ import yaml
 KUBERNETES_VERSION = "1.35.0"
 # plural -> (apiVersion, kind)
 RESOURCES = {"jobs": ("batch/v1", "Job"), "pods": ("v1", "Pod"), "events": ("v1", "Event"),
-             "grids": ("tp4.io/v1alpha1", "Grid")}
-STRICTLY_VALIDATED = ("jobs", "events")
+             "grids": ("tp4.io/v1alpha1", "Grid"), "leases": ("coordination.k8s.io/v1", "Lease")}
+STRICTLY_VALIDATED = ("jobs", "events", "leases")
+WITH_STATUS = ("grids", "jobs")  # the resources with a status subresource
 
 
 @dataclass
@@ -350,7 +351,7 @@ class FakeKube:
                 raise Refused(409, "AlreadyExists", f'{plural} "{name}" already exists')
             obj = copy.deepcopy(body)
             obj["metadata"].update(namespace=namespace, generation=1)
-            if plural in ("grids", "jobs"):
+            if plural in WITH_STATUS:
                 obj["status"] = {}  # the status subresource: a create does not set it
             return self.put_object(plural, obj)
 
@@ -372,7 +373,8 @@ class FakeKube:
                 obj["metadata"][key] = current["metadata"].get(key)
             if obj.get("spec") != current.get("spec"):
                 obj["metadata"]["generation"] = current["metadata"]["generation"] + 1
-            obj["status"] = current.get("status", {})  # the status subresource: only /status writes it
+            if plural in WITH_STATUS:
+                obj["status"] = current.get("status", {})  # the status subresource: only /status writes it
             return self.put_object(plural, obj, event="MODIFIED")
 
     def patch(self, plural: str, namespace: str, name: str, subresource: str | None, body: dict[str, Any],

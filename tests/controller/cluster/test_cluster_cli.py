@@ -175,19 +175,38 @@ def test_cluster_verbs_need_the_cluster_and_local_ones_stay_local(project: Path,
 
 def test_the_run_command_is_the_reconcile_loop_and_stops_on_sigterm(project: Path, kube: FakeKube, tmp_path: Path) -> None:
     """`python -m controller run` as the chart's Deployment starts it: a process, the settings from the
-    environment (the ConfigMap's variables), stopped by SIGTERM when the pod stops."""
+    environment (the ConfigMap's variables), the health endpoint the probes ask, JSON-lines logs, the
+    Lease taken and released, stopped by SIGTERM when the pod stops."""
+    import json
     import os
     import signal
+    import socket
     import subprocess
     import sys
     import time
+    import urllib.error
+    import urllib.request
 
-    from tests.helpers.cluster_harness import grid_status, wait_until
     from tests.controller.cluster.test_cluster_controller import submit
+    from tests.helpers.cluster_harness import grid_status, wait_until
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+
+    def probe(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "TP4_JOBS_TRACKING_URI": "http://tp4-mlflow:5000", "TP4_S3_SECRET_NAME": "tp4-s3",
-           "TP4_TRAINER_IMAGE": "registry.local/tp4-trainer:1", "TP4_NAMESPACE": "default", "PYTHONPATH": str(REPO)}
+           "TP4_TRAINER_IMAGE": "registry.local/tp4-trainer:1", "TP4_NAMESPACE": "default", "PYTHONPATH": str(REPO),
+           "TP4_HEALTH_PORT": str(port)}
     controller = subprocess.Popen([sys.executable, "-m", "controller", "run"], cwd=tmp_path, env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -197,12 +216,25 @@ def test_the_run_command_is_the_reconcile_loop_and_stops_on_sigterm(project: Pat
         job = kube.find("jobs", job_names(kube)[0])
         assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.local/tp4-trainer:1"
         assert wait_until(lambda: grid_status(kube).get("parentRunId"))
+        assert probe("/healthz")[0] == 200 and probe("/readyz") == (200, "ok: leading\n")
+        assert probe("/nope")[0] == 404
+        lease = kube.find("leases", "tp4-controller")
+        assert lease is not None and lease["spec"]["holderIdentity"]
     finally:
         controller.send_signal(signal.SIGTERM)
         start = time.monotonic()
         output, _ = controller.communicate(timeout=30)
     assert controller.returncode == 0 and time.monotonic() - start < 30, output
-    assert "controller: watching grids and jobs in namespace default" in output and "controller: stopped" in output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    events = [(line["logger"], line["event"]) for line in lines]
+    assert ("controller.cluster.loop", "watching grids and jobs") in events, output
+    assert ("controller.cluster.loop", "stopped") in events and ("controller.cluster.leader", "leading") in events
+    submitted = next(line for line in lines if line.get("reason") == "Submitted")
+    assert submitted["grid"] == "lab" and submitted["level"] == "INFO" and submitted["time"].endswith("Z")
+    created = [line["point"] for line in lines if line["event"] == "job created"]
+    assert sorted(created) == job_names(kube) and all(line["grid"] == "lab" for line in lines if "point" in line)
+    assert (kube.find("leases", "tp4-controller") or {})["spec"]["holderIdentity"] == ""  # released at SIGTERM
+    assert probe("/healthz") == (0, "")  # the endpoint ended with the process
 
 
 def test_an_unreachable_api_server_is_reported_not_raised(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
