@@ -156,8 +156,9 @@ class RunMetrics:
             name, labels = job["metadata"]["name"], job["metadata"].get("labels") or {}
             if (name not in self.values and labels.get(contract.LABEL_ROLE) == contract.ROLE_TRAIN
                     and job_phase(job) is JobPhase.SUCCEEDED):
-                _, self.values[name] = tracking.final_metrics(self.mlflow, experiment_id=self.experiment_id,
-                                                              parent_run_id=labels.get(LABEL_SUBMISSION, ""), point=name)
+                _, self.values[name] = tracking.final_metrics(
+                    self.mlflow, experiment_id=self.experiment_id,
+                    parent_run_id=labels.get(LABEL_SUBMISSION, ""), point=name)
 
 
 def follow(api: Kube, *, name: str, asked: datetime | None, generation: int, view: ProgressView,
@@ -185,7 +186,8 @@ def submit_grid(*, api: Kube, grid_path: Path, weights: str | None, parallelism:
     console.print(f"grid [bold]{meta['name']}[/] submitted to namespace {api.namespace} "
                   f"(generation {meta.get('generation', 1)})", highlight=False, soft_wrap=True)
     if not wait:
-        console.print(f"follow it with: python -m controller --backend kubernetes -n {api.namespace} status {meta['name']}",
+        console.print("follow it with: python -m controller --backend kubernetes "
+                      f"-n {api.namespace} status {meta['name']}",
                       highlight=False, soft_wrap=True)
         return 0
     names = [p.name for p in points] + [finalizer_name(prepared)]
@@ -193,7 +195,8 @@ def submit_grid(*, api: Kube, grid_path: Path, weights: str | None, parallelism:
     metrics = RunMetrics(experiment=prepared.experiment, uri=cluster_tracking_uri())
     asked = parse_time((meta.get("annotations") or {}).get(ANNOTATION_SUBMITTED_AT))
     try:
-        grid = follow(api, name=meta["name"], asked=asked, generation=meta.get("generation", 1), view=view, metrics=metrics)
+        grid = follow(api, name=meta["name"], asked=asked, generation=meta.get("generation", 1), view=view,
+                      metrics=metrics)
     except KeyboardInterrupt:
         console.print(f"stopped following: grid {meta['name']} goes on in the cluster", highlight=False)
         return EXIT_DETACHED
@@ -247,7 +250,8 @@ def show_logs(*, api: Kube, job: str, follow: bool, attempt: int | None, out: Bi
             return 0
         except kube.ApiError as error:
             if not (follow and error.code == 400):  # 400: its container has not started yet
-                raise InvalidInput([Problem("job", f"{job}: no log from pod {pod['metadata']['name']}: {error.message}")]) from None
+                message = f"{job}: no log from pod {pod['metadata']['name']}: {error.message}"
+                raise InvalidInput([Problem("job", message)]) from None
             sleep(POLL_SECONDS)
 
 

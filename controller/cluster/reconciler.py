@@ -109,7 +109,8 @@ class GridController:
         try:
             cluster = read_grid(grid, settings=self.settings)
         except InvalidInput as error:
-            self.write_status(grid, invalid_status(grid.get("status") or {}, generation=grid["metadata"].get("generation", 0),
+            self.write_status(grid, invalid_status(grid.get("status") or {},
+                                                   generation=grid["metadata"].get("generation", 0),
                                                    message=str(error), now=self.clock()))
             return
         names = [p.name for p in cluster.points] + [finalizer_name(cluster.spec)]
@@ -140,7 +141,8 @@ class GridController:
                                                       start_time=start_time(grid, self.clock()), now=self.clock()))
             return None
         if previous:  # superseded while it ran
-            close_submission(self.mlflow, previous, reason=f"superseded by a new submission of grid {cluster.spec.name}")
+            close_submission(self.mlflow, previous,
+                             reason=f"superseded by a new submission of grid {cluster.spec.name}")
         parent = tracking.start_parent_run(self.mlflow, grid=cluster.spec, points=cluster.points,
                                            experiment_id=experiment_id, backend="kubernetes",
                                            dataset_md5=cluster.dataset_md5)
@@ -174,7 +176,8 @@ class GridController:
         point = next(p for p in cluster.points if p.name == action.name)
         return render_train_job(cluster.spec, point, settings, dataset_md5=cluster.dataset_md5)
 
-    def create_job(self, action: Create, *, grid: dict[str, Any], cluster: ClusterGrid, submission: str) -> Conflict | None:
+    def create_job(self, action: Create, *, grid: dict[str, Any], cluster: ClusterGrid,
+                   submission: str) -> Conflict | None:
         body = owned(self.manifest(action, cluster=cluster, submission=submission), grid=grid, submission=submission)
         try:
             self.jobs.remember(self.api.create(JOBS, body))
@@ -199,7 +202,8 @@ class GridController:
         status = grid["status"]
         best, verdict, report = status.get("best"), status.get("decision"), status.get("report")
         try:
-            if plan.counts.succeeded and (best is None or plan.counts.succeeded != (status.get("counts") or {}).get("succeeded")):
+            newly = plan.counts.succeeded != (status.get("counts") or {}).get("succeeded")
+            if plan.counts.succeeded and (best is None or newly):
                 best = cluster_results.best_point(self.mlflow, experiment_id=experiment_id, grid=cluster.spec.name,
                                                   metric=cluster.spec.objective_metric,
                                                   direction=cluster.spec.objective_direction,
@@ -210,7 +214,8 @@ class GridController:
             # an error here retries the reconcile: the final status is written once, with the decision
             verdict, report = cluster_results.decision(self.mlflow, parent_run_id=status["parentRunId"])
         return Outcome(generation=grid["metadata"].get("generation", 0), submission=status["parentRunId"],
-                       start_time=status.get("startTime", ""), best=best, decision=verdict, report=report, conflicts=conflicts)
+                       start_time=status.get("startTime", ""), best=best, decision=verdict, report=report,
+                       conflicts=conflicts)
 
     def write_status(self, grid: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         old = grid.get("status") or {}

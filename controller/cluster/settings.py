@@ -56,7 +56,8 @@ def _secret_refs(env: Mapping[str, str]) -> tuple[SecretRef, ...]:
     if s3 := env.get(ENV_S3_SECRET):
         refs += tuple(SecretRef(name, s3, name) for name in (contract.ENV_S3_ACCESS_KEY, contract.ENV_S3_SECRET_KEY))
     if auth := env.get(ENV_MLFLOW_AUTH_SECRET):
-        refs += tuple(SecretRef(name, auth, name) for name in (contract.ENV_TRACKING_USERNAME, contract.ENV_TRACKING_PASSWORD))
+        refs += tuple(SecretRef(name, auth, name)
+                      for name in (contract.ENV_TRACKING_USERNAME, contract.ENV_TRACKING_PASSWORD))
     return refs
 
 
@@ -82,7 +83,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ClusterSettings:
     jobs_uri = env.get(ENV_JOBS_TRACKING_URI) or uri
     if not uri or not jobs_uri.startswith(("http://", "https://")):
         raise InvalidInput([Problem(contract.ENV_TRACKING_URI, "the Jobs on a cluster need the MLflow server's "
-                                    f"http(s) URL, got {jobs_uri!r} (the chart's ConfigMap sets {contract.ENV_TRACKING_URI}; "
+                                    f"http(s) URL, got {jobs_uri!r} (the chart's ConfigMap sets "
+                                    f"{contract.ENV_TRACKING_URI}; "
                                     f"a controller that reaches MLflow otherwise sets {ENV_JOBS_TRACKING_URI} too)")])
     gpu = env.get(ENV_GPU_ENABLED, "").lower() == "true"
     return ClusterSettings(

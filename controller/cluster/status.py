@@ -91,7 +91,8 @@ def grid_status(previous: dict[str, Any], *, plan: Plan, observed: dict[str, Obs
         "conditions": [
             condition(previous, type_="Valid", ok=True, reason="SpecValid", message="the spec is a valid grid",
                       generation=gen, now=now),
-            condition(previous, type_="NamesAvailable", ok=not clashes, reason="NameConflict" if clashes else "NamesFree",
+            condition(previous, type_="NamesAvailable", ok=not clashes,
+                      reason="NameConflict" if clashes else "NamesFree",
                       message=listed(clashes) if clashes else "every Job name is free or this grid's",
                       generation=gen, now=now),
             condition(previous, type_="Progressing", ok=phase not in TERMINAL, reason=phase.value,
@@ -109,10 +110,12 @@ def grid_status(previous: dict[str, Any], *, plan: Plan, observed: dict[str, Obs
 
 def invalid_status(previous: dict[str, Any], *, generation: int, message: str, now: datetime) -> dict[str, Any]:
     """A spec the parser refuses: Failed, with every problem (shortened) in the Valid condition."""
-    status = {key: previous[key] for key in ("parentRunId", "startTime", "counts") if key in previous}
+    status: dict[str, Any] = {key: previous[key] for key in ("parentRunId", "startTime", "counts") if key in previous}
     status.update({"observedGeneration": generation, "phase": GridPhase.FAILED.value, "conditions": [
-        condition(previous, type_="Valid", ok=False, reason="InvalidSpec", message=message, generation=generation, now=now),
-        condition(previous, type_="Progressing", ok=False, reason="InvalidSpec", message="nothing is run for an invalid spec",
+        condition(previous, type_="Valid", ok=False, reason="InvalidSpec", message=message, generation=generation,
+                  now=now),
+        condition(previous, type_="Progressing", ok=False, reason="InvalidSpec",
+                  message="nothing is run for an invalid spec",
                   generation=generation, now=now),
     ]})
     return status

@@ -35,7 +35,8 @@ def job_record(job: dict[str, Any], *, metrics: dict[str, float] | None = None) 
 
 def progressing_message(grid: dict[str, Any]) -> str:
     conditions = (grid.get("status") or {}).get("conditions") or []
-    problems = [c["message"] for c in conditions if c.get("type") in ("Valid", "NamesAvailable") and c.get("status") == "False"]
+    problems = [c["message"] for c in conditions
+                if c.get("type") in ("Valid", "NamesAvailable") and c.get("status") == "False"]
     progress = [c["message"] for c in conditions if c.get("type") == "Progressing"]
     return "; ".join(problems + progress)
 
@@ -47,7 +48,8 @@ def grid_state(grid: dict[str, Any], jobs: list[dict[str, Any]], *,
     return GridState(grid=grid["metadata"]["name"], submission=status.get("parentRunId", ""),
                      experiment=(grid.get("spec") or {}).get("experiment", ""),
                      phase=status.get("phase", "Pending"), message=progressing_message(grid),
-                     jobs={j["metadata"]["name"]: job_record(j, metrics=metrics.get(j["metadata"]["name"])) for j in jobs})
+                     jobs={j["metadata"]["name"]: job_record(j, metrics=metrics.get(j["metadata"]["name"]))
+                           for j in jobs})
 
 
 def summary_lines(grid: dict[str, Any]) -> list[str]:
@@ -57,7 +59,8 @@ def summary_lines(grid: dict[str, Any]) -> list[str]:
     lines = [f"grid {name}: {status.get('phase', 'Pending')}"
              + (f" ({progressing_message(grid)})" if progressing_message(grid) else "")]
     if counts:
-        lines.append("points: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("succeeded", "failed", "running", "pending"))
+        lines.append("points: " + ", ".join(f"{counts.get(k, 0)} {k}"
+                                            for k in ("succeeded", "failed", "running", "pending"))
                      + f" of {counts.get('total', 0)}")
     if best := status.get("best"):
         lines.append(f"best so far: {best['point']} {best['metric']}={best['value']:.4f} (run {best['runId']})")

@@ -25,9 +25,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,8 +36,13 @@ import yaml
 
 KUBERNETES_VERSION = "1.35.0"
 # plural -> (apiVersion, kind)
-RESOURCES = {"jobs": ("batch/v1", "Job"), "pods": ("v1", "Pod"), "events": ("v1", "Event"),
-             "grids": ("tp4.io/v1alpha1", "Grid"), "leases": ("coordination.k8s.io/v1", "Lease")}
+RESOURCES = {
+    "jobs": ("batch/v1", "Job"),
+    "pods": ("v1", "Pod"),
+    "events": ("v1", "Event"),
+    "grids": ("tp4.io/v1alpha1", "Grid"),
+    "leases": ("coordination.k8s.io/v1", "Lease"),
+}
 STRICTLY_VALIDATED = ("jobs", "events", "leases")
 WITH_STATUS = ("grids", "jobs")  # the resources with a status subresource
 
@@ -57,8 +62,15 @@ def now() -> str:
 
 
 def status_object(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-            "reason": reason, "code": code}
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
 
 
 class Refused(Exception):
@@ -102,24 +114,40 @@ def _requirements(selector: str) -> Iterator[Callable[[dict[str, str]], bool]]:
     for part in (p.strip() for p in parts if p.strip()):
         if " notin " in part or " in " in part:
             key, op, values = part.replace("(", " ").replace(")", " ").split(None, 2)
-            allowed = {v.strip() for v in values.split(",")}
-            yield (lambda k, a: lambda labels: labels.get(k) in a)(key, allowed) if op == "in" else \
-                (lambda k, a: lambda labels: labels.get(k) not in a)(key, allowed)
+            allowed = {value.strip() for value in values.split(",")}
+            yield _member(key, allowed, inside=op == "in")
         elif "!=" in part:
             key, value = part.split("!=", 1)
-            yield (lambda k, v: lambda labels: labels.get(k) != v)(key.strip(), value.strip())
+            yield _equal(key.strip(), value.strip(), equal=False)
         elif "=" in part:
             key, value = part.replace("==", "=").split("=", 1)
-            yield (lambda k, v: lambda labels: labels.get(k) == v)(key.strip(), value.strip())
+            yield _equal(key.strip(), value.strip(), equal=True)
         elif part.startswith("!"):
-            yield (lambda k: lambda labels: k not in labels)(part[1:].strip())
+            yield _has(part[1:].strip(), present=False)
         else:
-            yield (lambda k: lambda labels: k in labels)(part)
+            yield _has(part, present=True)
+
+
+def _member(key: str, allowed: set[str], *, inside: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (labels.get(key) in allowed) == inside
+
+
+def _equal(key: str, value: str, *, equal: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (labels.get(key) == value) == equal
+
+
+def _has(key: str, *, present: bool) -> Callable[[dict[str, str]], bool]:
+    return lambda labels: (key in labels) == present
 
 
 class FakeKube:
-    def __init__(self, *, grid_schema: Callable[[dict[str, Any]], list[str]] | None = None,
-                 gone_as_http: bool = False, tokens: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        grid_schema: Callable[[dict[str, Any]], list[str]] | None = None,
+        gone_as_http: bool = False,
+        tokens: set[str] | None = None,
+    ) -> None:
         self.cond = threading.Condition()
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (plural, namespace, name)
         self.version = 100
@@ -137,22 +165,33 @@ class FakeKube:
         self.stopping = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-                                       name="fake-kube")
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="fake-kube"
+        )
 
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def kubeconfig(self, folder: Path | None = None, *, namespace: str | None = "default", user: dict[str, Any] | None = None,
-                   name: str = "config") -> Path:
+    def kubeconfig(
+        self,
+        folder: Path | None = None,
+        *,
+        namespace: str | None = "default",
+        user: dict[str, Any] | None = None,
+        name: str = "config",
+    ) -> Path:
         """A kubeconfig file whose current context reaches this server (as `user`, anonymous by default)."""
         context = {"cluster": "fake", "user": "me", **({"namespace": namespace} if namespace else {})}
-        config = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
-                  "contexts": [{"name": "fake", "context": context}],
-                  "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                  "users": [{"name": "me", "user": user or {}}]}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
+            "contexts": [{"name": "fake", "context": context}],
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "me", "user": user or {}}],
+        }
         folder = folder or Path(self.folder.name)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
@@ -215,7 +254,9 @@ class FakeKube:
 
     # --- the cluster's side: Job controller, kubelet, etcd compaction --------------------------
 
-    def _change(self, plural: str, name: str, change: Callable[[dict[str, Any]], None], namespace: str = "default") -> dict[str, Any]:
+    def _change(
+        self, plural: str, name: str, change: Callable[[dict[str, Any]], None], namespace: str = "default"
+    ) -> dict[str, Any]:
         with self.cond:
             obj = self.objects[(plural, namespace, name)]
             change(obj)
@@ -229,21 +270,47 @@ class FakeKube:
         attempt = sum(int(job.get("status", {}).get(k) or 0) for k in ("failed", "succeeded", "active")) + 1
         pod_name = f"{name}-{uuid.uuid4().hex[:5]}"
         container = job["spec"]["template"]["spec"]["containers"][0]["name"]
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": pod_name, "namespace": namespace,
-            "labels": {**job["spec"]["template"]["metadata"].get("labels", {}), "job-name": name,
-                       "batch.kubernetes.io/job-name": name, "batch.kubernetes.io/controller-uid": job["metadata"]["uid"]},
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job["metadata"]["uid"],
-                                 "controller": True}],
-            "annotations": {"attempt": str(attempt)},
-            # the Job controller's retries are >= 10 s apart (its backoff): later attempts, later timestamps
-            "creationTimestamp": (datetime.now(UTC) + timedelta(seconds=10 * attempt)).strftime("%Y-%m-%dT%H:%M:%SZ")},
-            "spec": {"containers": [{"name": container, "image": "x"}]}, "status": {"phase": "Running"}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": namespace,
+                "labels": {
+                    **job["spec"]["template"]["metadata"].get("labels", {}),
+                    "job-name": name,
+                    "batch.kubernetes.io/job-name": name,
+                    "batch.kubernetes.io/controller-uid": job["metadata"]["uid"],
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": name,
+                        "uid": job["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+                "annotations": {"attempt": str(attempt)},
+                # the Job controller's retries are >= 10 s apart (its backoff): later attempts, later timestamps
+                "creationTimestamp": (datetime.now(UTC) + timedelta(seconds=10 * attempt)).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                ),
+            },
+            "spec": {"containers": [{"name": container, "image": "x"}]},
+            "status": {"phase": "Running"},
+        }
         self.put_object("pods", pod)
         with self.cond:
             self.logs[pod_name] = [line.encode() + b"\n" for line in log or []]
-        self._change("jobs", name, lambda j: j.setdefault("status", {}).update(
-            active=1, ready=1, startTime=j.get("status", {}).get("startTime") or now()), namespace)
+        self._change(
+            "jobs",
+            name,
+            lambda j: j.setdefault("status", {}).update(
+                active=1, ready=1, startTime=j.get("status", {}).get("startTime") or now()
+            ),
+            namespace,
+        )
         return pod_name
 
     def pods_of(self, job: str) -> list[dict[str, Any]]:
@@ -256,28 +323,45 @@ class FakeKube:
                 self.logs_done.add(pod)
             self.cond.notify_all()
 
-    def finish_job(self, name: str, *, succeeded: bool = True, reason: str = "BackoffLimitExceeded",
-                   retry: bool = False, namespace: str = "default") -> dict[str, Any]:
+    def finish_job(
+        self,
+        name: str,
+        *,
+        succeeded: bool = True,
+        reason: str = "BackoffLimitExceeded",
+        retry: bool = False,
+        namespace: str = "default",
+    ) -> dict[str, Any]:
         """The current attempt ends; with retry=True a failed attempt is followed by another, else the Job
         is terminal (condition Complete, or Failed with `reason`)."""
         for pod in self.pods_of(name):
             if pod["status"]["phase"] == "Running":
                 self.write_log(pod["metadata"]["name"], "done" if succeeded else "error", done=True)
-                self._change("pods", pod["metadata"]["name"], lambda p: p["status"].update(
-                    phase="Succeeded" if succeeded else "Failed"), namespace)
+                self._change(
+                    "pods",
+                    pod["metadata"]["name"],
+                    lambda p: p["status"].update(phase="Succeeded" if succeeded else "Failed"),
+                    namespace,
+                )
 
         def change(job: dict[str, Any]) -> None:
             status = job.setdefault("status", {})
             status.update(active=0, ready=0)
-            status["succeeded" if succeeded else "failed"] = int(status.get("succeeded" if succeeded else "failed") or 0) + 1
+            status["succeeded" if succeeded else "failed"] = (
+                int(status.get("succeeded" if succeeded else "failed") or 0) + 1
+            )
             if retry:
                 return
             stamp = now()
-            condition = {"type": "Complete", "status": "True", "lastTransitionTime": stamp} if succeeded else \
-                {"type": "Failed", "status": "True", "reason": reason, "lastTransitionTime": stamp}
+            condition = (
+                {"type": "Complete", "status": "True", "lastTransitionTime": stamp}
+                if succeeded
+                else {"type": "Failed", "status": "True", "reason": reason, "lastTransitionTime": stamp}
+            )
             status["conditions"] = [*status.get("conditions", []), condition]
             if succeeded:
                 status["completionTime"] = stamp
+
         job = self._change("jobs", name, change, namespace)
         if retry:
             self.start_job(name, namespace=namespace)
@@ -332,16 +416,22 @@ class FakeKube:
     def listing(self, plural: str, namespace: str, query: dict[str, str]) -> dict[str, Any]:
         selector = query.get("labelSelector", "")
         with self.cond:
-            items = [copy.deepcopy(o) for (p, ns, _), o in sorted(self.objects.items())
-                     if p == plural and ns == namespace and selector_matches(selector, o["metadata"].get("labels") or {})]
+            items = [
+                copy.deepcopy(o)
+                for (p, ns, _), o in sorted(self.objects.items())
+                if p == plural and ns == namespace and selector_matches(selector, o["metadata"].get("labels") or {})
+            ]
             version = str(self.version)
         start, limit = int(query.get("continue") or 0), int(query.get("limit") or 0)
-        page = items[start:start + limit] if limit else items[start:]
+        page = items[start : start + limit] if limit else items[start:]
         more = bool(limit) and start + limit < len(items)
         api_version, kind = RESOURCES[plural]
-        return {"apiVersion": api_version, "kind": f"{kind}List",
-                "metadata": {"resourceVersion": version, **({"continue": str(start + limit)} if more else {})},
-                "items": page}
+        return {
+            "apiVersion": api_version,
+            "kind": f"{kind}List",
+            "metadata": {"resourceVersion": version, **({"continue": str(start + limit)} if more else {})},
+            "items": page,
+        }
 
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         self.validate(plural, body)
@@ -366,8 +456,12 @@ class FakeKube:
         with self.cond:
             current = self.get(plural, namespace, name)
             if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-                raise Refused(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
-                              "modified; please apply your changes to the latest version and try again")
+                raise Refused(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {plural} "{name}": the object has been '
+                    "modified; please apply your changes to the latest version and try again",
+                )
             obj = copy.deepcopy(body)
             for key in ("uid", "creationTimestamp", "generation", "namespace"):
                 obj["metadata"][key] = current["metadata"].get(key)
@@ -377,10 +471,13 @@ class FakeKube:
                 obj["status"] = current.get("status", {})  # the status subresource: only /status writes it
             return self.put_object(plural, obj, event="MODIFIED")
 
-    def patch(self, plural: str, namespace: str, name: str, subresource: str | None, body: dict[str, Any],
-              content_type: str) -> dict[str, Any]:
+    def patch(
+        self, plural: str, namespace: str, name: str, subresource: str | None, body: dict[str, Any], content_type: str
+    ) -> dict[str, Any]:
         if content_type != "application/merge-patch+json":
-            raise Refused(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}")
+            raise Refused(
+                415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
+            )
         with self.cond:
             current = self.get(plural, namespace, name)
             if subresource == "status":
@@ -404,14 +501,22 @@ class FakeKube:
         deadline = time.monotonic() + float(query.get("timeoutSeconds") or 3600)
         with self.cond:
             if since and since < self.compacted:
-                yield {"type": "ERROR", "object": status_object(410, "Expired", f"too old resource version: {since} ({self.compacted})")}
+                yield {
+                    "type": "ERROR",
+                    "object": status_object(410, "Expired", f"too old resource version: {since} ({self.compacted})"),
+                }
                 return
             stream = self.generation_of_streams
         while True:
             with self.cond:
-                pending = [(v, t, o) for v, p, t, o in self.history if v > since and p == plural
-                           and o["metadata"].get("namespace") == namespace
-                           and selector_matches(selector, o["metadata"].get("labels") or {})]
+                pending = [
+                    (v, t, o)
+                    for v, p, t, o in self.history
+                    if v > since
+                    and p == plural
+                    and o["metadata"].get("namespace") == namespace
+                    and selector_matches(selector, o["metadata"].get("labels") or {})
+                ]
                 if self.stopping or stream != self.generation_of_streams:
                     return  # ended (expired or closed) at once, even with events not yet sent
                 if not pending:
@@ -482,11 +587,20 @@ def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             body = self._body()
-            kube.requests.append(Recorded(method, url.path, query, body, self.headers.get("Content-Type", ""),
-                                          self.headers.get("Authorization", "")))
+            kube.requests.append(
+                Recorded(
+                    method,
+                    url.path,
+                    query,
+                    body,
+                    self.headers.get("Content-Type", ""),
+                    self.headers.get("Authorization", ""),
+                )
+            )
             try:
                 if kube.tokens is not None and self.headers.get("Authorization", "") not in {
-                        f"Bearer {token}" for token in kube.tokens}:
+                    f"Bearer {token}" for token in kube.tokens
+                }:
                     raise Refused(401, "Unauthorized", "Unauthorized")
                 plural, namespace, name, sub = kube.route(url.path)
                 if method == "GET" and name is None and _flag(query, "watch"):
@@ -507,8 +621,16 @@ def _handler(kube: FakeKube) -> type[BaseHTTPRequestHandler]:
                 events = iter([first, *events] if first else [])
             self._stream((json.dumps(e).encode() + b"\n" for e in events), "application/json")
 
-        def _dispatch(self, method: str, plural: str, namespace: str, name: str | None, sub: str | None,
-                      query: dict[str, str], body: Any) -> tuple[int, dict[str, Any]]:
+        def _dispatch(
+            self,
+            method: str,
+            plural: str,
+            namespace: str,
+            name: str | None,
+            sub: str | None,
+            query: dict[str, str],
+            body: Any,
+        ) -> tuple[int, dict[str, Any]]:
             if name is None and method == "GET":
                 return 200, kube.listing(plural, namespace, query)
             if name is None and method == "POST":

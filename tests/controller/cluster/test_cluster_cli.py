@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 import contract
-from controller.cluster import commands as cluster_commands
 from controller.cli import main
-from controller.cluster.resource import ANNOTATION_SUBMITTED_AT
+from controller.cluster import commands as cluster_commands
 from controller.cluster.kube import GRIDS
+from controller.cluster.resource import ANNOTATION_SUBMITTED_AT
 from tests.helpers.cluster_harness import RunningController, job_names, run_job, small_spec
-from tests.helpers.paths import REPO
 from tests.helpers.crd_schema import grid_validator
 from tests.helpers.fake_kube import FakeKube
+from tests.helpers.paths import REPO
 
 
 @pytest.fixture
@@ -37,10 +37,14 @@ def project(tmp_path: Path, kube: FakeKube, monkeypatch: pytest.MonkeyPatch) -> 
     spec = small_spec()
     del spec["dataset"]["md5"]  # pinned by submit-grid from data/tiny_coco.dvc
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "fake",
-              "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me", "namespace": "default"}}],
-              "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-              "users": [{"name": "me", "user": {"token": "t"}}]}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "fake",
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me", "namespace": "default"}}],
+        "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+        "users": [{"name": "me", "user": {"token": "t"}}],
+    }
     (tmp_path / "kubeconfig").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     monkeypatch.chdir(tmp_path)
@@ -52,8 +56,9 @@ def cli(*args: str) -> int:
     return main(["--kube", *args])
 
 
-def test_submit_grid_no_wait_writes_the_grid_with_its_dataset_pinned(project: Path, kube: FakeKube,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_grid_no_wait_writes_the_grid_with_its_dataset_pinned(
+    project: Path, kube: FakeKube, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli("submit-grid", "grid.yaml", "--no-wait") == 0
     assert "grid lab submitted to namespace default (generation 1)" in capsys.readouterr().out
     (post,) = kube.sent("POST", "/grids")
@@ -73,8 +78,9 @@ def test_submit_grid_no_wait_writes_the_grid_with_its_dataset_pinned(project: Pa
     assert kube.find("grids", "lab")["metadata"]["generation"] == 2
 
 
-def test_submit_grid_refuses_an_invalid_grid_before_writing_anything(project: Path, kube: FakeKube,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_grid_refuses_an_invalid_grid_before_writing_anything(
+    project: Path, kube: FakeKube, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = yaml.safe_load((project / "grid.yaml").read_text())
     spec["axes"]["imgsz"] = [300]
     (project / "grid.yaml").write_text(yaml.safe_dump(spec))
@@ -92,9 +98,9 @@ def kubelet(kube: FakeKube, mlflow: MlflowClient, stop: threading.Event) -> None
                 run_job(kube, mlflow, name, value=float(lr0) + int(seed) / 1000)
 
 
-def test_submit_grid_follows_the_cluster_to_the_decision(project: Path, kube: FakeKube, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_grid_follows_the_cluster_to_the_decision(
+    project: Path, kube: FakeKube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the cluster's MLflow as seen from here (port-forward)
     stop = threading.Event()
@@ -124,8 +130,9 @@ def test_submit_grid_follows_the_cluster_to_the_decision(project: Path, kube: Fa
     assert capsys.readouterr().out.splitlines() == ["training train-0.005-1", "done"]
 
 
-def test_logs_follow_a_running_pod_and_name_bad_jobs(project: Path, kube: FakeKube,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_follow_a_running_pod_and_name_bad_jobs(
+    project: Path, kube: FakeKube, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tests.controller.cluster.test_kube_adapter import job as a_job
 
     kube.put_object("jobs", {**a_job("train-1"), "status": {}})
@@ -149,8 +156,11 @@ def test_report_without_mlflow_and_delete(project: Path, kube: FakeKube, capsys:
     assert cli("submit-grid", "grid.yaml", "--no-wait") == 0
     assert cli("report", "lab") == 2  # no decision yet
     api = cluster_commands.open_api(kubeconfig=None, context=None, namespace=None)
-    api.patch_status(GRIDS, "lab", {"phase": "Succeeded", "decision": "NO",
-                                                          "report": {"runId": "r1", "artifactPath": "report/decision.md"}})
+    api.patch_status(
+        GRIDS,
+        "lab",
+        {"phase": "Succeeded", "decision": "NO", "report": {"runId": "r1", "artifactPath": "report/decision.md"}},
+    )
     capsys.readouterr()
     assert cli("report", "lab") == 0
     out = capsys.readouterr().out
@@ -162,8 +172,9 @@ def test_report_without_mlflow_and_delete(project: Path, kube: FakeKube, capsys:
     assert "no grid named 'lab' in namespace default" in capsys.readouterr().err
 
 
-def test_cluster_verbs_need_the_cluster_and_local_ones_stay_local(project: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_cluster_verbs_need_the_cluster_and_local_ones_stay_local(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["delete", "lab"]) == 2
     assert "is for grids on a cluster" in capsys.readouterr().err
     monkeypatch.delenv(contract.ENV_TRACKING_URI, raising=False)
@@ -173,7 +184,9 @@ def test_cluster_verbs_need_the_cluster_and_local_ones_stay_local(project: Path,
     assert "kind: Job" in capsys.readouterr().out
 
 
-def test_the_run_command_is_the_reconcile_loop_and_stops_on_sigterm(project: Path, kube: FakeKube, tmp_path: Path) -> None:
+def test_the_run_command_is_the_reconcile_loop_and_stops_on_sigterm(
+    project: Path, kube: FakeKube, tmp_path: Path
+) -> None:
     """`python -m controller run` as the chart's Deployment starts it: a process, the settings from the
     environment (the ConfigMap's variables), the health endpoint the probes ask, JSON-lines logs, the
     Lease taken and released, stopped by SIGTERM when the pod stops."""
@@ -203,12 +216,24 @@ def test_the_run_command_is_the_reconcile_loop_and_stops_on_sigterm(project: Pat
         except OSError:
             return 0, ""
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "TP4_JOBS_TRACKING_URI": "http://tp4-mlflow:5000", "TP4_S3_SECRET_NAME": "tp4-s3",
-           "TP4_TRAINER_IMAGE": "registry.local/tp4-trainer:1", "TP4_NAMESPACE": "default", "PYTHONPATH": str(REPO),
-           "TP4_HEALTH_PORT": str(port)}
-    controller = subprocess.Popen([sys.executable, "-m", "controller", "run"], cwd=tmp_path, env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "TP4_JOBS_TRACKING_URI": "http://tp4-mlflow:5000",
+        "TP4_S3_SECRET_NAME": "tp4-s3",
+        "TP4_TRAINER_IMAGE": "registry.local/tp4-trainer:1",
+        "TP4_NAMESPACE": "default",
+        "PYTHONPATH": str(REPO),
+        "TP4_HEALTH_PORT": str(port),
+    }
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "controller", "run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         submit(kube, small_spec())
         wait_until(lambda: len(job_names(kube)) == 2 or controller.poll() is not None, seconds=60, what="the Jobs")

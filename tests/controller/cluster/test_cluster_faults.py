@@ -53,13 +53,20 @@ def mlflow(uri: str) -> MlflowClient:
 def running_train_run(mlflow: MlflowClient, *, parent: str, point: str) -> str:
     """A train run whose pod was killed mid-epoch: it never ended itself."""
     experiment = mlflow.get_run(parent).info.experiment_id
-    return mlflow.create_run(experiment, tags={"mlflow.parentRunId": parent, contract.TAG_GRID: "lab",
-                                               contract.TAG_POINT: point, contract.TAG_ROLE: contract.ROLE_TRAIN}
-                             ).info.run_id
+    return mlflow.create_run(
+        experiment,
+        tags={
+            "mlflow.parentRunId": parent,
+            contract.TAG_GRID: "lab",
+            contract.TAG_POINT: point,
+            contract.TAG_ROLE: contract.ROLE_TRAIN,
+        },
+    ).info.run_id
 
 
 def test_drill_a_grid_deleted_while_the_controller_is_down_has_its_runs_closed_at_the_next_start(
-        kube: FakeKube, uri: str, mlflow: MlflowClient, tmp_path: Path) -> None:
+    kube: FakeKube, uri: str, mlflow: MlflowClient, tmp_path: Path
+) -> None:
     with RunningController(kube, uri=uri, root=tmp_path, name="controller-a"):
         submit(kube, small_spec())
         wait_until(lambda: len(job_names(kube)) == 2)
@@ -67,9 +74,15 @@ def test_drill_a_grid_deleted_while_the_controller_is_down_has_its_runs_closed_a
     assert mlflow.get_run(parent).data.tags[contract.TAG_NAMESPACE] == "default"
     child = running_train_run(mlflow, parent=parent, point=job_names(kube)[0])
     experiment = mlflow.get_run(parent).info.experiment_id
-    elsewhere = mlflow.create_run(experiment, tags={  # the same grid name in another namespace: not ours
-        contract.TAG_ROLE: contract.ROLE_PARENT, contract.TAG_BACKEND: "kubernetes", contract.TAG_GRID: "lab",
-        contract.TAG_NAMESPACE: "other"}).info.run_id
+    elsewhere = mlflow.create_run(
+        experiment,
+        tags={  # the same grid name in another namespace: not ours
+            contract.TAG_ROLE: contract.ROLE_PARENT,
+            contract.TAG_BACKEND: "kubernetes",
+            contract.TAG_GRID: "lab",
+            contract.TAG_NAMESPACE: "other",
+        },
+    ).info.run_id
 
     connect(kube).delete(GRIDS, "lab")  # nobody watches: no event will ever tell
     assert job_names(kube) == [] and mlflow.get_run(parent).info.status == "RUNNING"
@@ -78,15 +91,18 @@ def test_drill_a_grid_deleted_while_the_controller_is_down_has_its_runs_closed_a
         wait_until(lambda: mlflow.get_run(parent).info.status == "KILLED", what="the orphaned parent run closed")
         wait_until(lambda: restarted.controller.swept == [parent], what="the sweep's report")
     closed = mlflow.get_run(parent)
-    assert closed.info.end_time and "grid lab no longer exists in namespace default" in \
-        closed.data.tags[contract.TAG_CLOSED_BY]
+    assert (
+        closed.info.end_time
+        and "grid lab no longer exists in namespace default" in closed.data.tags[contract.TAG_CLOSED_BY]
+    )
     assert mlflow.get_run(child).info.status == "KILLED"
     assert mlflow.get_run(child).data.tags[contract.TAG_CLOSED_BY] == closed.data.tags[contract.TAG_CLOSED_BY]
     assert mlflow.get_run(elsewhere).info.status == "RUNNING"
 
 
 def test_drill_a_grid_deleted_while_the_controller_runs_closes_its_runs_too(
-        kube: FakeKube, uri: str, mlflow: MlflowClient, tmp_path: Path) -> None:
+    kube: FakeKube, uri: str, mlflow: MlflowClient, tmp_path: Path
+) -> None:
     with RunningController(kube, uri=uri, root=tmp_path) as running:
         submit(kube, small_spec())
         wait_until(lambda: len(job_names(kube)) == 2)
@@ -99,7 +115,8 @@ def test_drill_a_grid_deleted_while_the_controller_runs_closes_its_runs_too(
 
 
 def test_drill_two_controllers_only_one_acts_and_the_other_takes_over_when_it_stops(
-        kube: FakeKube, uri: str, mlflow: MlflowClient, tmp_path: Path) -> None:
+    kube: FakeKube, uri: str, mlflow: MlflowClient, tmp_path: Path
+) -> None:
     first = RunningController(kube, uri=uri, root=tmp_path, name="controller-a").__enter__()
     wait_until(lambda: first.election.leading.is_set(), what="the first controller leading")
     second = RunningController(kube, uri=uri, root=tmp_path, name="controller-b").__enter__()
@@ -194,13 +211,18 @@ def test_log_lines_are_json_with_the_grid_and_point_as_fields() -> None:
         try:
             raise RuntimeError("boom")
         except RuntimeError:
-            logging.getLogger("controller.cluster.loop").warning("reconcile failed", exc_info=True,
-                                                                 extra={"grid": "lab"})
+            logging.getLogger("controller.cluster.loop").warning(
+                "reconcile failed", exc_info=True, extra={"grid": "lab"}
+            )
     finally:
         logging.getLogger("controller").removeHandler(handler)
         logging.getLogger("kubernetes").removeHandler(handler)
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert {k: first[k] for k in ("level", "logger", "event", "grid", "point")} == {
-        "level": "INFO", "logger": "controller.cluster.reconciler", "event": "job created",
-        "grid": "lab", "point": "p-1"}
+        "level": "INFO",
+        "logger": "controller.cluster.reconciler",
+        "event": "job created",
+        "grid": "lab",
+        "point": "p-1",
+    }
     assert second["level"] == "WARNING" and "RuntimeError: boom" in second["traceback"]

@@ -11,8 +11,9 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -28,16 +29,32 @@ NS = "default"
 
 
 def job(name: str, grid: str = "lab", **labels: str) -> dict[str, Any]:
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "labels": {"tp4.io/grid": grid, **labels}},
-            "spec": {"backoffLimit": 1, "template": {"metadata": {"labels": {"tp4.io/grid": grid}}, "spec": {
-                "restartPolicy": "Never", "containers": [{"name": "train", "image": "tp4-trainer:0.1.0"}]}}}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": {"tp4.io/grid": grid, **labels}},
+        "spec": {
+            "backoffLimit": 1,
+            "template": {
+                "metadata": {"labels": {"tp4.io/grid": grid}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "train", "image": "tp4-trainer:0.1.0"}]},
+            },
+        },
+    }
 
 
 def grid(name: str = "lab") -> dict[str, Any]:
-    return {"apiVersion": "tp4.io/v1alpha1", "kind": "Grid", "metadata": {"name": name},
-            "spec": {"name": name, "dataset": {"path": "data/tiny_coco", "md5": "0" * 32 + ".dir"},
-                     "model": {"weights": "yolov8n.pt"}, "axes": {"lr0": [0.01]}}}
+    return {
+        "apiVersion": "tp4.io/v1alpha1",
+        "kind": "Grid",
+        "metadata": {"name": name},
+        "spec": {
+            "name": name,
+            "dataset": {"path": "data/tiny_coco", "md5": "0" * 32 + ".dir"},
+            "model": {"weights": "yolov8n.pt"},
+            "axes": {"lr0": [0.01]},
+        },
+    }
 
 
 @pytest.fixture
@@ -62,8 +79,11 @@ def test_create_get_list_delete_jobs_send_the_expected_requests(kube: FakeKube, 
     created = api.create(JOBS, job("train-1"))
     api.create(JOBS, job("train-2", grid="other"))
     post = kube.sent("POST")[0]
-    assert (post.path, post.body, post.content_type) == ("/apis/batch/v1/namespaces/default/jobs", job("train-1"),
-                                                         "application/json")
+    assert (post.path, post.body, post.content_type) == (
+        "/apis/batch/v1/namespaces/default/jobs",
+        job("train-1"),
+        "application/json",
+    )
     assert post.authorization == "Bearer s3cr3t-token" and post.query == {"fieldValidation": "Strict"}
     assert api.get(JOBS, "train-1")["metadata"]["uid"] == created["metadata"]["uid"]
 
@@ -151,8 +171,10 @@ def test_watch_streams_changes_and_raises_gone_when_expired(gone_as_http: bool) 
         api.create(JOBS, job("train-1"))
         api.create(JOBS, job("train-2", grid="other"))
         api.delete(JOBS, "train-1")
-        seen = [(kind, obj["metadata"]["name"])
-                for kind, obj in api.watch(JOBS, resource_version=start, selector="tp4.io/grid=lab", timeout_seconds=1)]
+        seen = [
+            (kind, obj["metadata"]["name"])
+            for kind, obj in api.watch(JOBS, resource_version=start, selector="tp4.io/grid=lab", timeout_seconds=1)
+        ]
         assert seen == [("ADDED", "train-1"), ("DELETED", "train-1")]
         request = kube.sent("GET", "/jobs")[-1]
         # the official client sends booleans as True (the API server parses them as Go's ParseBool does)
@@ -250,11 +272,17 @@ def test_an_event_about_a_grid_validates_strictly(kube: FakeKube, api: Kube) -> 
 
 # --- kubeconfig, credentials and the service account ---------------------------------------------
 
+
 def kubeconfig(folder: Path, *, user: dict[str, Any], cluster: dict[str, Any], namespace: str | None = "tp4") -> Path:
     context = {"cluster": "kind-tp4", "user": "me", **({"namespace": namespace} if namespace else {})}
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "kind-tp4",
-              "contexts": [{"name": "kind-tp4", "context": context}, {"name": "other", "context": {"cluster": "kind-tp4"}}],
-              "clusters": [{"name": "kind-tp4", "cluster": cluster}], "users": [{"name": "me", "user": user}]}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "kind-tp4",
+        "contexts": [{"name": "kind-tp4", "context": context}, {"name": "other", "context": {"cluster": "kind-tp4"}}],
+        "clusters": [{"name": "kind-tp4", "cluster": cluster}],
+        "users": [{"name": "me", "user": user}],
+    }
     path = folder / "config"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -262,8 +290,11 @@ def kubeconfig(folder: Path, *, user: dict[str, Any], cluster: dict[str, Any], n
 
 def test_kubeconfig_with_inline_certificates(tmp_path: Path) -> None:
     data = {name: base64.b64encode(f"PEM {name}".encode()).decode() for name in ("ca", "crt", "key")}
-    path = kubeconfig(tmp_path, cluster={"server": "https://127.0.0.1:6443/", "certificate-authority-data": data["ca"]},
-                      user={"client-certificate-data": data["crt"], "client-key-data": data["key"]})
+    path = kubeconfig(
+        tmp_path,
+        cluster={"server": "https://127.0.0.1:6443/", "certificate-authority-data": data["ca"]},
+        user={"client-certificate-data": data["crt"], "client-key-data": data["key"]},
+    )
     api = kube_client.connect(kubeconfig=str(path))
     configuration = api.configuration
     assert api.server == "https://127.0.0.1:6443" and api.namespace == "tp4"
@@ -276,8 +307,9 @@ def test_kubeconfig_with_inline_certificates(tmp_path: Path) -> None:
 
 def test_kubeconfig_token_file_insecure_and_refusals(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("from-file\n")
-    path = kubeconfig(tmp_path, cluster={"server": "https://k:6443", "insecure-skip-tls-verify": True},
-                      user={"tokenFile": "token"})
+    path = kubeconfig(
+        tmp_path, cluster={"server": "https://k:6443", "insecure-skip-tls-verify": True}, user={"tokenFile": "token"}
+    )
     configuration = kube_client.connect(kubeconfig=str(path)).configuration
     assert configuration.verify_ssl is False
     assert configuration.auth_settings()["BearerToken"]["value"] == "Bearer from-file"
@@ -309,20 +341,36 @@ def test_a_two_file_kubeconfig_is_merged_as_kubectl_merges_it(tmp_path: Path) ->
     current-context from the second; for a name set in both, the first file wins (kubectl's rule)."""
     with FakeKube(tokens={"merged-token"}) as kube:
         first = tmp_path / "clusters.yaml"
-        first.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-            "users": [{"name": "me", "user": {"token": "merged-token"}}]}))
+        first.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+                    "users": [{"name": "me", "user": {"token": "merged-token"}}],
+                }
+            )
+        )
         second = tmp_path / "contexts.yaml"
-        second.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "contexts": [{"name": "lab", "context": {"cluster": "fake", "user": "me", "namespace": "tp4"}}],
-            "clusters": [{"name": "fake", "cluster": {"server": "http://127.0.0.1:9"}}],  # shadowed by the first
-            "users": [{"name": "me", "user": {"token": "shadowed"}}]}))
+        second.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "lab",
+                    "contexts": [{"name": "lab", "context": {"cluster": "fake", "user": "me", "namespace": "tp4"}}],
+                    "clusters": [
+                        {"name": "fake", "cluster": {"server": "http://127.0.0.1:9"}}
+                    ],  # shadowed by the first
+                    "users": [{"name": "me", "user": {"token": "shadowed"}}],
+                }
+            )
+        )
         third = tmp_path / "later.yaml"  # sets current-context too, after the second: not used
         third.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "nope"}))
-        api = kube_client.connect(env={"KUBECONFIG": os.pathsep.join([str(first), str(second), str(third),
-                                                                        str(tmp_path / "absent")])})
+        api = kube_client.connect(
+            env={"KUBECONFIG": os.pathsep.join([str(first), str(second), str(third), str(tmp_path / "absent")])}
+        )
         assert api.namespace == "tp4" and api.server == kube.url
         api.list_objects(JOBS)
         (request,) = kube.sent("GET", "/jobs")
@@ -345,10 +393,20 @@ def test_an_exec_plugin_token_reaches_the_api_server_and_is_renewed_after_a_401(
     plugin, runs = tmp_path / "plugin.py", tmp_path / "runs.jsonl"
     plugin.write_text(PLUGIN)
     with FakeKube(tokens={"exec-42-1"}) as kube:
-        path = kube.kubeconfig(tmp_path, namespace="tp4", user={"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable, "args": [str(plugin)],
-            "env": [{"name": "TOKEN_SUFFIX", "value": "42"}, {"name": "RUNS", "value": str(runs)}],
-            "interactiveMode": "Never", "provideClusterInfo": True}})
+        path = kube.kubeconfig(
+            tmp_path,
+            namespace="tp4",
+            user={
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": sys.executable,
+                    "args": [str(plugin)],
+                    "env": [{"name": "TOKEN_SUFFIX", "value": "42"}, {"name": "RUNS", "value": str(runs)}],
+                    "interactiveMode": "Never",
+                    "provideClusterInfo": True,
+                }
+            },
+        )
         api = kube_client.connect(env={"KUBECONFIG": str(path)})
         api.list_objects(JOBS)
         api.list_objects(JOBS)  # the token is cached until its expirationTimestamp
@@ -370,11 +428,16 @@ def test_in_cluster_reads_the_service_account(tmp_path: Path) -> None:
     (tmp_path / "ca.crt").write_text("PEM")
     env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "HOME": str(tmp_path)}
     api = kube_client.in_cluster(env=env, account=tmp_path)
-    assert (api.server, api.namespace, api.configuration.ssl_ca_cert) == ("https://10.96.0.1:443", "tp4",
-                                                                          str(tmp_path / "ca.crt"))
+    assert (api.server, api.namespace, api.configuration.ssl_ca_cert) == (
+        "https://10.96.0.1:443",
+        "tp4",
+        str(tmp_path / "ca.crt"),
+    )
     assert api.configuration.auth_settings()["BearerToken"]["value"].lower() == "bearer sa-token"
-    assert kube_client.in_cluster(env={**env, "KUBERNETES_SERVICE_HOST": "fd00::1"}, account=tmp_path).server == \
-        "https://[fd00::1]:443"
+    assert (
+        kube_client.in_cluster(env={**env, "KUBERNETES_SERVICE_HOST": "fd00::1"}, account=tmp_path).server
+        == "https://[fd00::1]:443"
+    )
     assert kube_client.in_cluster(env=env, account=tmp_path, namespace="other").namespace == "other"
     with pytest.raises(InvalidInput, match="service account"):
         kube_client.in_cluster(env=env, account=tmp_path / "absent")
@@ -413,12 +476,16 @@ def imported_modules(folder: Path) -> dict[str, set[str]]:
 def test_the_jobs_never_import_the_kubernetes_client_and_the_cluster_backend_speaks_only_through_it() -> None:
     from tests.helpers.paths import REPO
 
-    jobs = {f: sorted(n for n in names if n.split(".")[0] in ("controller", "kubernetes", "lightkube"))
-            for f, names in imported_modules(REPO / "jobs").items()}
+    jobs = {
+        f: sorted(n for n in names if n.split(".")[0] in ("controller", "kubernetes", "lightkube"))
+        for f, names in imported_modules(REPO / "jobs").items()
+    }
     assert {f: n for f, n in jobs.items() if n} == {}
     cluster = imported_modules(REPO / "controller" / "cluster")
-    http = {f: sorted(n for n in names if n.split(".")[0] in ("requests", "httpx", "http", "urllib", "socket"))
-            for f, names in cluster.items()}
+    http = {
+        f: sorted(n for n in names if n.split(".")[0] in ("requests", "httpx", "http", "urllib", "socket"))
+        for f, names in cluster.items()
+    }
     assert {f: n for f, n in http.items() if n and not f.endswith("health.py")} == {}  # the probe server only
     client = {Path(f).name for f, names in cluster.items() if any(n.split(".")[0] == "kubernetes" for n in names)}
     assert client <= {"kube.py", "leader.py"}
