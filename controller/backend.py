@@ -12,6 +12,8 @@ from typing import Protocol
 
 from rich.console import Console
 
+from contract.grid import DEFAULT_MAX_POINTS
+
 BACKENDS = ("local", "kubernetes")
 
 
@@ -21,8 +23,9 @@ class Backend(Protocol):
     name: str
 
     def submit_grid(self, *, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
-                    console: Console) -> int:
-        """Run every point of the grid file, then its finalizer (wait=False: return once it is submitted)."""
+                    console: Console, max_points: int = DEFAULT_MAX_POINTS) -> int:
+        """Run every point of the grid file, then its finalizer (wait=False: return once it is submitted);
+        a grid of more than `max_points` points is refused before anything starts."""
         ...
 
     def show_status(self, *, grid: str | None, console: Console) -> int:

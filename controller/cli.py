@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 import contract
+from contract.grid import DEFAULT_MAX_POINTS
 from controller import submitting
 from controller.backend import BACKENDS, open_backend
 from controller.errors import InvalidInput, NameClash
@@ -50,6 +51,12 @@ def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name
     return command
 
 
+def _max_points(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--max-points", type=int, default=DEFAULT_MAX_POINTS, metavar="N",
+                         help=f"refuse a grid of more than N points (default {DEFAULT_MAX_POINTS:,}): a typo in "
+                         "an axis must not start millions of Jobs; raise it for a grid that really is larger")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m controller", description="tp4: YOLO experiment grids as Jobs.")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project folder (default: current directory)")
@@ -62,11 +69,13 @@ def _parser() -> argparse.ArgumentParser:
                         "count locally, every point on a cluster)")
     submit.add_argument("--weights", help="override model.weights (a name, a path, an s3:// URI or an "
                         "architecture .yaml)")
+    _max_points(submit)
     submit.add_argument("--no-wait", dest="wait", action="store_false",
                         help="kubernetes: return once the Grid is written instead of following it")
 
     render = commands.add_parser("render", help="print the Job manifests of a grid (validates it)")
     render.add_argument("grid", type=Path)
+    _max_points(render)
 
     status = _command(commands, "status", help="a table of the grid's points")
     status.add_argument("grid", nargs="?", help="grid name or file (default: every grid)")
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, console: Console) -> int:
     root = args.root.resolve()
     if args.command == "render":
-        print(submitting.render_grid(grid_path=args.grid, root=root), end="")
+        print(submitting.render_grid(grid_path=args.grid, root=root, max_points=args.max_points), end="")
         return 0
     if args.command == "data":
         return submitting.build_dataset(source=args.source, out=args.out, seed=args.seed)
@@ -139,7 +148,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
                           kubeconfig=args.kubeconfig, context=args.context)
     if args.command == "submit-grid":
         return target.submit_grid(grid_path=args.grid, weights=args.weights, parallelism=args.parallelism,
-                                  wait=args.wait, console=console)
+                                  wait=args.wait, console=console, max_points=args.max_points)
     if args.command == "status":
         return target.show_status(grid=args.grid, console=console)
     if args.command == "logs":

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 
-from controller import tracking
 from controller.dataset_pin import pinned_md5
 from controller.core.expanding import GridPoint, expand
 from contract.errors import InvalidInput, Problem
@@ -34,6 +33,8 @@ def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = 
 
 def render_grid(*, grid_path: Path, root: Path, max_points: int = DEFAULT_MAX_POINTS) -> str:
     grid, points, dataset_md5 = prepare(grid_path=grid_path, root=root, max_points=max_points)
+    from controller import tracking  # MLflow is imported only once the grid is valid: bad input is refused fast
+
     settings = RenderSettings(tracking_uri=tracking.tracking_uri(root), backend="kubernetes")
     return to_yaml(render_all(grid, points, settings, dataset_md5=dataset_md5))
 

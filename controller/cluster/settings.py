@@ -16,6 +16,7 @@ from typing import Any
 
 import contract
 from controller.core.rendering import RenderSettings, SecretRef
+from controller.credentials import refuse_credentials_in_uri
 from controller.errors import InvalidInput, Problem
 
 ENV_JOBS_TRACKING_URI = "TP4_JOBS_TRACKING_URI"  # the Jobs' MLflow URL when it differs from the controller's
@@ -81,6 +82,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> ClusterSettings:
     env = os.environ if env is None else env
     uri = env.get(contract.ENV_TRACKING_URI, "")
     jobs_uri = env.get(ENV_JOBS_TRACKING_URI) or uri
+    refuse_credentials_in_uri(uri)  # before any message could echo them
+    refuse_credentials_in_uri(jobs_uri, variable=ENV_JOBS_TRACKING_URI)
     if not uri or not jobs_uri.startswith(("http://", "https://")):
         raise InvalidInput([Problem(contract.ENV_TRACKING_URI, "the Jobs on a cluster need the MLflow server's "
                                     f"http(s) URL, got {jobs_uri!r} (the chart's ConfigMap sets "

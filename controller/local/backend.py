@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from contract.errors import InvalidInput, Problem
+from contract.grid import DEFAULT_MAX_POINTS
 from controller import tracking
 from controller.core.reconciling import GridPhase
 from controller.local import inspecting
@@ -24,11 +25,12 @@ class LocalBackend:
     name: str = "local"
 
     def submit_grid(self, *, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
-                    console: Console) -> int:
+                    console: Console, max_points: int = DEFAULT_MAX_POINTS) -> int:
         if not wait:
             raise InvalidInput([Problem("--no-wait", "is for a cluster (--backend kubernetes): a local grid runs "
                                         "in this process")])
-        grid, points, dataset_md5 = prepare(grid_path=grid_path, weights=weights, root=self.root)
+        grid, points, dataset_md5 = prepare(grid_path=grid_path, weights=weights, root=self.root,
+                                            max_points=max_points)
         run = LocalRun(grid=grid, points=points, dataset_md5=dataset_md5, root=self.root,
                        parallelism=default_parallelism(grid, parallelism))
         console.print(f"grid [bold]{grid.name}[/]: {len(points)} points, {run.parallelism} at a time, "

@@ -161,3 +161,13 @@ def test_private_files_and_folders_are_their_owners_only(tmp_path: Path) -> None
     path.chmod(0o644)
     write_private(path=path, text="{}")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "{}"
+
+
+def test_the_cluster_controller_refuses_credentials_in_its_tracking_uris() -> None:
+    from controller.cluster.settings import ENV_JOBS_TRACKING_URI, settings_from_env
+
+    for env in ({"MLFLOW_TRACKING_URI": "http://tp4:s3cret-pw@mlflow:5000"},
+                {"MLFLOW_TRACKING_URI": "http://mlflow:5000", ENV_JOBS_TRACKING_URI: "http://tp4:s3cret-pw@mlflow:5000"}):
+        with pytest.raises(InvalidInput) as refused:
+            settings_from_env(env)
+        assert "s3cret-pw" not in str(refused.value) and "MLFLOW_TRACKING_USERNAME" in str(refused.value)
