@@ -1,4 +1,5 @@
-"""What every backend does with a grid file before it runs (validate, pin the dataset, expand), `render`, and `data build`."""
+"""What every backend does with a grid file before it runs (validate, pin the dataset, expand), `render`,
+and `data build`."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-from controller.dataset_pin import pinned_md5
-from controller.core.expanding import GridPoint, expand
 from contract.errors import InvalidInput, Problem
 from contract.grid import DEFAULT_MAX_POINTS, GridSpec, load_grid
+from controller.core.expanding import GridPoint, expand
 from controller.core.rendering import RenderSettings, render_all, to_yaml
+from controller.dataset_pin import pinned_md5
 
 
 def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = None,
