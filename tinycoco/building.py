@@ -16,10 +16,10 @@ from pathlib import Path
 from tinycoco.card import DATA_YAML, Card, make_card
 from tinycoco.errors import DatasetError
 from tinycoco.selection import (
+    DEFAULT_SEED,
     DEFAULT_SPLIT,
     SPLIT_NAMES,
     SplitPlan,
-    DEFAULT_SEED,
     check_seed,
     check_split_sizes,
     split_samples,

@@ -8,10 +8,10 @@ nothing twice. Both executors (local processes, Kubernetes) act on its plan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class JobPhase(str, Enum):
+class JobPhase(StrEnum):
     PENDING = "Pending"  # created, not started yet (or suspended by a queue)
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
@@ -22,7 +22,7 @@ class JobPhase(str, Enum):
         return self in (JobPhase.SUCCEEDED, JobPhase.FAILED)
 
 
-class GridPhase(str, Enum):
+class GridPhase(StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"
     FINALIZING = "Finalizing"
@@ -187,7 +187,8 @@ def is_up_to_date(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> boo
     current spec and the finalizer succeeded for this very grid spec."""
     for point in desired.points:
         job = observed.get(point.name)
-        if job is None or job.grid != desired.grid or job.spec_hash != point.spec_hash or job.phase is not JobPhase.SUCCEEDED:
+        if (job is None or job.grid != desired.grid or job.spec_hash != point.spec_hash
+                or job.phase is not JobPhase.SUCCEEDED):
             return False
     final = observed.get(desired.finalizer.name)
     return final is not None and final.spec_hash == desired.finalizer.spec_hash and final.phase is JobPhase.SUCCEEDED

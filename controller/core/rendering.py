@@ -11,8 +11,8 @@ import jinja2
 import yaml
 
 import contract
-from controller.core.expanding import GridPoint, finalizer_name
 from contract.grid import GridSpec, JobSettings
+from controller.core.expanding import GridPoint, finalizer_name
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # Train flags with a name of their own (the lab's flags); any other argument goes as --arg KEY=VALUE.
@@ -109,7 +109,8 @@ def job_env(grid: GridSpec, settings: RenderSettings, *, dataset_md5: str,
         values[contract.ENV_POINT] = point.name
         values[contract.ENV_SPEC_HASH] = point.spec_hash
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
-    env += [{"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}} for s in settings.secret_env]
+    env += [{"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
+            for s in settings.secret_env]
     return env
 
 
@@ -154,7 +155,8 @@ def render_finalize_job(grid: GridSpec, settings: RenderSettings, *, dataset_md5
     })
 
 
-def render_all(grid: GridSpec, points: list[GridPoint], settings: RenderSettings, *, dataset_md5: str) -> list[dict[str, Any]]:
+def render_all(grid: GridSpec, points: list[GridPoint], settings: RenderSettings, *,
+               dataset_md5: str) -> list[dict[str, Any]]:
     manifests = [render_train_job(grid, p, settings, dataset_md5=dataset_md5) for p in points]
     return manifests + [render_finalize_job(grid, settings, dataset_md5=dataset_md5)]
 

@@ -17,9 +17,10 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -27,14 +28,14 @@ import pytest
 import yaml
 
 import contract
+from contract.grid import TOP_KEYS, JobSettings, parse_grid
 from controller.cluster import rbac
-from controller.dataset_pin import pinned_md5
 from controller.core.expanding import expand
-from tests.helpers.crd_schema import as_json_schema
-from contract.grid import TOP_KEYS, JobSettings, load_grid, parse_grid
 from controller.core.rendering import RenderSettings, SecretRef, render_all
-
+from controller.dataset_pin import pinned_md5
+from tests.helpers.crd_schema import as_json_schema
 from tests.helpers.paths import REPO
+
 CHART = REPO / "charts" / "tp4"
 KUBERNETES_VERSION = "1.35.0"
 NAMESPACE = "tp4"
@@ -46,11 +47,18 @@ WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 SECRETISH_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|ACCESS_KEY|PRIVATE_KEY|SECRET_KEY)(_ID)?$", re.IGNORECASE)
 CREDENTIALS_IN_URI = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
 SECRET_SETTING = re.compile(r"(?im)^\s*[\w.-]*(password|passwd|secret|token)[\w.-]*\s*[=:]\s*\S")
-REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-                   "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by", "app.kubernetes.io/version")
+REQUIRED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+)
 
 
 # --- helm ------------------------------------------------------------------------------------------
+
 
 def _load_kube_tools():
     spec = importlib.util.spec_from_file_location("kube_tools", REPO / "tools" / "kube_tools.py")
@@ -71,8 +79,9 @@ def helm() -> Path:
 
 
 def run_helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True, timeout=120, cwd=REPO,
-                          check=False)
+    done = subprocess.run(
+        [str(helm_binary()), *args], capture_output=True, text=True, timeout=120, cwd=REPO, check=False
+    )
     if check and done.returncode != 0:
         pytest.fail(f"helm {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
     return done
@@ -84,8 +93,9 @@ def values_args(value_set: str) -> list[str]:
 
 @cache
 def _rendered_text(value_set: str, extra: tuple[str, ...] = ()) -> str:
-    return run_helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds",
-                    *values_args(value_set), *extra).stdout
+    return run_helm(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--include-crds", *values_args(value_set), *extra
+    ).stdout
 
 
 def render(value_set: str = "defaults", *extra: str) -> list[dict[str, Any]]:
@@ -104,6 +114,7 @@ def one(manifests: list[dict[str, Any]], kind: str, name: str | None = None) -> 
 
 
 # --- policies: each returns the list of violations it finds (empty = compliant) -------------------
+
 
 def pod_specs(manifests: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for m in manifests:
@@ -171,7 +182,9 @@ def secret_leaks(manifests: list[dict[str, Any]]) -> list[str]:
         where = f"{m['kind']}/{m['metadata']['name']}"
         text = json.dumps(m)
         problems += [f"{where}: holds the value of a Secret" for value in hidden if value in text]
-        problems += [f"{where}: credentials in a URI ({match.group(0)}…)" for match in CREDENTIALS_IN_URI.finditer(text)]
+        problems += [
+            f"{where}: credentials in a URI ({match.group(0)}…)" for match in CREDENTIALS_IN_URI.finditer(text)
+        ]
         if m["kind"] == "ConfigMap":
             for key, value in (m.get("data") or {}).items():
                 if SECRETISH_NAME.search(key) and value:
@@ -199,7 +212,10 @@ def rbac_violations(manifests: list[dict[str, Any]]) -> list[str]:
     problems = []
     granted, needed = role_rules(manifests, f"{RELEASE}-controller"), rbac.rules_by_resource()
     for key in sorted(set(granted) | set(needed)):
-        extra, missing = granted.get(key, frozenset()) - needed.get(key, frozenset()), needed.get(key, frozenset()) - granted.get(key, frozenset())
+        extra, missing = (
+            granted.get(key, frozenset()) - needed.get(key, frozenset()),
+            needed.get(key, frozenset()) - granted.get(key, frozenset()),
+        )
         if extra:
             problems.append(f"Role grants {sorted(extra)} on {key} beyond controller/rbac.py")
         if missing:
@@ -238,8 +254,11 @@ def label_violations(manifests: list[dict[str, Any]]) -> list[str]:
         problems += [f"{m['kind']}/{m['metadata']['name']}: no label {k}" for k in REQUIRED_LABELS if k not in labels]
         if m["kind"] in WORKLOAD_KINDS:
             template_labels = m["spec"]["template"]["metadata"].get("labels") or {}
-            problems += [f"{m['kind']}/{m['metadata']['name']} pod template: no label {k}"
-                         for k in REQUIRED_LABELS if k not in template_labels]
+            problems += [
+                f"{m['kind']}/{m['metadata']['name']} pod template: no label {k}"
+                for k in REQUIRED_LABELS
+                if k not in template_labels
+            ]
     return problems
 
 
@@ -265,9 +284,11 @@ def name_violations(manifests: list[dict[str, Any]]) -> list[str]:
         if m["kind"] in WORKLOAD_KINDS:
             label_sets.append((" pod template", m["spec"]["template"]["metadata"].get("labels") or {}))
         for where, labels in label_sets:
-            problems += [f"{kind}/{name}{where}: label {key}={value!r} is not a label value (63 at most)"
-                         for key, value in labels.items()
-                         if not LABEL_VALUE.fullmatch(str(value)) or len(str(value)) > 63]
+            problems += [
+                f"{kind}/{name}{where}: label {key}={value!r} is not a label value (63 at most)"
+                for key, value in labels.items()
+                if not LABEL_VALUE.fullmatch(str(value)) or len(str(value)) > 63
+            ]
     return problems
 
 
@@ -283,6 +304,7 @@ POLICIES: dict[str, Callable[[list[dict[str, Any]]], list[str]]] = {
 
 # --- helm lint and the values schema -------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_helm_lint_strict(helm: Path, value_set: str) -> None:
     done = run_helm("lint", "--strict", str(CHART), *values_args(value_set), check=False)
@@ -290,27 +312,36 @@ def test_helm_lint_strict(helm: Path, value_set: str) -> None:
     assert "0 chart(s) failed" in done.stdout
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ("unknownKey=1", "additional properties 'unknownKey' not allowed"),
-    ("mlflow.replica=2", "additional properties 'replica' not allowed"),
-    ("postgres.persistence.sise=1Gi", "additional properties 'sise' not allowed"),
-    ("mlflow.image.tag=latest", "/mlflow/image/tag"),
-    ("minio.image.digest=sha256:abc", "/minio/image/digest"),
-    ("containerSecurityContext.allowPrivilegeEscalation=true", "allowPrivilegeEscalation"),
-    ("podSecurityContext.runAsNonRoot=false", "runAsNonRoot"),
-    ("minio.env.MINIO_ROOT_PASSWORD=hunter2", "MINIO_ROOT_PASSWORD"),
-])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("unknownKey=1", "additional properties 'unknownKey' not allowed"),
+        ("mlflow.replica=2", "additional properties 'replica' not allowed"),
+        ("postgres.persistence.sise=1Gi", "additional properties 'sise' not allowed"),
+        ("mlflow.image.tag=latest", "/mlflow/image/tag"),
+        ("minio.image.digest=sha256:abc", "/minio/image/digest"),
+        ("containerSecurityContext.allowPrivilegeEscalation=true", "allowPrivilegeEscalation"),
+        ("podSecurityContext.runAsNonRoot=false", "runAsNonRoot"),
+        ("minio.env.MINIO_ROOT_PASSWORD=hunter2", "MINIO_ROOT_PASSWORD"),
+    ],
+)
 def test_values_schema_rejects(helm: Path, setting: str, message: str) -> None:
     done = run_helm("template", RELEASE, str(CHART), "--set", setting, check=False)
     assert done.returncode != 0, f"--set {setting} was accepted"
     assert message in done.stderr
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    (["--set", "minio.enabled=false"], "needs objectStore.externalEndpoint"),
-    (["--set", "minio.enabled=false", "--set", "objectStore.externalEndpoint=https://s3.example"], "needs objectStore.existingSecret"),
-    (["--set", "postgres.enabled=false"], "needs postgres.external.host"),
-])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (["--set", "minio.enabled=false"], "needs objectStore.externalEndpoint"),
+        (
+            ["--set", "minio.enabled=false", "--set", "objectStore.externalEndpoint=https://s3.example"],
+            "needs objectStore.existingSecret",
+        ),
+        (["--set", "postgres.enabled=false"], "needs postgres.external.host"),
+    ],
+)
 def test_incomplete_external_stores_are_refused(helm: Path, setting: list[str], message: str) -> None:
     done = run_helm("template", RELEASE, str(CHART), *setting, check=False)
     assert done.returncode != 0 and message in done.stderr, done.stderr
@@ -326,8 +357,10 @@ SCHEMA_REFUSAL = "values don't meet the specifications of the schema"
 SECRET_IN_VALUES = "hunter2hunter2"
 _TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 _NODE_TERM = {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "Maybe"}]}
-_NODE_OPERATOR = ("/controller/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0"
-                  "/matchExpressions/0/operator")
+_NODE_OPERATOR = (
+    "/controller/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0"
+    "/matchExpressions/0/operator"
+)
 _MATCH = "does not match pattern"
 _ONE_OF = "value must be one of"
 HOSTILE_VALUES: dict[str, tuple[str, Any, str] | tuple[str, Any, str, str]] = {
@@ -338,27 +371,55 @@ HOSTILE_VALUES: dict[str, tuple[str, Any, str] | tuple[str, Any, str, str]] = {
     "cpu lots": ("/mlflow/resources/requests/cpu", "lots", _MATCH),
     "cpu -1": ("/controller/resources/requests/cpu", -1, "minimum"),
     "cpu '-1'": ("/controller/resources/requests/cpu", "-1", _MATCH),
-    "Ingress host with a space": ("/mlflow/ingress", {"enabled": True, "host": "mlflow tp4.local"}, _MATCH,
-                                  "/mlflow/ingress/host"),
+    "Ingress host with a space": (
+        "/mlflow/ingress",
+        {"enabled": True, "host": "mlflow tp4.local"},
+        _MATCH,
+        "/mlflow/ingress/host",
+    ),
     "fullnameOverride TP4_Bad": ("/fullnameOverride", "TP4_Bad", _MATCH),
-    "toleration effect Bogus": ("/trainer/gpu/tolerations", [{**_TOLERATION, "effect": "Bogus"}], _ONE_OF,
-                                "/trainer/gpu/tolerations/0/effect"),
-    "secret under a name the old filter missed": ("/minio/env/MINIO_ROOT_PASS", SECRET_IN_VALUES,
-                                                  "objectStore.existingSecret"),
-    "secret under a name with CREDENTIAL": ("/minio/env/MINIO_IDENTITY_PLUGIN_CREDENTIAL", SECRET_IN_VALUES,
-                                            "secretKeyRef"),
+    "toleration effect Bogus": (
+        "/trainer/gpu/tolerations",
+        [{**_TOLERATION, "effect": "Bogus"}],
+        _ONE_OF,
+        "/trainer/gpu/tolerations/0/effect",
+    ),
+    "secret under a name the old filter missed": (
+        "/minio/env/MINIO_ROOT_PASS",
+        SECRET_IN_VALUES,
+        "objectStore.existingSecret",
+    ),
+    "secret under a name with CREDENTIAL": (
+        "/minio/env/MINIO_IDENTITY_PLUGIN_CREDENTIAL",
+        SECRET_IN_VALUES,
+        "secretKeyRef",
+    ),
     "secret under a lower-case name": ("/minio/env/minio_kms_secret", SECRET_IN_VALUES, "looks like a credential"),
     "password env (was reported at '')": ("/minio/env/MINIO_ROOT_PASSWORD", SECRET_IN_VALUES, "existingSecret"),
     # the same kinds of fault in every other field of the chart
-    "credentials in an env URI": ("/minio/env/MINIO_NOTIFY_WEBHOOK_ENDPOINT", f"https://u:{SECRET_IN_VALUES}@hooks.example",
-                                  "credentials in a URI"),
+    "credentials in an env URI": (
+        "/minio/env/MINIO_NOTIFY_WEBHOOK_ENDPOINT",
+        f"https://u:{SECRET_IN_VALUES}@hooks.example",
+        "credentials in a URI",
+    ),
     "env name with a space": ("/minio/env/MINIO BROWSER", "off", "not an environment variable name"),
-    "secret as a command-line option": ("/minio/args", ["server", f"--secret-key={SECRET_IN_VALUES}"], "command line",
-                                        "/minio/args/1"),
-    "credentials in a URI argument": ("/controller/args", ["run", f"--tracking-uri=http://u:{SECRET_IN_VALUES}@mlflow"],
-                                      "command line", "/controller/args/1"),
-    "credentials in the S3 endpoint": ("/objectStore/externalEndpoint", f"https://u:{SECRET_IN_VALUES}@s3.example",
-                                       "credentials in the endpoint URL"),
+    "secret as a command-line option": (
+        "/minio/args",
+        ["server", f"--secret-key={SECRET_IN_VALUES}"],
+        "command line",
+        "/minio/args/1",
+    ),
+    "credentials in a URI argument": (
+        "/controller/args",
+        ["run", f"--tracking-uri=http://u:{SECRET_IN_VALUES}@mlflow"],
+        "command line",
+        "/controller/args/1",
+    ),
+    "credentials in the S3 endpoint": (
+        "/objectStore/externalEndpoint",
+        f"https://u:{SECRET_IN_VALUES}@s3.example",
+        "credentials in the endpoint URL",
+    ),
     "S3 endpoint not http(s)": ("/objectStore/externalEndpoint", "ftp://s3.example", _MATCH),
     "region with a space": ("/objectStore/region", "eu west", _MATCH),
     "image tag latest": ("/controller/image/tag", "latest", "pin a version tag"),
@@ -367,19 +428,38 @@ HOSTILE_VALUES: dict[str, tuple[str, Any, str] | tuple[str, Any, str, str]] = {
     "short digest": ("/minio/image/digest", "sha256:abc", _MATCH),
     "pullPolicy Sometimes": ("/controller/image/pullPolicy", "Sometimes", _ONE_OF),
     "service type ExternalName": ("/mlflow/service/type", "ExternalName", _ONE_OF),
-    "toleration operator Maybe": ("/mlflow/tolerations", [{**_TOLERATION, "operator": "Maybe"}], _ONE_OF,
-                                  "/mlflow/tolerations/0/operator"),
-    "toleration Exists with a value": ("/postgres/tolerations", [{**_TOLERATION, "value": "x"}], "value must be ''",
-                                       "/postgres/tolerations/0/value"),
-    "toleration seconds without NoExecute": ("/minio/tolerations", [{**_TOLERATION, "tolerationSeconds": 30}],
-                                             "NoExecute",
-                                             "/minio/tolerations/0/effect"),
-    "affinity operator Maybe": ("/controller/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
-                                {"nodeSelectorTerms": [_NODE_TERM]}, _ONE_OF, _NODE_OPERATOR),
+    "toleration operator Maybe": (
+        "/mlflow/tolerations",
+        [{**_TOLERATION, "operator": "Maybe"}],
+        _ONE_OF,
+        "/mlflow/tolerations/0/operator",
+    ),
+    "toleration Exists with a value": (
+        "/postgres/tolerations",
+        [{**_TOLERATION, "value": "x"}],
+        "value must be ''",
+        "/postgres/tolerations/0/value",
+    ),
+    "toleration seconds without NoExecute": (
+        "/minio/tolerations",
+        [{**_TOLERATION, "tolerationSeconds": 30}],
+        "NoExecute",
+        "/minio/tolerations/0/effect",
+    ),
+    "affinity operator Maybe": (
+        "/controller/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution",
+        {"nodeSelectorTerms": [_NODE_TERM]},
+        _ONE_OF,
+        _NODE_OPERATOR,
+    ),
     "seccomp Unconfined": ("/podSecurityContext/seccompProfile/type", "Unconfined", _ONE_OF),
     "fsGroupChangePolicy Never": ("/podSecurityContext/fsGroupChangePolicy", "Never", _ONE_OF),
-    "capability added": ("/containerSecurityContext/capabilities", {"drop": ["ALL"], "add": ["NET_ADMIN"]}, "maxItems",
-                         "/containerSecurityContext/capabilities/add"),
+    "capability added": (
+        "/containerSecurityContext/capabilities",
+        {"drop": ["ALL"], "add": ["NET_ADMIN"]},
+        "maxItems",
+        "/containerSecurityContext/capabilities/add",
+    ),
     "nameOverride with upper case": ("/nameOverride", "TP4", _MATCH),
     "fullnameOverride over 40": ("/fullnameOverride", "t" * 41, "maxLength"),
     "Secret name with a slash": ("/postgres/existingSecret", "team/postgres", _MATCH),
@@ -396,17 +476,24 @@ HOSTILE_VALUES: dict[str, tuple[str, Any, str] | tuple[str, Any, str, str]] = {
     "annotation key with a space": ("/mlflow/ingress/annotations/proxy body size", "1m", "not an annotation key"),
     "Ingress host an IP address": ("/mlflow/ingress/host", "10.0.0.1", _MATCH),
     "allowed host '*'": ("/mlflow/allowedHosts", ["*"], _MATCH, "/mlflow/allowedHosts/0"),
-    "allowed host list in one string": ("/mlflow/allowedHosts", ["a.example,b.example"], _MATCH,
-                                        "/mlflow/allowedHosts/0"),
+    "allowed host list in one string": (
+        "/mlflow/allowedHosts",
+        ["a.example,b.example"],
+        _MATCH,
+        "/mlflow/allowedHosts/0",
+    ),
     "CORS origin '*'": ("/mlflow/corsAllowedOrigins", ["*"], _MATCH, "/mlflow/corsAllowedOrigins/0"),
     "external Postgres host with a space": ("/postgres/external/host", "db .example", _MATCH),
     "cluster domain with a space": ("/clusterDomain", "cluster local", _MATCH),
     "IngressClass with upper case": ("/mlflow/ingress/className", "NGINX", _MATCH),
     "RuntimeClass with a space": ("/trainer/gpu/runtimeClassName", "nvidia runtime", _MATCH),
     "workers beyond what the memory holds": ("/mlflow/workers", 1000, "maximum"),
-    "namespace label value with a space": ("/networkPolicy/mlflowFromNamespaces",
-                                           [{"kubernetes.io/metadata.name": "ingress nginx"}], _MATCH,
-                                           "/networkPolicy/mlflowFromNamespaces/0/kubernetes.io~1metadata.name"),
+    "namespace label value with a space": (
+        "/networkPolicy/mlflowFromNamespaces",
+        [{"kubernetes.io/metadata.name": "ingress nginx"}],
+        _MATCH,
+        "/networkPolicy/mlflowFromNamespaces/0/kubernetes.io~1metadata.name",
+    ),
 }
 
 
@@ -434,6 +521,7 @@ def schema_error_pointers(values: dict[str, Any]) -> set[str]:
         for error in errors:
             pointers.add("".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in error.absolute_path))
             collect(error.context or [])
+
     collect(jsonschema.Draft7Validator(schema).iter_errors(merged))
     return pointers
 
@@ -481,44 +569,69 @@ def test_every_values_file_in_ci_is_checked() -> None:
     """A values file added to ci/ under another name would escape VALUE_SETS: ci/ holds values files and grids only."""
     for path in sorted((CHART / "ci").glob("*.y*ml")):
         document = yaml.safe_load(path.read_text())
-        assert path.name in VALUE_SETS or {"axes", "job"} <= set(document), \
+        assert path.name in VALUE_SETS or {"axes", "job"} <= set(document), (
             f"{path.name}: neither *-values.yaml nor a grid"
+        )
 
 
 def test_values_at_the_limits_render_valid_manifests(helm: Path, tmp_path: Path) -> None:
     """The rules are not stricter than Kubernetes: the longest names, registries with ports, digests, quantities
     in every notation, wildcard hosts, tolerations and affinities of each kind render objects the API accepts."""
     digest = "sha256:" + "0" * 64
-    anti_affinity = {"weight": 100, "podAffinityTerm": {
-        "topologyKey": "kubernetes.io/hostname",
-        "labelSelector": {"matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "Exists"}]}}}
+    anti_affinity = {
+        "weight": 100,
+        "podAffinityTerm": {
+            "topologyKey": "kubernetes.io/hostname",
+            "labelSelector": {"matchExpressions": [{"key": "app.kubernetes.io/component", "operator": "Exists"}]},
+        },
+    }
     node_term = {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}
     values = {
         "fullnameOverride": "tp4-long-release-name-for-the-limits-xyz",
         "nameOverride": "n" * 40,
         "mlflow": {
-            "image": {"repository": "registry.local:5000/team/tp4-mlflow", "tag": "0.1.0_rc.1", "digest": digest,
-                      "pullPolicy": "Always"},
+            "image": {
+                "repository": "registry.local:5000/team/tp4-mlflow",
+                "tag": "0.1.0_rc.1",
+                "digest": digest,
+                "pullPolicy": "Always",
+            },
             "replicas": 2**31 - 1,
             "resources": {"requests": {"cpu": 0.5, "memory": "1e9"}, "limits": {"memory": "1.5Gi", "cpu": "1500m"}},
             "allowedHosts": ["*.tp4.example", "mlflow.internal.example:*", "10.1.2.3:5000"],
             "corsAllowedOrigins": ["https://*.notebooks.example", "http://localhost:8888"],
-            "ingress": {"enabled": True, "host": "*.mlflow.example", "className": "nginx",
-                        "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "512m"}},
+            "ingress": {
+                "enabled": True,
+                "host": "*.mlflow.example",
+                "className": "nginx",
+                "annotations": {"nginx.ingress.kubernetes.io/proxy-body-size": "512m"},
+            },
             "service": {"type": "NodePort"},
-            "tolerations": [{"operator": "Exists"},
-                            {"key": "dedicated", "operator": "Equal", "value": "mlflow", "effect": "NoExecute",
-                             "tolerationSeconds": 300}],
-            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-                                          {"nodeSelectorTerms": [node_term]}},
-                         "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [anti_affinity]}},
+            "tolerations": [
+                {"operator": "Exists"},
+                {
+                    "key": "dedicated",
+                    "operator": "Equal",
+                    "value": "mlflow",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 300,
+                },
+            ],
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [node_term]}},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [anti_affinity]},
+            },
         },
-        "minio": {"env": {"MINIO_BROWSER": "off", "MINIO_PROMETHEUS_AUTH_TYPE": "public"},
-                  "image": {"repository": "[fd00::1]:5000/minio/minio"},
-                  "persistence": {"size": "5Gi", "storageClass": "fast-ssd"}},
+        "minio": {
+            "env": {"MINIO_BROWSER": "off", "MINIO_PROMETHEUS_AUTH_TYPE": "public"},
+            "image": {"repository": "[fd00::1]:5000/minio/minio"},
+            "persistence": {"size": "5Gi", "storageClass": "fast-ssd"},
+        },
         "controller": {"nodeSelector": {"kubernetes.io/os": "linux"}, "image": {"pullPolicy": "Never"}},
-        "trainer": {"ttlSecondsAfterFinished": 0,
-                    "image": {"repository": "ghcr.io/team/tp4-trainer", "tag": "0.1.0", "digest": digest}},
+        "trainer": {
+            "ttlSecondsAfterFinished": 0,
+            "image": {"repository": "ghcr.io/team/tp4-trainer", "tag": "0.1.0", "digest": digest},
+        },
         "podSecurityContext": {"fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}},
     }
     assert len(values["fullnameOverride"]) == 40
@@ -534,8 +647,16 @@ def test_values_at_the_limits_render_valid_manifests(helm: Path, tmp_path: Path)
 def test_without_the_schema_the_hostile_values_reach_the_manifests(helm: Path) -> None:
     """What the schema stops: with --skip-schema-validation the same values give invalid names and a shell command
     in the image every Job runs (so the policies above would catch them only after rendering)."""
-    done = run_helm("template", RELEASE, str(CHART), "--skip-schema-validation",
-                    "--set", "fullnameOverride=TP4_Bad", "--set", "trainer.image.tag=0.1.0;rm -rf /")
+    done = run_helm(
+        "template",
+        RELEASE,
+        str(CHART),
+        "--skip-schema-validation",
+        "--set",
+        "fullnameOverride=TP4_Bad",
+        "--set",
+        "trainer.image.tag=0.1.0;rm -rf /",
+    )
     manifests = [d for d in yaml.safe_load_all(done.stdout) if d]
     assert len([p for p in name_violations(manifests) if "the name is not" in p]) >= 20
     config = one(manifests, "ConfigMap", "TP4_Bad-controller")["data"]
@@ -543,6 +664,7 @@ def test_without_the_schema_the_hostile_values_reach_the_manifests(helm: Path) -
 
 
 # --- every rendered manifest is a valid Kubernetes 1.35 object -----------------------------------
+
 
 def validation_errors(manifests: list[dict[str, Any]]) -> list[str]:
     errors = []
@@ -570,9 +692,20 @@ def test_strict_validation_catches_a_misspelt_field(helm: Path) -> None:
 
 def test_value_sets_render_what_they_promise(helm: Path) -> None:
     defaults = render()
-    assert {m["kind"] for m in defaults} >= {"CustomResourceDefinition", "Deployment", "StatefulSet", "Role", "RoleBinding",
-                                             "ServiceAccount", "Secret", "Service", "ConfigMap", "Job", "Pod",
-                                             "PersistentVolumeClaim"}
+    assert {m["kind"] for m in defaults} >= {
+        "CustomResourceDefinition",
+        "Deployment",
+        "StatefulSet",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "Secret",
+        "Service",
+        "ConfigMap",
+        "Job",
+        "Pod",
+        "PersistentVolumeClaim",
+    }
     assert not find(defaults, "Ingress") and not find(defaults, "NetworkPolicy")
     assert [s["metadata"]["name"] for s in find(defaults, "Secret")] == [f"{RELEASE}-postgres", f"{RELEASE}-s3"]
 
@@ -585,22 +718,32 @@ def test_value_sets_render_what_they_promise(helm: Path) -> None:
 
     existing = render("existing-secrets-values.yaml")
     assert find(existing, "Secret") == []
-    refs = {ref["secretKeyRef"]["name"] for _, c, _ in containers(existing)
-            for ref in (e.get("valueFrom") or {} for e in c.get("env") or []) if "secretKeyRef" in ref}
+    refs = {
+        ref["secretKeyRef"]["name"]
+        for _, c, _ in containers(existing)
+        for ref in (e.get("valueFrom") or {} for e in c.get("env") or [])
+        if "secretKeyRef" in ref
+    }
     assert refs == {"team-postgres", "team-s3", "team-mlflow-auth"}
 
     external = render("external-stores-values.yaml")
     assert not find(external, "StatefulSet") and not find(external, "Deployment", f"{RELEASE}-minio")
     mlflow = one(external, "Deployment", f"{RELEASE}-mlflow")["spec"]["template"]["spec"]["containers"][0]
-    assert "--backend-store-uri=postgresql+psycopg2://mlflow@postgres.databases.svc.cluster.local:5432/mlflow" in mlflow["args"]
+    assert (
+        "--backend-store-uri=postgresql+psycopg2://mlflow@postgres.databases.svc.cluster.local:5432/mlflow"
+        in mlflow["args"]
+    )
     assert {"name": "MLFLOW_S3_ENDPOINT_URL", "value": "https://s3.eu-west-3.amazonaws.com"} in mlflow["env"]
 
     gpu = one(render("gpu-values.yaml"), "ConfigMap", f"{RELEASE}-controller")["data"]
     assert gpu["TP4_GPU_TRAINER_IMAGE"] == "tp4-trainer:0.1.0-cuda"
-    assert json.loads(gpu["TP4_GPU_TOLERATIONS"]) == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert json.loads(gpu["TP4_GPU_TOLERATIONS"]) == [
+        {"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}
+    ]
 
 
 # --- MLflow's command line ---------------------------------------------------------------------
+
 
 def test_mlflow_server_is_sized_and_reachable_by_its_service_name(helm: Path) -> None:
     container = one(render(), "Deployment", f"{RELEASE}-mlflow")["spec"]["template"]["spec"]["containers"][0]
@@ -611,11 +754,14 @@ def test_mlflow_server_is_sized_and_reachable_by_its_service_name(helm: Path) ->
     hosts = args["--allowed-hosts"].split(",")
     for host in (f"{RELEASE}-mlflow", f"{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local", "localhost"):
         assert host in hosts and f"{host}:*" in hosts
-    assert all(container[p]["httpGet"]["path"] == "/health" for p in ("startupProbe", "readinessProbe", "livenessProbe"))
+    assert all(
+        container[p]["httpGet"]["path"] == "/health" for p in ("startupProbe", "readinessProbe", "livenessProbe")
+    )
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": f"{RELEASE}-postgres", "key": "POSTGRES_PASSWORD"}
 
 
 # --- policies over the rendered manifests, and proof that each policy catches a violation -------
+
 
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 @pytest.mark.parametrize("policy", POLICIES)
@@ -650,37 +796,88 @@ def _pod_labels(manifests: list[dict[str, Any]], name: str) -> dict[str, str]:
 VIOLATIONS: dict[str, tuple[str, Callable[[list[dict[str, Any]]], None], str]] = {
     "no resources": ("containers", lambda m: _container(m, "mlflow").pop("resources"), "no cpu and memory requests"),
     "no memory limit": ("containers", lambda m: _container(m, "minio")["resources"].pop("limits"), "no memory limit"),
-    "privilege escalation": ("containers", lambda m: _container(m, "controller")["securityContext"].update(allowPrivilegeEscalation=True),
-                             "allowPrivilegeEscalation"),
-    "root": ("containers", lambda m: (_pod(m, "mlflow")["securityContext"].update(runAsNonRoot=False, runAsUser=0)), "runAsNonRoot"),
-    "capability added": ("containers", lambda m: _container(m, "mlflow")["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
-                         "capabilities"),
-    "writable root": ("containers", lambda m: _container(m, "minio")["securityContext"].update(readOnlyRootFilesystem=False), "read-only"),
+    "privilege escalation": (
+        "containers",
+        lambda m: _container(m, "controller")["securityContext"].update(allowPrivilegeEscalation=True),
+        "allowPrivilegeEscalation",
+    ),
+    "root": (
+        "containers",
+        lambda m: _pod(m, "mlflow")["securityContext"].update(runAsNonRoot=False, runAsUser=0),
+        "runAsNonRoot",
+    ),
+    "capability added": (
+        "containers",
+        lambda m: _container(m, "mlflow")["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
+        "capabilities",
+    ),
+    "writable root": (
+        "containers",
+        lambda m: _container(m, "minio")["securityContext"].update(readOnlyRootFilesystem=False),
+        "read-only",
+    ),
     "host network": ("containers", lambda m: _pod(m, "controller").update(hostNetwork=True), "hostNetwork"),
-    "password env literal": ("secrets", lambda m: _container(m, "mlflow")["env"].append({"name": "PGPASSWORD", "value": "x"}),
-                             "PGPASSWORD is a literal"),
-    "secret value in a ConfigMap": ("secrets", lambda m: one(m, "ConfigMap", f"{RELEASE}-controller")["data"].update(NOTE=_secret_value(m)),
-                                    "holds the value of a Secret"),
-    "password in a URI": ("secrets", lambda m: _container(m, "mlflow")["args"].append("--backend-store-uri=postgresql://mlflow:pw@db/mlflow"),
-                          "credentials in a URI"),
-    "password in a config file": ("secrets", lambda m: one(m, "ConfigMap", f"{RELEASE}-controller")["data"].update(
-        {"basic_auth.ini": "[mlflow]\nadmin_password = hunter2\n"}), "sets a password"),
+    "password env literal": (
+        "secrets",
+        lambda m: _container(m, "mlflow")["env"].append({"name": "PGPASSWORD", "value": "x"}),
+        "PGPASSWORD is a literal",
+    ),
+    "secret value in a ConfigMap": (
+        "secrets",
+        lambda m: one(m, "ConfigMap", f"{RELEASE}-controller")["data"].update(NOTE=_secret_value(m)),
+        "holds the value of a Secret",
+    ),
+    "password in a URI": (
+        "secrets",
+        lambda m: _container(m, "mlflow")["args"].append("--backend-store-uri=postgresql://mlflow:pw@db/mlflow"),
+        "credentials in a URI",
+    ),
+    "password in a config file": (
+        "secrets",
+        lambda m: one(m, "ConfigMap", f"{RELEASE}-controller")["data"].update(
+            {"basic_auth.ini": "[mlflow]\nadmin_password = hunter2\n"}
+        ),
+        "sets a password",
+    ),
     "extra verb": ("rbac", lambda m: _role(m)[2]["verbs"].append("update"), "grants ['update']"),
     "missing verb": ("rbac", lambda m: _role(m)[0]["verbs"].remove("watch"), "lacks ['watch']"),
-    "wildcard": ("rbac", lambda m: _role(m).append({"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}), "wildcard"),
+    "wildcard": (
+        "rbac",
+        lambda m: _role(m).append({"apiGroups": [""], "resources": ["*"], "verbs": ["get"]}),
+        "wildcard",
+    ),
     "latest": ("images", lambda m: _container(m, "mlflow").update(image="tp4-mlflow:latest"), ":latest"),
-    "untagged": ("images", lambda m: _container(m, "controller").update(image="registry.local:5000/tp4-controller"), "has no tag"),
-    "third party by tag only": ("images", lambda m: _container(m, "minio").update(image="quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"),
-                                "not pinned by digest"),
-    "label missing": ("labels", lambda m: one(m, "Service", f"{RELEASE}-mlflow")["metadata"]["labels"].pop("app.kubernetes.io/part-of"),
-                      "no label app.kubernetes.io/part-of"),
-    "invalid object name": ("names", lambda m: _rename(m, "ConfigMap", "controller", "TP4_Bad-controller"),
-                            "not a DNS-1123 subdomain"),
-    "Service name with a dot": ("names", lambda m: _rename(m, "Service", "mlflow", "tp4.mlflow"),
-                                "not a DNS-1035 label"),
+    "untagged": (
+        "images",
+        lambda m: _container(m, "controller").update(image="registry.local:5000/tp4-controller"),
+        "has no tag",
+    ),
+    "third party by tag only": (
+        "images",
+        lambda m: _container(m, "minio").update(image="quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"),
+        "not pinned by digest",
+    ),
+    "label missing": (
+        "labels",
+        lambda m: one(m, "Service", f"{RELEASE}-mlflow")["metadata"]["labels"].pop("app.kubernetes.io/part-of"),
+        "no label app.kubernetes.io/part-of",
+    ),
+    "invalid object name": (
+        "names",
+        lambda m: _rename(m, "ConfigMap", "controller", "TP4_Bad-controller"),
+        "not a DNS-1123 subdomain",
+    ),
+    "Service name with a dot": (
+        "names",
+        lambda m: _rename(m, "Service", "mlflow", "tp4.mlflow"),
+        "not a DNS-1035 label",
+    ),
     "StatefulSet name too long": ("names", lambda m: _rename(m, "StatefulSet", "postgres", "p" * 53), "of at most 52"),
-    "label value with a space": ("names", lambda m: _pod_labels(m, "mlflow").update(
-        {"app.kubernetes.io/version": "0.1 beta"}), "is not a label value"),
+    "label value with a space": (
+        "names",
+        lambda m: _pod_labels(m, "mlflow").update({"app.kubernetes.io/version": "0.1 beta"}),
+        "is not a label value",
+    ),
 }
 
 
@@ -708,6 +905,7 @@ def test_only_the_controller_and_its_test_mount_an_api_token(helm: Path) -> None
 
 # --- Secrets: generated once, kept, never shown --------------------------------------------------
 
+
 def test_generated_secrets_use_lookup_and_are_kept(helm: Path) -> None:
     template = (CHART / "templates" / "secrets.yaml").read_text()
     assert template.count('include "tp4.secretValue"') == 5
@@ -727,12 +925,21 @@ def test_values_yaml_holds_no_secret_value() -> None:
                 if SECRETISH_NAME.search(str(key)) and value not in ("", None, {}, []):
                     yield f"{path}.{key}"
                 yield from walk(value, f"{path}.{key}")
+
     assert list(walk(values, "")) == []
 
 
 def test_notes_explain_the_ui_the_grid_and_the_logs_and_show_no_secret(helm: Path) -> None:
-    done = run_helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
-                    "-f", str(CHART / "ci" / "auth-values.yaml"))
+    done = run_helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=client",
+        "-f",
+        str(CHART / "ci" / "auth-values.yaml"),
+    )
     manifests_text, _, notes = done.stdout.partition("\nNOTES:\n")
     assert f"port-forward svc/{RELEASE}-mlflow 5000:5000" in notes
     assert "submit-grid grid.yaml" in notes
@@ -746,6 +953,7 @@ def test_notes_explain_the_ui_the_grid_and_the_logs_and_show_no_secret(helm: Pat
 
 # --- the Grid CustomResourceDefinition -------------------------------------------------------------
 
+
 def crd() -> dict[str, Any]:
     return one(render(), "CustomResourceDefinition", "grids.tp4.io")
 
@@ -753,8 +961,6 @@ def crd() -> dict[str, Any]:
 def _version(definition: dict[str, Any]) -> dict[str, Any]:
     (version,) = definition["spec"]["versions"]
     return version
-
-
 
 
 def grid_errors(spec: dict[str, Any]) -> list[str]:
@@ -779,8 +985,11 @@ def test_crd_names_version_status_and_columns(helm: Path) -> None:
     assert version["subresources"] == {"status": {}}
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
     assert columns["Phase"] == ".status.phase"
-    assert {columns[c] for c in ("Succeeded", "Failed", "Total")} == {".status.counts.succeeded", ".status.counts.failed",
-                                                                      ".status.counts.total"}
+    assert {columns[c] for c in ("Succeeded", "Failed", "Total")} == {
+        ".status.counts.succeeded",
+        ".status.counts.failed",
+        ".status.counts.total",
+    }
     assert columns["Best"] == ".status.best.point"
     schema = version["schema"]["openAPIV3Schema"]
     for path in columns.values():  # every column reads a field the schema declares
@@ -796,7 +1005,9 @@ def test_crd_schema_is_structural(helm: Path) -> None:
     problems = []
 
     def walk(node: dict[str, Any], path: str) -> None:
-        if "type" not in node and not (node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")):
+        if "type" not in node and not (
+            node.get("x-kubernetes-int-or-string") or node.get("x-kubernetes-preserve-unknown-fields")
+        ):
             problems.append(f"{path}: no type")
         if "properties" in node and "additionalProperties" in node:
             problems.append(f"{path}: properties and additionalProperties together")
@@ -805,6 +1016,7 @@ def test_crd_schema_is_structural(helm: Path) -> None:
         for key in ("items", "additionalProperties"):
             if isinstance(node.get(key), dict):
                 walk(node[key], f"{path}[{key}]")
+
     walk(_version(crd())["schema"]["openAPIV3Schema"], "")
     assert problems == []
 
@@ -821,18 +1033,21 @@ def test_crd_accepts_the_lab_grid_and_the_documented_example(helm: Path) -> None
     assert grid_errors(yaml.safe_load(documented)) == []
 
 
-@pytest.mark.parametrize(("change", "where"), [
-    (lambda s: s.update(paralellism=4), "'paralellism' was unexpected"),
-    (lambda s: s["job"].update(backofflimit=2), "'backofflimit' was unexpected"),
-    (lambda s: s["dataset"].update(url="s3://x"), "'url' was unexpected"),
-    (lambda s: s["axes"].update(imgsz=[]), "axes.imgsz"),
-    (lambda s: s.update(axes={}), "axes"),
-    (lambda s: s.pop("model"), "'model' is a required property"),
-    (lambda s: s.update(name="TP4_Lab"), "name"),
-    (lambda s: s["objective"].update(direction="up"), "objective.direction"),
-    (lambda s: s["job"].update(backoff_limit=-1), "job.backoff_limit"),
-    (lambda s: s["gates"].update(min_success_fraction=1.5), "gates.min_success_fraction"),
-])
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda s: s.update(paralellism=4), "'paralellism' was unexpected"),
+        (lambda s: s["job"].update(backofflimit=2), "'backofflimit' was unexpected"),
+        (lambda s: s["dataset"].update(url="s3://x"), "'url' was unexpected"),
+        (lambda s: s["axes"].update(imgsz=[]), "axes.imgsz"),
+        (lambda s: s.update(axes={}), "axes"),
+        (lambda s: s.pop("model"), "'model' is a required property"),
+        (lambda s: s.update(name="TP4_Lab"), "name"),
+        (lambda s: s["objective"].update(direction="up"), "objective.direction"),
+        (lambda s: s["job"].update(backoff_limit=-1), "job.backoff_limit"),
+        (lambda s: s["gates"].update(min_success_fraction=1.5), "gates.min_success_fraction"),
+    ],
+)
 def test_crd_rejects_a_bad_grid(helm: Path, change: Callable[[dict[str, Any]], None], where: str) -> None:
     spec = lab_spec()
     change(spec)
@@ -842,25 +1057,43 @@ def test_crd_rejects_a_bad_grid(helm: Path, change: Callable[[dict[str, Any]], N
 
 # --- the Jobs the controller renders fit the chart ----------------------------------------------
 
+
 def controller_job_manifests(manifests: list[dict[str, Any]], *, gpu: bool = False) -> list[dict[str, Any]]:
     """The lab grid's Jobs, rendered by controller/rendering.py with the settings the chart gives the controller."""
     config = one(manifests, "ConfigMap", f"{RELEASE}-controller")["data"]
     raw = lab_spec()
     raw["job"]["image"] = config["TP4_TRAINER_IMAGE"]
     if gpu:
-        raw["job"].update(image=config["TP4_GPU_TRAINER_IMAGE"], resources={"cpu": "4", "memory": "16Gi", "gpu": 1},
-                          node_selector=json.loads(config["TP4_GPU_NODE_SELECTOR"]),
-                          tolerations=json.loads(config["TP4_GPU_TOLERATIONS"]))
+        raw["job"].update(
+            image=config["TP4_GPU_TRAINER_IMAGE"],
+            resources={"cpu": "4", "memory": "16Gi", "gpu": 1},
+            node_selector=json.loads(config["TP4_GPU_NODE_SELECTOR"]),
+            tolerations=json.loads(config["TP4_GPU_TOLERATIONS"]),
+        )
     grid = parse_grid(raw, source="grid.yaml", base_dir=REPO)
-    secret_env = (SecretRef(contract.ENV_S3_ACCESS_KEY, config["TP4_S3_SECRET_NAME"], contract.ENV_S3_ACCESS_KEY),
-                  SecretRef(contract.ENV_S3_SECRET_KEY, config["TP4_S3_SECRET_NAME"], contract.ENV_S3_SECRET_KEY))
+    secret_env = (
+        SecretRef(contract.ENV_S3_ACCESS_KEY, config["TP4_S3_SECRET_NAME"], contract.ENV_S3_ACCESS_KEY),
+        SecretRef(contract.ENV_S3_SECRET_KEY, config["TP4_S3_SECRET_NAME"], contract.ENV_S3_SECRET_KEY),
+    )
     if config["TP4_MLFLOW_AUTH_SECRET_NAME"]:
-        secret_env += (SecretRef(contract.ENV_TRACKING_USERNAME, config["TP4_MLFLOW_AUTH_SECRET_NAME"], contract.ENV_TRACKING_USERNAME),
-                       SecretRef(contract.ENV_TRACKING_PASSWORD, config["TP4_MLFLOW_AUTH_SECRET_NAME"], contract.ENV_TRACKING_PASSWORD))
-    settings = RenderSettings(tracking_uri=config["MLFLOW_TRACKING_URI"], backend="kubernetes", parent_run_id="0" * 32,
-                              extra_env={contract.ENV_S3_ENDPOINT: config["AWS_ENDPOINT_URL"],
-                                         contract.ENV_S3_REGION: config["AWS_DEFAULT_REGION"]},
-                              secret_env=secret_env)
+        secret_env += (
+            SecretRef(
+                contract.ENV_TRACKING_USERNAME, config["TP4_MLFLOW_AUTH_SECRET_NAME"], contract.ENV_TRACKING_USERNAME
+            ),
+            SecretRef(
+                contract.ENV_TRACKING_PASSWORD, config["TP4_MLFLOW_AUTH_SECRET_NAME"], contract.ENV_TRACKING_PASSWORD
+            ),
+        )
+    settings = RenderSettings(
+        tracking_uri=config["MLFLOW_TRACKING_URI"],
+        backend="kubernetes",
+        parent_run_id="0" * 32,
+        extra_env={
+            contract.ENV_S3_ENDPOINT: config["AWS_ENDPOINT_URL"],
+            contract.ENV_S3_REGION: config["AWS_DEFAULT_REGION"],
+        },
+        secret_env=secret_env,
+    )
     md5 = pinned_md5(grid, base_dir=REPO)
     return render_all(grid, expand(grid, dataset_md5=md5), settings, dataset_md5=md5)
 
@@ -873,8 +1106,13 @@ def test_controller_jobs_validate_and_use_the_charts_secrets(helm: Path, value_s
     assert validation_errors(jobs) == []
     assert container_policy_violations(jobs) == [] and secret_leaks(jobs + find(manifests, "Secret")) == []
     keys = {(s["metadata"]["name"], key) for s in find(manifests, "Secret") for key in s["data"]}
-    refs = {(r["name"], r["key"]) for _, c, _ in containers(jobs) for e in c["env"]
-            for r in [e.get("valueFrom", {}).get("secretKeyRef")] if r}
+    refs = {
+        (r["name"], r["key"])
+        for _, c, _ in containers(jobs)
+        for e in c["env"]
+        for r in [e.get("valueFrom", {}).get("secretKeyRef")]
+        if r
+    }
     assert refs and refs <= keys, f"Jobs reference keys the chart's Secrets lack: {refs - keys}"
     if value_set == "gpu-values.yaml":
         pod = jobs[0]["spec"]["template"]["spec"]
@@ -890,22 +1128,34 @@ def test_controller_jobs_validate_and_use_the_charts_secrets(helm: Path, value_s
 # version as the image, against a real Postgres started like the official image starts it (POSTGRES_USER
 # with a password, scram over TCP, the chart's initdb scripts) and moto's S3 server as MinIO.
 
+
 def _free_port() -> int:
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _wait(predicate: Callable[[], bool], seconds: float, what: str, log: Path | None = None,
-          process: subprocess.Popen | None = None) -> None:
+def _wait(
+    predicate: Callable[[], bool],
+    seconds: float,
+    what: str,
+    log: Path | None = None,
+    process: subprocess.Popen | None = None,
+) -> None:
     import time
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and (process is None or process.poll() is None):
         if predicate():
             return
         time.sleep(0.5)
-    state = f"exited with {process.returncode}" if process is not None and process.poll() is not None else f"not ready after {seconds} s"
+    state = (
+        f"exited with {process.returncode}"
+        if process is not None and process.poll() is not None
+        else f"not ready after {seconds} s"
+    )
     pytest.fail(f"{what} {state}" + (f":\n{log.read_text()[-3000:]}" if log and log.exists() else ""))
 
 
@@ -914,7 +1164,9 @@ class LoopbackPostgres:
 
     def __init__(self, folder: Path, *, user: str, password: str, database: str, init_sql: dict[str, str]) -> None:
         import os
+
         import pgserver
+
         self.bin = Path(pgserver.__file__).parent / "pginstall" / "bin"
         self.folder, self.user, self.port = folder, user, _free_port()
         self.run_as: dict[str, Any] = {}
@@ -922,31 +1174,76 @@ class LoopbackPostgres:
         (folder / "password").write_text(password + "\n")
         if os.geteuid() == 0:  # postgres refuses to run as root
             import shutil as _shutil
+
             from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
+
             ensure_user_exists("pgserver")
             ensure_prefix_permissions(folder)
             _shutil.chown(folder, "pgserver", "pgserver")
             _shutil.chown(folder / "password", "pgserver", "pgserver")
             self.run_as = {"user": "pgserver"}
-        self._run("initdb", "-D", str(folder / "data"), "-U", user, f"--pwfile={folder / 'password'}",
-                  "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8")
+        self._run(
+            "initdb",
+            "-D",
+            str(folder / "data"),
+            "-U",
+            user,
+            f"--pwfile={folder / 'password'}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+        )
         self.log = folder / "postgres.log"
-        self.process = subprocess.Popen([str(self.bin / "postgres"), "-D", str(folder / "data"), "-h", "127.0.0.1",
-                                         "-p", str(self.port), "-k", str(folder)],
-                                        stdout=self.log.open("w"), stderr=subprocess.STDOUT, **self.run_as)
-        _wait(lambda: self._run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False).returncode == 0,
-              30, "postgres", self.log, self.process)
+        self.process = subprocess.Popen(
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(folder / "data"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(folder),
+            ],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            **self.run_as,
+        )
+        _wait(
+            lambda: self._run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False).returncode == 0,
+            30,
+            "postgres",
+            self.log,
+            self.process,
+        )
         self.psql("postgres", f'CREATE DATABASE "{database}"')
-        for name, sql in sorted(init_sql.items()):  # /docker-entrypoint-initdb.d/*.sql, against POSTGRES_DB
+        for _name, sql in sorted(init_sql.items()):  # /docker-entrypoint-initdb.d/*.sql, against POSTGRES_DB
             self.psql(database, sql)
 
     def _run(self, program: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.bin / program), *args], capture_output=True, text=True, timeout=60,
-                              check=check, **self.run_as)
+        return subprocess.run(
+            [str(self.bin / program), *args], capture_output=True, text=True, timeout=60, check=check, **self.run_as
+        )
 
     def psql(self, database: str, sql: str) -> str:
-        done = self._run("psql", "-h", str(self.folder), "-p", str(self.port), "-U", self.user, "-d", database,
-                         "-v", "ON_ERROR_STOP=1", "-tAc", sql, check=False)
+        done = self._run(
+            "psql",
+            "-h",
+            str(self.folder),
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-tAc",
+            sql,
+            check=False,
+        )
         if done.returncode != 0:
             pytest.fail(f"psql {sql!r}: {done.stderr}\npostgres log:\n{self.log.read_text()[-2000:]}")
         return done.stdout
@@ -956,7 +1253,9 @@ class LoopbackPostgres:
         self.process.wait(timeout=30)
 
 
-def resolve_env(container: dict[str, Any], manifests: list[dict[str, Any]], replace: Callable[[str], str]) -> dict[str, str]:
+def resolve_env(
+    container: dict[str, Any], manifests: list[dict[str, Any]], replace: Callable[[str], str]
+) -> dict[str, str]:
     """A container's environment as the kubelet gives it: literals, and secretKeyRefs read from the Secrets."""
     secrets = {s["metadata"]["name"]: s["data"] for s in find(manifests, "Secret")}
     env = {}
@@ -971,6 +1270,7 @@ def resolve_env(container: dict[str, Any], manifests: list[dict[str, Any]], repl
 @pytest.fixture
 def moto_s3():
     from moto.server import ThreadedMotoServer
+
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -980,7 +1280,9 @@ def moto_s3():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("value_set", ["defaults", "auth-values.yaml"])
-def test_charts_mlflow_runs_on_postgres_with_proxied_s3_artifacts(helm: Path, tmp_path: Path, moto_s3: str, value_set: str) -> None:
+def test_charts_mlflow_runs_on_postgres_with_proxied_s3_artifacts(
+    helm: Path, tmp_path: Path, moto_s3: str, value_set: str
+) -> None:
     import http.client
     import os
 
@@ -990,8 +1292,10 @@ def test_charts_mlflow_runs_on_postgres_with_proxied_s3_artifacts(helm: Path, tm
 
     auth = value_set == "auth-values.yaml"
     if auth and importlib.util.find_spec("flask_wtf") is None:
-        pytest.skip("MLflow's basic-auth app needs mlflow[auth] (Flask-WTF), which this environment lacks: "
-                    "pin mlflow[auth]==3.17.2 in pyproject.toml")
+        pytest.skip(
+            "MLflow's basic-auth app needs mlflow[auth] (Flask-WTF), which this environment lacks: "
+            "pin mlflow[auth]==3.17.2 in pyproject.toml"
+        )
     manifests = render(value_set)
     deployment = one(manifests, "Deployment", f"{RELEASE}-mlflow")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
@@ -1000,43 +1304,67 @@ def test_charts_mlflow_runs_on_postgres_with_proxied_s3_artifacts(helm: Path, tm
     # not under tmp_path: a concurrent pytest session resets /tmp/pytest-of-<user> to 0700, which would lock
     # the unprivileged postgres user out of its own socket
     import tempfile
+
     pg_folder = Path(tempfile.mkdtemp(prefix="tp4-chart-pg-"))
-    database = LoopbackPostgres(pg_folder, user=postgres_env["POSTGRES_USER"],
-                                password=postgres_env["POSTGRES_PASSWORD"], database=postgres_env["POSTGRES_DB"],
-                                init_sql=one(manifests, "ConfigMap", f"{RELEASE}-postgres-initdb")["data"])
+    database = LoopbackPostgres(
+        pg_folder,
+        user=postgres_env["POSTGRES_USER"],
+        password=postgres_env["POSTGRES_PASSWORD"],
+        database=postgres_env["POSTGRES_DB"],
+        init_sql=one(manifests, "ConfigMap", f"{RELEASE}-postgres-initdb")["data"],
+    )
     port = _free_port()
-    names = {f"{RELEASE}-postgres:5432": f"127.0.0.1:{database.port}", f"http://{RELEASE}-minio:9000": moto_s3,
-             f"http://{RELEASE}-mlflow:5000": f"http://127.0.0.1:{port}"}
+    names = {
+        f"{RELEASE}-postgres:5432": f"127.0.0.1:{database.port}",
+        f"http://{RELEASE}-minio:9000": moto_s3,
+        f"http://{RELEASE}-mlflow:5000": f"http://127.0.0.1:{port}",
+    }
 
     def replace(text: str) -> str:
         for service, loopback in names.items():
             text = text.replace(service, loopback)
         return text
 
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "PG"))},
-           **resolve_env(container, manifests, replace), "HOME": str(tmp_path)}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "PG"))},
+        **resolve_env(container, manifests, replace),
+        "HOME": str(tmp_path),
+    }
     if auth:
         auth_ini = tmp_path / "basic_auth.ini"
         auth_ini.write_text(replace(one(manifests, "ConfigMap", f"{RELEASE}-mlflow-auth")["data"]["basic_auth.ini"]))
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth_ini)
-    args = [replace(a).replace("--host=0.0.0.0", "--host=127.0.0.1").replace("--port=5000", f"--port={port}")
-            for a in container["args"]]
+    args = [
+        replace(a).replace("--host=0.0.0.0", "--host=127.0.0.1").replace("--port=5000", f"--port={port}")
+        for a in container["args"]
+    ]
     assert not [a for a in args if "password" in a.lower() or env["PGPASSWORD"] in a]
     try:
         # the bucket hook's command and env: the buckets are created; moto lets anonymous users list
         # them, so the check refuses it (MinIO and S3 refuse anonymous requests by default)
         hook = one(manifests, "Job", f"{RELEASE}-buckets")["spec"]["template"]["spec"]["containers"][0]
         hook_env = {**env, **resolve_env(hook, manifests, replace), "TP4_S3_WAIT_SECONDS": "20"}
-        done = subprocess.run([sys.executable, str(CHART / "files" / "s3_buckets.py"), *hook["command"][2:]],
-                              env=hook_env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, str(CHART / "files" / "s3_buckets.py"), *hook["command"][2:]],
+            env=hook_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         # (moto keeps its buckets per process, across servers: an earlier test may have created them)
         assert re.search(r"^tp4-mlflow-artifacts: (created|exists)$", done.stdout, re.M), done.stdout
         assert done.returncode == 1 and "anonymous access allowed (list)" in done.stderr, done.stdout + done.stderr
 
         log = tmp_path / "mlflow.log"
-        server = subprocess.Popen([str(Path(sys.executable).parent / container["command"][0]), *container["command"][1:], *args],
-                                  env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / container["command"][0]), *container["command"][1:], *args],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
         try:
+
             def healthy() -> bool:
                 try:
                     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -1044,24 +1372,33 @@ def test_charts_mlflow_runs_on_postgres_with_proxied_s3_artifacts(helm: Path, tm
                     return connection.getresponse().status == 200
                 except OSError:
                     return False
+
             _wait(healthy, 180, "mlflow server", log, server)
 
             # the helm test's script, with the test pod's env
             test_pod = one(manifests, "Pod", f"{RELEASE}-test-mlflow")["spec"]["containers"][0]
-            done = subprocess.run([sys.executable, str(CHART / "files" / "check_mlflow.py")],
-                                  env={**os.environ, **resolve_env(test_pod, manifests, replace)},
-                                  capture_output=True, text=True, timeout=120)
+            done = subprocess.run(
+                [sys.executable, str(CHART / "files" / "check_mlflow.py")],
+                env={**os.environ, **resolve_env(test_pod, manifests, replace)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, done.stdout + done.stderr
             assert ("without credentials the API answers 401" in done.stdout) == auth
 
             user, password = env.get("MLFLOW_AUTH_ADMIN_USERNAME", ""), env.get("MLFLOW_AUTH_ADMIN_PASSWORD", "")
-            credentials = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()} if auth else {}
+            credentials = (
+                {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()} if auth else {}
+            )
 
             def status_with_host(host: str) -> int:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                connection.request("GET", "/api/2.0/mlflow/experiments/search?max_results=1",
-                                   headers={"Host": host, **credentials})
+                connection.request(
+                    "GET", "/api/2.0/mlflow/experiments/search?max_results=1", headers={"Host": host, **credentials}
+                )
                 return connection.getresponse().status
+
             assert status_with_host(f"{RELEASE}-mlflow:5000") == 200
             assert status_with_host(f"{RELEASE}-mlflow.{NAMESPACE}.svc.cluster.local:5000") == 200
             assert status_with_host("attacker.example:5000") == 403
@@ -1081,8 +1418,13 @@ def test_charts_mlflow_runs_on_postgres_with_proxied_s3_artifacts(helm: Path, tm
             finally:
                 for key, value in saved.items():
                     os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-            s3 = boto3.client("s3", endpoint_url=moto_s3, aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                              aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=moto_s3,
+                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                region_name="us-east-1",
+            )
             keys = [o["Key"] for o in s3.list_objects_v2(Bucket="tp4-mlflow-artifacts").get("Contents", [])]
             assert any(k.endswith(f"{run.info.run_id}/artifacts/check/hello.txt") for k in keys), keys
         finally:
@@ -1100,6 +1442,7 @@ def test_charts_mlflow_runs_on_postgres_with_proxied_s3_artifacts(helm: Path, tm
 
 # --- skaffold, the kind cluster, the e2e workflow ---------------------------------------------------
 
+
 def test_skaffold_builds_three_images_and_deploys_them_by_tag(helm: Path) -> None:
     config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
@@ -1111,19 +1454,26 @@ def test_skaffold_builds_three_images_and_deploys_them_by_tag(helm: Path) -> Non
     (release,) = config["deploy"]["helm"]["releases"]
     assert (REPO / release["chartPath"]).resolve() == CHART
     # the values skaffold sets exist in the chart: render them as skaffold would
-    sets = [f"{key}={'abc1234' if key.endswith('.tag') else 'registry.local/' + key.split('.')[0]}"
-            for key in release["setValueTemplates"]]
+    sets = [
+        f"{key}={'abc1234' if key.endswith('.tag') else 'registry.local/' + key.split('.')[0]}"
+        for key in release["setValueTemplates"]
+    ]
     manifests = render("kind-values.yaml", *[arg for s in sets for arg in ("--set", s)])
     images = {c["image"] for _, c, _ in containers(manifests)}
     assert {"registry.local/mlflow:abc1234", "registry.local/controller:abc1234"} <= images
-    assert one(manifests, "ConfigMap", f"{RELEASE}-controller")["data"]["TP4_TRAINER_IMAGE"] == "registry.local/trainer:abc1234"
+    assert (
+        one(manifests, "ConfigMap", f"{RELEASE}-controller")["data"]["TP4_TRAINER_IMAGE"]
+        == "registry.local/trainer:abc1234"
+    )
     assert {key.split(".")[0] for key in release["setValueTemplates"]} == {"mlflow", "controller", "trainer"}
 
 
 def test_kind_cluster_runs_the_validated_kubernetes_version_pinned() -> None:
     config = yaml.safe_load((REPO / "kind-cluster.yaml").read_text())
     (node,) = config["nodes"]
-    assert re.fullmatch(rf"kindest/node:v{KUBERNETES_VERSION.rsplit('.', 1)[0]}\.\d+@sha256:[0-9a-f]{{64}}", node["image"])
+    assert re.fullmatch(
+        rf"kindest/node:v{KUBERNETES_VERSION.rsplit('.', 1)[0]}\.\d+@sha256:[0-9a-f]{{64}}", node["image"]
+    )
 
 
 def test_e2e_workflow_runs_only_makefile_targets() -> None:

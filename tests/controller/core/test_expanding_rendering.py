@@ -8,16 +8,20 @@ import kubernetes_validate
 import pytest
 
 import contract
-from controller.errors import InvalidInput
-from controller.core.expanding import expand, format_value
 from contract.grid import load_grid
+from controller.core.expanding import expand, format_value
 from controller.core.rendering import RenderSettings, SecretRef, render_all, torch_threads, train_args
+from controller.errors import InvalidInput
 from tests.helpers.gridfiles import MD5, lab_grid, write_grid
 
 KUBERNETES_VERSION = "1.35.0"
-SETTINGS = RenderSettings(tracking_uri="http://mlflow:5000", backend="kubernetes", parent_run_id="abc123",
-                          extra_env={"AWS_ENDPOINT_URL": "http://minio:9000"},
-                          secret_env=(SecretRef("AWS_SECRET_ACCESS_KEY", "tp4-s3", "secret-key"),))
+SETTINGS = RenderSettings(
+    tracking_uri="http://mlflow:5000",
+    backend="kubernetes",
+    parent_run_id="abc123",
+    extra_env={"AWS_ENDPOINT_URL": "http://minio:9000"},
+    secret_env=(SecretRef("AWS_SECRET_ACCESS_KEY", "tp4-s3", "secret-key"),),
+)
 
 
 def load(tmp_path: Path, **changes):
@@ -27,8 +31,15 @@ def load(tmp_path: Path, **changes):
 def test_lab_grid_expands_to_eight_stable_names(tmp_path: Path) -> None:
     points = expand(load(tmp_path), dataset_md5=MD5)
     assert [p.name for p in points] == [
-        "train-320-0.005-1", "train-320-0.005-42", "train-320-0.01-1", "train-320-0.01-42",
-        "train-416-0.005-1", "train-416-0.005-42", "train-416-0.01-1", "train-416-0.01-42"]
+        "train-320-0.005-1",
+        "train-320-0.005-42",
+        "train-320-0.01-1",
+        "train-320-0.01-42",
+        "train-416-0.005-1",
+        "train-416-0.005-42",
+        "train-416-0.01-1",
+        "train-416-0.01-42",
+    ]
     assert len({p.spec_hash for p in points}) == 8
     again = expand(load(tmp_path), dataset_md5=MD5)
     assert [p.spec_hash for p in again] == [p.spec_hash for p in points]
@@ -47,12 +58,15 @@ def test_values_format_for_names() -> None:
     assert [format_value(v) for v in (0.01, 0.005, 416, True, 1e-05)] == ["0.01", "0.005", "416", "true", "1e-05"]
 
 
-@pytest.mark.parametrize(("template", "message"), [
-    ("train-{imgsz}", "for both"),
-    ("train-{imgsz}-{lr0}-{seed}-{momentum}", "momentum, which is not an axis"),
-    ("Train_{imgsz}-{lr0}-{seed}", "not a valid Kubernetes Job name"),
-    ("train-{imgsz}-{lr0}-{seed}-" + "x" * 60, "at most 63 characters"),
-])
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("train-{imgsz}", "for both"),
+        ("train-{imgsz}-{lr0}-{seed}-{momentum}", "momentum, which is not an axis"),
+        ("Train_{imgsz}-{lr0}-{seed}", "not a valid Kubernetes Job name"),
+        ("train-{imgsz}-{lr0}-{seed}-" + "x" * 60, "at most 63 characters"),
+    ],
+)
 def test_bad_name_templates_are_refused(tmp_path: Path, template: str, message: str) -> None:
     grid = load(tmp_path, job={"name_template": template})
     with pytest.raises(InvalidInput, match=message):
@@ -63,7 +77,7 @@ def test_train_args_carry_the_hyperparameters(tmp_path: Path) -> None:
     grid = load(tmp_path)
     point = expand(grid, dataset_md5=MD5)[-1]
     args = train_args(grid, point)
-    pairs = dict(zip(args[::1], args[1::1]))
+    pairs = dict(zip(args, args[1:], strict=False))  # each flag with the word after it
     assert pairs["--imgsz"] == "416" and pairs["--lr0"] == "0.01" and pairs["--seed"] == "42"
     assert pairs["--optimizer"] == "SGD" and pairs["--data"] == "data/tiny_coco/data.yaml"
     assert "nbs=8" in args and "warmup_epochs=0" in args and pairs["--device"] == "cpu"
@@ -75,9 +89,13 @@ def manifests(tmp_path: Path, **changes) -> list[dict]:
 
 
 def test_every_manifest_validates_strictly(tmp_path: Path) -> None:
-    gpu_job = {"resources": {"cpu": "4", "memory": "8Gi", "gpu": 1}, "node_selector": {"nvidia.com/gpu.present": "true"},
-               "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-               "queue": "tp4-queue", "failure_budget": 2}
+    gpu_job = {
+        "resources": {"cpu": "4", "memory": "8Gi", "gpu": 1},
+        "node_selector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "queue": "tp4-queue",
+        "failure_budget": 2,
+    }
     for variant in ({}, {"job": gpu_job}):
         rendered = manifests(tmp_path, **variant)
         assert len(rendered) == 9
@@ -100,14 +118,20 @@ def test_labels_env_and_secrets(tmp_path: Path) -> None:
     env = {e["name"]: e for e in train["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env[contract.ENV_PARENT_RUN_ID]["value"] == "abc123"
     assert env[contract.ENV_SPEC_HASH]["value"] == labels[contract.LABEL_SPEC_HASH]
-    assert env["AWS_SECRET_ACCESS_KEY"] == {"name": "AWS_SECRET_ACCESS_KEY",
-                                            "valueFrom": {"secretKeyRef": {"name": "tp4-s3", "key": "secret-key"}}}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "tp4-s3", "key": "secret-key"}},
+    }
     assert train["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [contract.EXIT_BAD_INPUT]
 
 
 def test_gpu_points_get_limits_selectors_and_tolerations(tmp_path: Path) -> None:
-    job = {"resources": {"cpu": "4", "memory": "8Gi", "gpu": 1}, "node_selector": {"gpu": "a100"},
-           "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}], "queue": "q"}
+    job = {
+        "resources": {"cpu": "4", "memory": "8Gi", "gpu": 1},
+        "node_selector": {"gpu": "a100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+        "queue": "q",
+    }
     rendered = manifests(tmp_path, job=job)
     train, finalize = rendered[0], rendered[-1]
     pod = train["spec"]["template"]["spec"]

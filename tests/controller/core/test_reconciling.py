@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from controller.core.reconciling import (Conflict, Create, Delete, DesiredGrid, DesiredJob, GridPhase, JobPhase,
-                                    ObservedJob, is_up_to_date, reconcile)
+from controller.core.reconciling import (
+    Conflict,
+    Create,
+    Delete,
+    DesiredGrid,
+    DesiredJob,
+    GridPhase,
+    JobPhase,
+    ObservedJob,
+    is_up_to_date,
+    reconcile,
+)
 
 POINTS = tuple(DesiredJob(f"train-{i}", f"hash{i}") for i in range(4))
 FINAL = DesiredJob("finalize-lab", "fhash")
@@ -15,7 +25,9 @@ def desired(**changes) -> DesiredGrid:
     return DesiredGrid(**values)
 
 
-def job(name: str, phase: JobPhase, *, spec_hash: str | None = None, submission: str = "run2", grid: str = "lab") -> ObservedJob:
+def job(
+    name: str, phase: JobPhase, *, spec_hash: str | None = None, submission: str = "run2", grid: str = "lab"
+) -> ObservedJob:
     default_hash = FINAL.spec_hash if name == FINAL.name else "hash" + name.split("-")[-1]
     return ObservedJob(name=name, grid=grid, spec_hash=spec_hash or default_hash, submission=submission, phase=phase)
 
@@ -47,7 +59,9 @@ def test_failure_budget_stops_new_jobs_and_finalizes_with_what_there_is() -> Non
     plan = reconcile(desired(failure_budget=1), jobs)
     assert plan.actions == [Create("finalize-lab", finalizer=True)]
     assert plan.counts.skipped == 2 and "failure budget spent" in plan.message
-    running = observed(job("train-0", JobPhase.FAILED), job("train-1", JobPhase.FAILED), job("train-2", JobPhase.RUNNING))
+    running = observed(
+        job("train-0", JobPhase.FAILED), job("train-1", JobPhase.FAILED), job("train-2", JobPhase.RUNNING)
+    )
     assert reconcile(desired(failure_budget=1), running).actions == []
 
 
@@ -67,16 +81,22 @@ def test_finalizer_failed_fails_the_grid() -> None:
 
 
 def test_unchanged_finished_grid_needs_nothing() -> None:
-    done = observed(*(job(f"train-{i}", JobPhase.SUCCEEDED, submission="run1") for i in range(4)),
-                    job("finalize-lab", JobPhase.SUCCEEDED, submission="run1"))
+    done = observed(
+        *(job(f"train-{i}", JobPhase.SUCCEEDED, submission="run1") for i in range(4)),
+        job("finalize-lab", JobPhase.SUCCEEDED, submission="run1"),
+    )
     assert is_up_to_date(desired(), done)
     assert not is_up_to_date(desired(finalizer=DesiredJob("finalize-lab", "other")), done)
 
 
 def test_resubmission_retries_failed_points_and_keeps_finished_ones() -> None:
-    jobs = observed(job("train-0", JobPhase.SUCCEEDED, submission="run1"), job("train-1", JobPhase.FAILED, submission="run1"),
-                    job("train-2", JobPhase.SUCCEEDED, submission="run1"), job("train-3", JobPhase.SUCCEEDED, submission="run1"),
-                    job("finalize-lab", JobPhase.SUCCEEDED, submission="run1"))
+    jobs = observed(
+        job("train-0", JobPhase.SUCCEEDED, submission="run1"),
+        job("train-1", JobPhase.FAILED, submission="run1"),
+        job("train-2", JobPhase.SUCCEEDED, submission="run1"),
+        job("train-3", JobPhase.SUCCEEDED, submission="run1"),
+        job("finalize-lab", JobPhase.SUCCEEDED, submission="run1"),
+    )
     assert not is_up_to_date(desired(), jobs)
     plan = reconcile(desired(), jobs)
     assert plan.actions == [Delete("train-1", "failed in an earlier submission: retrying")]
