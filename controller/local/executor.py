@@ -30,7 +30,7 @@ from controller.core.reconciling import (
 from controller.core.rendering import RenderSettings, finalizer_hash, render_finalize_job, render_train_job
 from controller.errors import InvalidInput, NameClash, Problem
 from controller.local import processes, relocating, sweeping
-from controller.local.kubelet import LocalKubelet
+from controller.local.kubelet import LocalKubelet, remove_attempt_tmp
 from controller.local.state import GridState, JobRecord, grid_dir, job_owners, load_state, safe_child, save_state
 from controller.progress import ProgressView
 
@@ -117,6 +117,7 @@ class LocalExecutor:
         """What a controller that died left: stop its live attempts (never two trainings of one point),
         then end every run of this project whose process is gone."""
         for orphan in sweeping.stop_orphans(self.state):
+            remove_attempt_tmp(self.run.root, self.state.jobs[orphan.job].attempts[-1])
             what = f"stopped (pid {orphan.pid})" if orphan.stopped else "found gone"
             self.notes.append(f"{orphan.job} attempt {orphan.attempt} was left running by a controller that died: "
                               f"{what}")

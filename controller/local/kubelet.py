@@ -7,12 +7,14 @@ attempt and submission (`<job>.<submission>.<attempt>.log`, created exclusively:
 never overwritten). Processes get their own session, so Ctrl-C or a closed
 terminal reaches the controller only, which then stops them with SIGTERM (then
 SIGKILL). Each attempt records its pid and start time, so a controller started
-later can tell whether it still runs (controller.local.processes).
+later can tell whether it still runs (controller.local.processes), and gets its
+own TMPDIR under .tp4/tmp, removed when the attempt ends.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -80,9 +82,12 @@ class LocalKubelet:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = new_log(self.logs_dir, job=job.name, submission=job.submission, attempt=number)
         threads = str(self.threads_per_job)
+        tmp = attempt_tmp(self.root, str(log_path))
+        tmp.mkdir(parents=True, exist_ok=True)
         env = process_env(job.manifest, base=dict(os.environ), overrides={
             contract.ENV_ATTEMPT: str(number), contract.ENV_TORCH_THREADS: threads, "OMP_NUM_THREADS": threads,
             "YOLO_CONFIG_DIR": str(self.root / contract.EMBEDDED_DIR / "ultralytics"), "PYTHONUNBUFFERED": "1",
+            "TMPDIR": str(tmp),
         })
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
@@ -127,6 +132,7 @@ class LocalKubelet:
     def _finish_attempt(self, job: JobRecord, code: int | None, reason: str) -> None:
         attempt = job.attempts[-1]
         attempt.finished, attempt.exit_code, attempt.reason = self.clock(), code, reason
+        remove_attempt_tmp(self.root, attempt)
 
     def _finish(self, job: JobRecord, code: int | None, phase: JobPhase, reason: str) -> None:
         self._finish_attempt(job, code, reason)
@@ -156,6 +162,16 @@ class LocalKubelet:
         for name in running:
             self.stop(jobs[name], reason=reason)
         return running
+
+
+def attempt_tmp(root: Path, log: str) -> Path:
+    """The attempt's TMPDIR, `.tp4/tmp/<its log's stem>`: what a job writes to temporary folders stays
+    in the project, and what a killed one leaves there is removed when its attempt ends."""
+    return safe_child(root / contract.EMBEDDED_DIR / "tmp", Path(log).stem)
+
+
+def remove_attempt_tmp(root: Path, attempt: Attempt) -> None:
+    shutil.rmtree(attempt_tmp(root, attempt.log), ignore_errors=True)
 
 
 def new_log(logs_dir: Path, *, job: str, submission: str, attempt: int) -> Path:

@@ -120,6 +120,16 @@ def training_started(folder: Path, grid: str, *, process: subprocess.Popen[str],
     return mlflow, run, pid
 
 
+def in_first_epoch(folder: Path, grid: str) -> bool:
+    """True once the running attempt's log shows ultralytics' progress row of epoch 1 (`1/1 ...`)."""
+    job = state(folder, grid).jobs.get(POINT)
+    if job is None or not job.attempts:
+        return False
+    text = Path(job.attempts[-1].log).read_text(errors="replace")
+    start = text.find("Starting training for")
+    return start >= 0 and " 1/1 " in text[start:]
+
+
 def state(folder: Path, grid: str) -> GridState:
     return load_state(folder, grid)
 

@@ -28,6 +28,8 @@ def test_kill_9_a_training_mid_epoch(dataset: tuple[Path, str], tmp_path: Path) 
     folder = drills.new_project(dataset[0], tmp_path, dataset[1], name="kill-train")
     process = drills.start_controller(folder)
     mlflow, first, pid = drills.training_started(folder, "kill-train", process=process)
+    drills.wait_for("epoch 1 to start", lambda: drills.in_first_epoch(folder, "kill-train"), every=0.05,
+                    process=process)
     assert drills.alive(pid)
     os.kill(pid, signal.SIGKILL)
     assert process.wait(timeout=900) == 0, drills.output(folder)
@@ -41,6 +43,7 @@ def test_kill_9_a_training_mid_epoch(dataset: tuple[Path, str], tmp_path: Path) 
     parents = drills.runs(mlflow, "kill-train-e", contract.ROLE_PARENT)
     assert drills.statuses(parents) == [("parent", "", "FINISHED")]
     assert (folder / "reports" / "kill-train" / "decision.md").is_file()
+    assert not any((folder / ".tp4" / "tmp").iterdir())  # the killed attempt's temporary files removed
 
 
 def test_kill_9_the_controller_then_submit_again(dataset: tuple[Path, str], tmp_path: Path) -> None:
@@ -71,6 +74,7 @@ def test_kill_9_the_controller_then_submit_again(dataset: tuple[Path, str], tmp_
     assert job.phase.value == "Succeeded"
     logs = sorted((folder / ".tp4" / "grids" / "kill-ctl" / "logs").glob(f"{POINT}.*.log"))
     assert len(logs) == 2 and all(log.stat().st_size for log in logs)  # one per attempt and submission
+    assert not any((folder / ".tp4" / "tmp").iterdir())
 
 
 def test_sighup_stops_the_grid_as_sigterm_and_a_resubmission_starts_one_training(

@@ -61,6 +61,21 @@ def test_each_attempt_and_submission_gets_its_own_log(tmp_path: Path) -> None:
     assert [p.read_text().strip() for p in logs] == ["first", "second", "third"]
 
 
+def test_an_attempt_writes_its_temporary_files_in_the_project_and_they_go_with_it(tmp_path: Path) -> None:
+    kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
+    code = "import os, tempfile; print(tempfile.mkdtemp(prefix='tp4-train-'), flush=True); os._exit(9)"
+    leaves = job(code=code)
+    kubelet.start(leaves)
+    deadline = time.time() + 30
+    while not leaves.phase.terminal and time.time() < deadline:
+        kubelet.poll(leaves)
+        time.sleep(0.05)
+    assert [a.exit_code for a in leaves.attempts] == [9, 9]  # backoffLimit 1: retried once
+    for attempt in leaves.attempts:
+        left = Path(Path(attempt.log).read_text().strip())
+        assert left.is_relative_to(tmp_path / ".tp4" / "tmp") and not left.exists()
+
+
 def test_an_attempt_left_running_is_stopped_not_duplicated(tmp_path: Path) -> None:
     kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
     running = job()
