@@ -21,7 +21,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 import contract
-from jobs.common import dataset
+from jobs.common import dataset, mlflow_dataset, tracking
 from jobs.common.errors import BadInput
 from jobs.finalize.ranking import Ranking
 from jobs.finalize.records import ChampionInfo, RunRecord
@@ -62,10 +62,12 @@ def verified_dataset(*, data_path: str | None, ranking: Ranking) -> tuple[datase
     return verified, data_yaml
 
 
-def working_data_yaml(*, data_path: str | None, ranking: Ranking, into: Path) -> Path:
-    """data.yaml of a verified copy: ultralytics' label caches must not change the tracked folder's md5."""
+def working_data_yaml(*, data_path: str | None, ranking: Ranking,
+                      into: Path) -> tuple[dataset.VerifiedDataset, Path]:
+    """The verified dataset, and data.yaml of a copy of it: ultralytics' label caches must not change the
+    tracked folder's md5."""
     verified, data_yaml = verified_dataset(data_path=data_path, ranking=ranking)
-    return dataset.working_copy(dataset=verified, data_yaml=data_yaml, into=into)
+    return verified, dataset.working_copy(dataset=verified, data_yaml=data_yaml, into=into)
 
 
 def download_weights(*, client: MlflowClient, run_id: str, folder: Path) -> Path:
@@ -124,16 +126,24 @@ def evaluate_champion(*, client: MlflowClient, champion: ChampionInfo | None, ca
     return dataclasses.replace(champion, metrics={**champion.metrics, **metrics}), True
 
 
+def log_test_input(*, client: MlflowClient, run_id: str, verified: dataset.VerifiedDataset) -> None:
+    """The dataset the test metrics come from, as an input of the candidate's run in the `test` context."""
+    uri = mlflow_dataset.source_uri(project=tracking.project_root(), md5=verified.md5, env=os.environ)
+    mlflow_dataset.log_dataset_input(client=client, run_id=run_id, context="test", dataset=mlflow_dataset.dvc_dataset(
+        folder=verified.path, md5=verified.md5, source_uri=uri))
+
+
 def evaluate_on_test(*, client: MlflowClient, ranking: Ranking, candidate: RunRecord, champion: ChampionInfo | None,
                      data_path: str | None) -> tuple[RunRecord, ChampionInfo | None, EvaluationStatus]:
     params = dict(candidate.logged_params) or {k: str(v) for k, v in candidate.params.items()}
     with tempfile.TemporaryDirectory() as folder:
         try:
-            data_yaml = working_data_yaml(data_path=data_path, ranking=ranking, into=Path(folder))
+            verified, data_yaml = working_data_yaml(data_path=data_path, ranking=ranking, into=Path(folder))
             metrics = evaluate_run(client=client, run_id=candidate.run_id or "", params=params, data_yaml=data_yaml)
         except Skip as why:
             return candidate, champion, EvaluationStatus(evaluated=False, reason=str(why))
         log_test_metrics(client=client, run_id=candidate.run_id or "", metrics=metrics)
+        log_test_input(client=client, run_id=candidate.run_id or "", verified=verified)
         candidate = dataclasses.replace(candidate, metrics={**candidate.metrics, **metrics})
         champion, champion_done = evaluate_champion(client=client, champion=champion, candidate=candidate,
                                                     data_yaml=data_yaml)

@@ -10,37 +10,18 @@ already registered for the candidate's run instead of adding a new one.
 from __future__ import annotations
 
 import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.models import Model, ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 import contract
+from jobs.common import model
 from jobs.finalize.evaluating import BEST_WEIGHTS, Skip, download_weights
 from jobs.finalize.gridrules import GridRules
 from jobs.finalize.records import RunRecord
 from jobs.finalize.results import CHALLENGER, CHAMPION, aliases
-
-MODEL_NAME = "model"  # the LoggedModel's name
-PYFUNC_FILE = Path(__file__).resolve().parent / "yolo_pyfunc.py"
-SERVING_PACKAGES = ("ultralytics", "torch", "torchvision", "mlflow", "pandas", "pillow", "numpy")
-DEFAULT_CONF = 0.25
-
-SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("string", "image")]),
-    outputs=Schema([ColSpec("long", "image"), *(ColSpec("double", c) for c in ("x1", "y1", "x2", "y2", "score")),
-                    ColSpec("long", "class_id"), ColSpec("string", "class_name")]),
-    params=ParamSchema([ParamSpec("conf", "double", DEFAULT_CONF)]),
-)
-
-
-def pinned_requirements() -> list[str]:
-    """The serving environment: the versions installed here, pinned."""
-    return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
 
 
 def existing_version(*, client: MlflowClient, name: str, run_id: str) -> str | None:
@@ -49,20 +30,18 @@ def existing_version(*, client: MlflowClient, name: str, run_id: str) -> str | N
 
 
 def log_and_register(*, client: MlflowClient, name: str, candidate: RunRecord) -> str:
-    """Log the pyfunc model on the candidate's run and register it; the new version."""
-    run = client.get_run(candidate.run_id or "")
-    mlflow.set_tracking_uri(client.tracking_uri)
-    mlflow.set_experiment(experiment_id=run.info.experiment_id)
+    """Register the pyfunc model the candidate's train run logged (a run from before every train run
+    logged one gets it now); the new version."""
+    run_id = candidate.run_id or ""
+    if model_id := model.run_model_id(client=client, run_id=run_id):
+        version = mlflow.register_model(f"models:/{model_id}", name, tags={contract.TAG_POINT: candidate.point})
+        return str(version.version)
+    run = client.get_run(run_id)
     with tempfile.TemporaryDirectory() as folder:
-        weights = download_weights(client=client, run_id=run.info.run_id, folder=Path(folder))
-        info = Model.log(
-            artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run.info.run_id,
-            python_model=str(PYFUNC_FILE),
-            artifacts={"weights": str(weights)}, signature=SIGNATURE, pip_requirements=pinned_requirements(),
-            model_config={"imgsz": int(float(run.data.params.get("imgsz", 640))), "conf": DEFAULT_CONF},
-            registered_model_name=name, tags={contract.TAG_POINT: candidate.point},
-        )
-    return str(info.registered_model_version)
+        weights = download_weights(client=client, run_id=run_id, folder=Path(folder))
+        _, version_name = model.log_model(client=client, run_id=run_id, weights=weights, point=candidate.point,
+                                          imgsz=int(float(run.data.params.get("imgsz", 640))), registered_name=name)
+    return version_name or ""
 
 
 def tag_version(*, client: MlflowClient, rules: GridRules, candidate: RunRecord, version: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from jobs.common import connecting, dataset, termination, tracking
+from jobs.common import connecting, dataset, mlflow_dataset, model, termination, tracking
 from jobs.common.errors import BadInput, Terminated
 from jobs.train import training
 from jobs.train.options import TrainOptions, validate
@@ -134,10 +134,13 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
         tracking.log_params(client=client, run_id=run_id, params={
             "data": options.data, "dataset_md5": verified.md5, "weights": weights.spec,
             "weights_source": weights.source, "model": weights.model if weights.source != "s3" else weights.spec})
+        source = mlflow_dataset.source_uri(project=tracking.project_root(), md5=verified.md5, env=os.environ)
+        inputs = mlflow_dataset.dvc_dataset(folder=verified.path, md5=verified.md5, source_uri=source)
+        mlflow_dataset.log_dataset_input(client=client, run_id=run_id, context="train", dataset=inputs)
         result = training.train(model=model, data_yaml=data_copy, args=options.train_args(), workdir=workdir,
                                 recorder=MlflowRecorder(client=client, run_id=run_id), threads=context.threads)
         _log_outcome(client=client, run_id=run_id, options=options, context=context, result=result,
-                     workdir=workdir)
+                     workdir=workdir, dataset_name=verified.path.name, dataset_md5=verified.md5)
         if missing := tracking.missing_metrics(client=client, run_id=run_id, names=REQUIRED_METRICS):
             raise RuntimeError(f"final metrics missing or not finite: {', '.join(missing)}")
     print(f"run {run_id} FINISHED: " + ", ".join(f"{k}={result.final[k]:.4f}" for k in contract.FINAL_METRICS),
@@ -145,7 +148,7 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
 
 
 def _log_outcome(*, client: Any, run_id: str, options: TrainOptions, context: JobContext,
-                 result: training.TrainResult, workdir: Path) -> None:
+                 result: training.TrainResult, workdir: Path, dataset_name: str, dataset_md5: str) -> None:
     latency = training.inference_ms_per_image(weights=result.best, source=result.val_source, imgsz=options.imgsz,
                                               device=options.device, threads=context.threads, workdir=workdir)
     final = {name: result.final[name] for name in contract.FINAL_METRICS if name in result.final}
@@ -154,6 +157,10 @@ def _log_outcome(*, client: Any, run_id: str, options: TrainOptions, context: Jo
     tracking.log_metrics(client=client, run_id=run_id, metrics=final)
     staging = training.stage_artifacts(result=result, staging=workdir / "artifacts")
     client.log_artifacts(run_id, str(staging))
+    # best.pt as a servable pyfunc LoggedModel, its val metrics linked to it on the dataset it was trained on
+    model.log_model(client=client, run_id=run_id, weights=result.best, imgsz=options.imgsz, point=context.point,
+                    metrics={k: v for k, v in final.items() if k in contract.FINAL_METRICS},
+                    dataset=(dataset_name, dataset_md5))
 
 
 class MlflowRecorder:

@@ -408,6 +408,33 @@ def test_job_logs_final_and_epoch_metrics(finished) -> None:
 
 
 @pytest.mark.slow
+def test_job_logs_its_dataset_as_an_mlflow_input(finished) -> None:
+    client, run, _, _ = finished
+    md5 = run.data.params["dataset_md5"]
+    (entry,) = run.inputs.dataset_inputs
+    assert entry.dataset.digest == md5 and entry.dataset.name == "tiny"
+    assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "train"}
+    assert entry.dataset.source_type == "local" and "/files/md5/" in entry.dataset.source  # the DVC remote's object
+    found = client.search_runs([run.info.experiment_id], filter_string=f"dataset.digest = '{md5}'")
+    assert [r.info.run_id for r in found] == [run.info.run_id]
+
+
+@pytest.mark.slow
+def test_job_logs_its_best_weights_as_a_servable_model(finished) -> None:
+    import mlflow
+
+    from jobs.common.model import MODEL_NAME, run_model_id
+
+    client, run, _, _ = finished
+    model_id = run_model_id(client=client, run_id=run.info.run_id)
+    assert model_id is not None
+    logged = mlflow.get_logged_model(model_id)
+    assert logged.name == MODEL_NAME and logged.source_run_id == run.info.run_id
+    on_dataset = {m.key: m.value for m in logged.metrics or [] if m.dataset_name == "tiny"}
+    assert on_dataset == {k: run.data.metrics[k] for k in contract.FINAL_METRICS}  # val metrics, on their dataset
+
+
+@pytest.mark.slow
 def test_job_sets_the_contract_tags(finished) -> None:
     _, run, _, _ = finished
     tags = run.data.tags

@@ -1,0 +1,99 @@
+"""The DVC-pinned dataset as an MLflow dataset input of a run (what the UI's Dataset column and lineage show).
+
+name: the dataset folder's name (`tiny_coco`); digest: the DVC md5 (`66099f…ca46.dir`, 36 characters, the
+column's limit); source: where the pinned version lives, the DVC remote's object for that md5 when a
+remote is configured (`s3://tp4-dvc/files/md5/66/099f….dir`, `file:///…/.tp4/dvc-remote/files/md5/…`),
+else the local folder; profile: the dataset card's summary (classes, seed, images and boxes per split);
+context: the split the run used it for (`train` for a train run: its train and val splits; `test` for
+the finalizer's evaluation). Runs are then found with `mlflow.search_runs(filter_string=
+"dataset.digest = '<md5>'")`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag
+from mlflow.tracking import MlflowClient
+
+CONTEXT_TAG = "mlflow.data.context"  # MLflow's own input tag for the context
+
+
+class DvcDataset(MetaDataset):
+    """A MetaDataset (no rows loaded: MLflow records name, digest, source and profile) with a profile."""
+
+    def __init__(self, *, source: DatasetSource, name: str, digest: str, profile: dict[str, Any]) -> None:
+        super().__init__(source=source, name=name, digest=digest)
+        self._profile = profile
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        return self._profile
+
+    def to_dict(self) -> dict[str, str]:
+        config = super().to_dict()
+        config["profile"] = json.dumps(self._profile, sort_keys=True)
+        return config
+
+
+def object_uri(*, remote_url: str, md5: str) -> str:
+    """The DVC 3 object of `md5` under a remote: `<remote>/files/md5/<2 hex>/<rest>`."""
+    return f"{remote_url.rstrip('/')}/files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def remote_url(*, project: Path, env: Mapping[str, str]) -> str | None:
+    """The URL of the DVC remote a Job pulls from (TP4_DVC_REMOTE/_URL, else core.remote of
+    `<project>/.dvc/config`) as an absolute URI; None without one. DVC's own config reader resolves
+    a local remote's relative path."""
+    from dvc.config import Config
+
+    from jobs.common.dataset import remote_choice
+
+    choice = remote_choice(env=env)
+    url = choice.url
+    if url is None and (project / ".dvc").is_dir():
+        config = Config(dvc_dir=str(project / ".dvc"))
+        name = choice.name or config["core"].get("remote")
+        url = (config["remote"].get(name) or {}).get("url") if name else None
+    if not url:
+        return None
+    return str(url) if "://" in str(url) else Path(url).resolve().as_uri()
+
+
+def card_profile(*, folder: Path) -> dict[str, Any]:
+    """classes, seed and per-split image/box counts from the dataset card (card.json), {} without one."""
+    path = folder / "card.json"
+    if not path.is_file():
+        return {}
+    card = json.loads(path.read_text())
+    splits = {name: {k: split.get(k) for k in ("images", "boxes")}
+              for name, split in (card.get("splits") or {}).items()}
+    return {"classes": card.get("classes"), "seed": card.get("seed"), "splits": splits}
+
+
+def dvc_dataset(*, folder: Path, md5: str, source_uri: str | None) -> DvcDataset:
+    """The dataset pinned at `md5`, read from `folder` (the verified copy), found at `source_uri`."""
+    with warnings.catch_warnings():  # file:// matches MLflow's local source twice ("multiple ways"): same class
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(source_uri or folder.resolve().as_uri())
+    return DvcDataset(source=source, name=folder.name, digest=md5, profile=card_profile(folder=folder))
+
+
+def source_uri(*, project: Path, md5: str, env: Mapping[str, str]) -> str | None:
+    """Where the pinned version lives: the remote's object for `md5`, None without a remote."""
+    url = remote_url(project=project, env=env)
+    return object_uri(remote_url=url, md5=md5) if url else None
+
+
+def log_dataset_input(*, client: MlflowClient, run_id: str, dataset: DvcDataset, context: str) -> None:
+    """Record `dataset` as an input of run `run_id` used for `context` (train, test, ...)."""
+    entity = dataset._to_mlflow_entity()
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset=entity, tags=[InputTag(key=CONTEXT_TAG,
+                                                                                    value=context)])])
