@@ -67,7 +67,10 @@ TAG_ROLE = "tp4.role"  # "parent", "train" or "finalize"
 TAG_ATTEMPT = "tp4.attempt"
 TAG_DATASET_MD5 = "tp4.dataset_md5"
 TAG_CODE_VERSION = "tp4.code_version"
-TAG_IMAGE = "tp4.image"
+TAG_IMAGE = "tp4.image"  # only when the Job ran in a container image (a pod): its image reference
+TAG_HOST_CPU = "tp4.host.cpu"  # the CPU model the Job ran on
+TAG_HOST_GPU = "tp4.host.gpu"  # the GPU it trained on ("none": CPU only)
+TAG_TORCH_THREADS = "tp4.torch_threads"  # torch's intra-op threads during training
 TAG_BACKEND = "tp4.backend"
 TAG_WEIGHTS_SOURCE = "tp4.weights_source"  # see WEIGHTS_SOURCES
 TAG_WEIGHTS = "tp4.weights"  # what was asked for (name, path, s3:// URI, .yaml)
@@ -77,6 +80,12 @@ TAG_CLOSED_BY = "tp4.closed_by"  # why tp4 ended a run itself: its process was g
 TAG_NAMESPACE = "tp4.namespace"  # on a cluster's parent run: the Grid's namespace (the controller's orphan sweep)
 ROLE_PARENT = "parent"
 WEIGHTS_SOURCES = ("pretrained", "path", "s3", "scratch")
+
+# MLflow 3's experiment kind: model training, not GenAI (MLflow 3.17's own UI decides its pages by the
+# link's workflowType=machine_learning instead: tp4's links carry both).
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+UI_WORKFLOW_QUERY = "workflowType=machine_learning"
 
 # --- MLflow metrics --------------------------------------------------------------
 # Final validation metrics of a train run (best.pt on the val split).

@@ -109,6 +109,8 @@ def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) 
     written is bad input before any run exists); `InvalidInput` when it is deleted or unwritable."""
     experiment_id = check_experiment(mlflow, name=name)
     if experiment_id is not None:
+        if mlflow.get_experiment(experiment_id).tags.get(contract.TAG_EXPERIMENT_KIND) is None:
+            mlflow.set_experiment_tag(experiment_id, contract.TAG_EXPERIMENT_KIND, contract.EXPERIMENT_KIND_TRAINING)
         return experiment_id
     location = None
     if is_embedded(uri):
@@ -119,7 +121,8 @@ def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) 
         except OSError as error:
             raise InvalidInput([Problem("experiment", f"cannot create the artifact folder {folder}: "
                                                       f"{error.strerror or error}")]) from error
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(name, artifact_location=location,
+                                    tags={contract.TAG_EXPERIMENT_KIND: contract.EXPERIMENT_KIND_TRAINING})
 
 
 def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridPoint], experiment_id: str,
@@ -130,7 +133,8 @@ def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridP
     run = mlflow.create_run(experiment_id, run_name=f"grid-{grid.name}", tags={
         contract.TAG_ROLE: contract.ROLE_PARENT, contract.TAG_GRID: grid.name,
         contract.TAG_CODE_VERSION: contract.CODE_VERSION, contract.TAG_BACKEND: backend,
-        contract.TAG_DATASET_MD5: dataset_md5, contract.TAG_IMAGE: grid.job.image,
+        contract.TAG_DATASET_MD5: dataset_md5,
+        **({contract.TAG_IMAGE: grid.job.image} if backend == "kubernetes" else {}),  # local Jobs run in no image
         **({TAG_PROCESS: process} if process else {}),
     })
     run_id = run.info.run_id
@@ -161,11 +165,31 @@ def _describe_parent_run(mlflow: MlflowClient, *, run_id: str, grid: GridSpec, p
               **{f"train.{name}": str(value) for name, value in grid.train.items()}}
     for key, value in params.items():
         mlflow.log_param(run_id, key, value)
+    experiment_id = mlflow.get_run(run_id).info.experiment_id
+    mlflow.set_tag(run_id, "mlflow.note.content",
+                   parent_description(grid=grid, points=points, experiment_id=experiment_id))
     spec = {"spec": grid.to_dict(), "points": [p.to_dict() for p in points], "dataset_md5": dataset_md5}
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / contract.ARTIFACT_GRID_SPEC
         path.write_text(json.dumps(spec, indent=1, default=str))
         mlflow.log_artifact(run_id, str(path))
+
+
+def parent_description(*, grid: GridSpec, points: list[GridPoint], experiment_id: str) -> str:
+    """The parent run's description (Markdown, the run page's Description): what the grid is, where its
+    report is, how to compare its children."""
+    axes = ", ".join(f"`{name}` {values}" for name, values in grid.axes.items())
+    query = f"{contract.UI_WORKFLOW_QUERY}&searchFilter=tags.`{contract.TAG_GRID}`%3D'{grid.name}'"
+    return (
+        f"**tp4 grid `{grid.name}`**: {len(points)} points over {axes}; objective `{grid.objective_metric}` "
+        f"({grid.objective_direction}).\n\n"
+        f"- The decision report: this run's artifact `{contract.ARTIFACT_REPORT_DIR}/decision.md` (and "
+        f"`reports/{grid.name}/decision.md` in the project), written when every point has ended; "
+        f"`python -m controller report {grid.name}` prints its summary.\n"
+        f"- Compare the points: expand this run in the runs table, select its child runs and press "
+        f"**Compare** (or open [the grid's runs](#/experiments/{experiment_id}/runs?{query})); the charts "
+        f"view plots `epoch/mAP50-95` per point.\n"
+        f"- Each child run is one point: its params, `epoch/*` curves, plots, weights and its model.")
 
 
 def end_run(mlflow: MlflowClient, run_id: str, *, status: str, reason: str = "") -> bool:
@@ -220,7 +244,8 @@ def kill_open_runs(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: s
     return killed
 
 
-def final_metrics(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: str, point: str) -> tuple[str | None, dict[str, float]]:
+def final_metrics(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: str,
+                  point: str) -> tuple[str | None, dict[str, float]]:
     """The newest FINISHED run of a point in this submission, and its final metrics."""
     for run in runs_of_point(mlflow, experiment_id=experiment_id, parent_run_id=parent_run_id, point=point):
         if run.info.status == "FINISHED":

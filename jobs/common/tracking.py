@@ -106,7 +106,8 @@ def ensure_experiment(*, client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=_artifact_location(client=client, name=name))
+            return client.create_experiment(name, artifact_location=_artifact_location(client=client, name=name),
+                                            tags={contract.TAG_EXPERIMENT_KIND: contract.EXPERIMENT_KIND_TRAINING})
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise

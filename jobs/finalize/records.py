@@ -24,6 +24,7 @@ class RunRecord:
     metrics: Mapping[str, float] = field(default_factory=dict)
     logged_params: Mapping[str, str] = field(default_factory=dict)
     weights_source: str | None = None
+    weights: str | None = None  # what model.weights named (tag tp4.weights): a name, path or s3:// URI
     start_time: int = 0  # ms since the epoch
     url: str | None = None
 

@@ -97,7 +97,7 @@ def candidate_data(*, ranking: Ranking, candidate: RunRecord | None) -> dict[str
     params.update({k: v for k, v in candidate.params.items() if k not in params})
     config = next((c for c in ranking.configs if any(r.run_id == candidate.run_id for r in c.runs)), None)
     return {"run_id": candidate.run_id, "point": candidate.point, "url": candidate.url,
-            "weights_source": candidate.weights_source, "params": params,
+            "weights_source": candidate.weights_source, "weights": candidate.weights, "params": params,
             "configuration": config.label if config else None,
             "metrics": {m: {"val": candidate.metric(m), "test": candidate.test_metric(m),
                             "config": stat_data(config.stat(m)) if config else None}

@@ -112,7 +112,8 @@ def record(*, point: str, params: Any, run: Run | None, tracking_uri: str) -> Ru
     return RunRecord(
         point=point, params=params, status=run.info.status, run_id=run.info.run_id,
         metrics=dict(run.data.metrics), logged_params=dict(run.data.params),
-        weights_source=run.data.tags.get(contract.TAG_WEIGHTS_SOURCE), start_time=run.info.start_time or 0,
+        weights_source=run.data.tags.get(contract.TAG_WEIGHTS_SOURCE), weights=run.data.tags.get(contract.TAG_WEIGHTS),
+        start_time=run.info.start_time or 0,
         url=run_url(tracking_uri=tracking_uri, experiment_id=run.info.experiment_id, run_id=run.info.run_id))
 
 

@@ -45,12 +45,14 @@ class JobContext:
 
 def context_from_env(*, options: TrainOptions) -> JobContext:
     env = os.environ
+    backend = env.get(contract.ENV_BACKEND) or "local"
     optional = {contract.TAG_GRID: contract.ENV_GRID, contract.TAG_POINT: contract.ENV_POINT,
-                contract.TAG_SPEC_HASH: contract.ENV_SPEC_HASH, contract.TAG_ATTEMPT: contract.ENV_ATTEMPT,
-                contract.TAG_IMAGE: contract.ENV_IMAGE}
+                contract.TAG_SPEC_HASH: contract.ENV_SPEC_HASH, contract.TAG_ATTEMPT: contract.ENV_ATTEMPT}
+    if backend == "kubernetes":  # a pod runs in its image; a local process runs in no image at all
+        optional[contract.TAG_IMAGE] = contract.ENV_IMAGE
     tags = {tag: env[var] for tag, var in optional.items() if env.get(var)}
     tags |= {contract.TAG_ROLE: contract.ROLE_TRAIN, contract.TAG_CODE_VERSION: contract.CODE_VERSION,
-             contract.TAG_BACKEND: env.get(contract.ENV_BACKEND) or "local"}
+             contract.TAG_BACKEND: backend}
     return JobContext(experiment=env.get(contract.ENV_EXPERIMENT) or options.exp_name,
                       parent_run_id=env.get(contract.ENV_PARENT_RUN_ID) or None,
                       point=env.get(contract.ENV_POINT) or None, threads=_threads(), tags=tags)
@@ -124,7 +126,8 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
     else:
         experiment_id = tracking.ensure_experiment(client=client, name=context.experiment)
     tags = {**context.tags, contract.TAG_DATASET_MD5: verified.md5, contract.TAG_WEIGHTS: weights.spec,
-            contract.TAG_WEIGHTS_SOURCE: weights.source}
+            contract.TAG_WEIGHTS_SOURCE: weights.source, **training.host_tags(device=options.device,
+                                                                               threads=context.threads)}
     if weights.source == "scratch" and not weights.spec.endswith((".yaml", ".yml")):
         tags["mlflow.note.content"] = SCRATCH_NOTE.format(spec=weights.spec)
     run_name = context.point or f"train-{options.imgsz}-{options.lr0}-{options.seed}"

@@ -108,6 +108,29 @@ def check_device(*, device: str) -> None:
         raise BadInput(f"--device {device}: {exc}") from exc
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def host_tags(*, device: str, threads: int | None) -> dict[str, str]:
+    """Provenance of the training: CPU model, the GPU used ("none" on the CPU), torch's threads."""
+    import torch
+
+    on_gpu = device != "cpu" and torch.cuda.is_available()
+    return {contract.TAG_HOST_CPU: cpu_model()[:250],
+            contract.TAG_HOST_GPU: torch.cuda.get_device_name(0) if on_gpu else "none",
+            contract.TAG_TORCH_THREADS: str(threads or torch.get_num_threads())}
+
+
 def load_model(*, model: str) -> Any:
     """A YOLO model from weights or an architecture file; BadInput if unloadable."""
     from ultralytics import YOLO

@@ -440,10 +440,12 @@ def test_job_sets_the_contract_tags(finished) -> None:
     tags = run.data.tags
     expected = {contract.TAG_GRID: "tp4-e2e", contract.TAG_POINT: "train-64-0.02-3",
                 contract.TAG_SPEC_HASH: "abcdef012345", contract.TAG_ATTEMPT: "1", contract.TAG_BACKEND: "local",
-                contract.TAG_IMAGE: "tp4-trainer:test", contract.TAG_ROLE: contract.ROLE_TRAIN,
+                contract.TAG_ROLE: contract.ROLE_TRAIN, contract.TAG_HOST_GPU: "none", contract.TAG_TORCH_THREADS: "2",
                 contract.TAG_CODE_VERSION: contract.CODE_VERSION, contract.TAG_WEIGHTS_SOURCE: "path",
                 contract.TAG_WEIGHTS: str(BACKBONE), contract.TAG_DATASET_MD5: run.data.params["dataset_md5"]}
     assert {k: tags.get(k) for k in expected} == expected
+    # a local process ran in no image, whatever TP4_IMAGE says: the image tag is for pods only
+    assert contract.TAG_IMAGE not in tags and tags[contract.TAG_HOST_CPU]
 
 
 @pytest.mark.slow
