@@ -47,7 +47,8 @@ def test_kill_9_a_training_mid_epoch(dataset: tuple[Path, str], tmp_path: Path) 
 
 
 def test_kill_9_the_controller_then_submit_again(dataset: tuple[Path, str], tmp_path: Path) -> None:
-    folder = drills.new_project(dataset[0], tmp_path, dataset[1], name="kill-ctl")
+    # 10 epochs: the orphan must still train while the second controller starts (about 12 s here)
+    folder = drills.new_project(dataset[0], tmp_path, dataset[1], name="kill-ctl", train={**drills.TRAIN, "epochs": 10})
     process = drills.start_controller(folder)
     mlflow, orphan_run, orphan = drills.training_started(folder, "kill-ctl", process=process)
     process.send_signal(signal.SIGKILL)
