@@ -15,7 +15,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 import contract
-from tests.helpers.paths import BACKBONE, REPO
+from tests.helpers.paths import BACKBONE
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,8 @@ def test_grid_runs_to_a_decision_report(project: Path, submitted: subprocess.Com
     assert report.read_text().strip() and (project / "reports" / "tiny" / "runs.csv").is_file()
 
 
-def test_runs_params_metrics_and_artifacts_are_in_mlflow(project: Path, submitted: subprocess.CompletedProcess[str]) -> None:
+def test_runs_params_metrics_and_artifacts_are_in_mlflow(project: Path,
+                                                         submitted: subprocess.CompletedProcess[str]) -> None:
     mlflow = mlflow_client(project)
     experiment = mlflow.get_experiment_by_name("tiny-e2e")
     runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{contract.TAG_ROLE}` = 'train'")
@@ -98,7 +99,8 @@ def test_runs_params_metrics_and_artifacts_are_in_mlflow(project: Path, submitte
         plots = {a.path for a in mlflow.list_artifacts(run.info.run_id, "plots")}
         assert "plots/results.png" in plots
     reports = {a.path for a in mlflow.list_artifacts(parents[0].info.run_id, contract.ARTIFACT_REPORT_DIR)}
-    assert f"{contract.ARTIFACT_REPORT_DIR}/decision.md" in reports and f"{contract.ARTIFACT_REPORT_DIR}/runs.csv" in reports
+    assert f"{contract.ARTIFACT_REPORT_DIR}/decision.md" in reports
+    assert f"{contract.ARTIFACT_REPORT_DIR}/runs.csv" in reports
 
 
 def test_status_logs_and_resubmission(project: Path, submitted: subprocess.CompletedProcess[str]) -> None:
@@ -122,7 +124,8 @@ def test_bad_grid_starts_nothing(project: Path, submitted: subprocess.CompletedP
     assert not (folder / ".tp4").exists()
 
 
-def test_ctrl_c_kills_children_and_marks_runs_killed(project: Path, submitted: subprocess.CompletedProcess[str], tmp_path: Path) -> None:
+def test_ctrl_c_kills_children_and_marks_runs_killed(project: Path, submitted: subprocess.CompletedProcess[str],
+                                                     tmp_path: Path) -> None:
     folder = tmp_path / "interrupted"
     shutil.copytree(project / "data", folder / "data")
     grid = yaml.safe_load((project / "grid.yaml").read_text())
@@ -135,17 +138,21 @@ def test_ctrl_c_kills_children_and_marks_runs_killed(project: Path, submitted: s
     deadline = time.time() + 180
     while time.time() < deadline:
         time.sleep(1)
-        experiment = mlflow.get_experiment_by_name("interrupted-e2e") if (folder / ".tp4" / "mlflow.db").exists() else None
-        if experiment and len(mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{contract.TAG_ROLE}` = 'train'")) == 2:
+        created = (folder / ".tp4" / "mlflow.db").exists()
+        experiment = mlflow.get_experiment_by_name("interrupted-e2e") if created else None
+        trains = f"tags.`{contract.TAG_ROLE}` = 'train'"
+        if experiment and len(mlflow.search_runs([experiment.experiment_id], filter_string=trains)) == 2:
             break
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
     runs = mlflow.search_runs([experiment.experiment_id])
-    assert runs and all(r.info.status == "KILLED" for r in runs), [(r.data.tags.get(contract.TAG_ROLE), r.info.status) for r in runs]
+    seen = [(r.data.tags.get(contract.TAG_ROLE), r.info.status) for r in runs]
+    assert runs and all(r.info.status == "KILLED" for r in runs), seen
 
 
-def test_report_prints_the_decision_from_the_folder_or_from_mlflow(project: Path, submitted: subprocess.CompletedProcess[str]) -> None:
+def test_report_prints_the_decision_from_the_folder_or_from_mlflow(
+        project: Path, submitted: subprocess.CompletedProcess[str]) -> None:
     local = controller(project, "report", "tiny")
     assert local.returncode == 0, local.stdout + local.stderr
     assert "grid tiny: decision" in local.stdout and "candidate: train-0." in local.stdout
