@@ -21,7 +21,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 import contract
-from jobs.common import dataset, mlflow_dataset, tracking
+from jobs.common import dataset, mlflow_dataset
 from jobs.common.errors import BadInput
 from jobs.finalize.ranking import Ranking
 from jobs.finalize.records import ChampionInfo, RunRecord
@@ -128,7 +128,8 @@ def evaluate_champion(*, client: MlflowClient, champion: ChampionInfo | None, ca
 
 def log_test_input(*, client: MlflowClient, run_id: str, verified: dataset.VerifiedDataset) -> None:
     """The dataset the test metrics come from, as an input of the candidate's run in the `test` context."""
-    uri = mlflow_dataset.source_uri(project=tracking.project_root(), md5=verified.md5, env=os.environ)
+    project = mlflow_dataset.dvc_project(verified.path, Path.cwd())
+    uri = mlflow_dataset.source_uri(project=project, md5=verified.md5, env=os.environ)
     mlflow_dataset.log_dataset_input(client=client, run_id=run_id, context="test", dataset=mlflow_dataset.dvc_dataset(
         folder=verified.path, md5=verified.md5, source_uri=uri))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,12 +68,34 @@ def _threads() -> int | None:
     return int(raw)
 
 
+class PhaseClock:
+    """Seconds of wall time spent in each phase of the Job (contract.PHASE_METRICS), from the process's start."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.process_start = psutil.Process().create_time()  # epoch seconds, clock-tick resolution
+        self.seconds = {contract.METRIC_PHASE_STARTUP: max(0.0, time.time() - self.process_start)}
+        self.mark = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        """Charge the time since the previous lap to `phase` (a contract.METRIC_PHASE_* name)."""
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.mark
+        self.mark = now
+
+    def metrics(self) -> dict[str, float]:
+        """Every phase so far, plus the total since the process started."""
+        return {**self.seconds, contract.METRIC_PHASE_TOTAL: time.time() - self.process_start}
+
+
 def run_train_job(*, options: TrainOptions) -> int:
     """Run the job; returns the process exit code."""
+    clock = PhaseClock()
     training.configure_environment()
     try:
         with termination.terminate_on_signals():
-            _run(options=options)
+            _run(options=options, clock=clock)
     except BadInput as exc:
         print(f"ERROR: {exc}", file=sys.stderr, flush=True)
         return contract.EXIT_BAD_INPUT
@@ -98,28 +121,32 @@ def _failure_code(*, exc: Exception) -> int:
     return contract.EXIT_FAILED
 
 
-def _run(*, options: TrainOptions) -> None:
+def _run(*, options: TrainOptions, clock: PhaseClock) -> None:
     options = validate(options=options)
     context = context_from_env(options=options)
     tracking.wait_for_server()
+    clock.lap(contract.METRIC_PHASE_SETUP)
     data_yaml = Path(options.data)
     verified = dataset.ensure_dataset(path=data_yaml.parent)
     data_yaml = verified.path / data_yaml.name  # the folder may have been pulled into TP4_WORKSPACE
     if not data_yaml.is_file():
         raise BadInput(f"--data {data_yaml}: no such file in the verified dataset")
     print(f"dataset {verified.path}: {verified.nfiles} files, md5 {verified.md5} verified", flush=True)
+    clock.lap(contract.METRIC_PHASE_DATASET)
     training.check_device(device=options.device)
     with tempfile.TemporaryDirectory(prefix="tp4-train-") as tmp:
         workdir = Path(tmp)
         weights = resolve_weights(spec=options.model, fallback=options.fallback_model, workdir=workdir / "s3")
         model = training.load_model(model=weights.model)
+        clock.lap(contract.METRIC_PHASE_SETUP)
         data_copy = dataset.working_copy(dataset=verified, data_yaml=data_yaml, into=workdir / "data")
+        clock.lap(contract.METRIC_PHASE_DATASET)
         _tracked_training(options=options, context=context, verified=verified, weights=weights, model=model,
-                          data_copy=data_copy, workdir=workdir)
+                          data_copy=data_copy, workdir=workdir, clock=clock)
 
 
 def _tracked_training(*, options: TrainOptions, context: JobContext, verified: dataset.VerifiedDataset,
-                      weights: Weights, model: Any, data_copy: Path, workdir: Path) -> None:
+                      weights: Weights, model: Any, data_copy: Path, workdir: Path, clock: PhaseClock) -> None:
     client = tracking.make_client()
     if context.parent_run_id:
         experiment_id = tracking.parent_experiment_id(client=client, parent_run_id=context.parent_run_id)
@@ -137,13 +164,17 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
         tracking.log_params(client=client, run_id=run_id, params={
             "data": options.data, "dataset_md5": verified.md5, "weights": weights.spec,
             "weights_source": weights.source, "model": weights.model if weights.source != "s3" else weights.spec})
-        source = mlflow_dataset.source_uri(project=tracking.project_root(), md5=verified.md5, env=os.environ)
+        project = mlflow_dataset.dvc_project(verified.path, Path.cwd())
+        source = mlflow_dataset.source_uri(project=project, md5=verified.md5, env=os.environ)
         inputs = mlflow_dataset.dvc_dataset(folder=verified.path, md5=verified.md5, source_uri=source)
         mlflow_dataset.log_dataset_input(client=client, run_id=run_id, context="train", dataset=inputs)
+        clock.lap(contract.METRIC_PHASE_SETUP)
         result = training.train(model=model, data_yaml=data_copy, args=options.train_args(), workdir=workdir,
                                 recorder=MlflowRecorder(client=client, run_id=run_id), threads=context.threads)
+        clock.lap(contract.METRIC_PHASE_TRAIN)
         _log_outcome(client=client, run_id=run_id, options=options, context=context, result=result,
-                     workdir=workdir, dataset_name=verified.path.name, dataset_md5=verified.md5)
+                     workdir=workdir, dataset_name=verified.path.name, dataset_md5=verified.md5, clock=clock)
+        tracking.log_metrics(client=client, run_id=run_id, metrics=clock.metrics())
         if missing := tracking.missing_metrics(client=client, run_id=run_id, names=REQUIRED_METRICS):
             raise RuntimeError(f"final metrics missing or not finite: {', '.join(missing)}")
     print(f"run {run_id} FINISHED: " + ", ".join(f"{k}={result.final[k]:.4f}" for k in contract.FINAL_METRICS),
@@ -151,9 +182,11 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
 
 
 def _log_outcome(*, client: Any, run_id: str, options: TrainOptions, context: JobContext,
-                 result: training.TrainResult, workdir: Path, dataset_name: str, dataset_md5: str) -> None:
+                 result: training.TrainResult, workdir: Path, dataset_name: str, dataset_md5: str,
+                 clock: PhaseClock) -> None:
     latency = training.inference_ms_per_image(weights=result.best, source=result.val_source, imgsz=options.imgsz,
                                               device=options.device, threads=context.threads, workdir=workdir)
+    clock.lap(contract.METRIC_PHASE_EVAL)
     final = {name: result.final[name] for name in contract.FINAL_METRICS if name in result.final}
     final |= {contract.METRIC_TRAIN_SECONDS: result.train_seconds, contract.METRIC_LATENCY_MS: latency,
               contract.METRIC_MODEL_SIZE_MB: result.best.stat().st_size / 2**20}
@@ -164,6 +197,7 @@ def _log_outcome(*, client: Any, run_id: str, options: TrainOptions, context: Jo
     model.log_model(client=client, run_id=run_id, weights=result.best, imgsz=options.imgsz, point=context.point,
                     metrics={k: v for k, v in final.items() if k in contract.FINAL_METRICS},
                     dataset=(dataset_name, dataset_md5))
+    clock.lap(contract.METRIC_PHASE_ARTIFACTS)
 
 
 class MlflowRecorder:

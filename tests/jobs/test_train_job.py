@@ -414,7 +414,8 @@ def test_job_logs_its_dataset_as_an_mlflow_input(finished) -> None:
     (entry,) = run.inputs.dataset_inputs
     assert entry.dataset.digest == md5 and entry.dataset.name == "tiny"
     assert {t.key: t.value for t in entry.tags} == {"mlflow.data.context": "train"}
-    assert entry.dataset.source_type == "local" and "/files/md5/" in entry.dataset.source  # the DVC remote's object
+    # this DVC project has no remote: the source is the dataset's folder in it (never another project's remote)
+    assert entry.dataset.source_type == "local" and entry.dataset.source.endswith('/data/tiny"}')
     found = client.search_runs([run.info.experiment_id], filter_string=f"dataset.digest = '{md5}'")
     assert [r.info.run_id for r in found] == [run.info.run_id]
 
@@ -515,3 +516,17 @@ def wait_for_first_epoch(*, client, experiment: str, job: subprocess.Popen, time
             return runs[0].info.run_id
         time.sleep(0.5)
     raise AssertionError("no epoch logged in time")
+
+
+def test_the_dataset_source_is_the_remotes_object_for_the_pin(tmp_path: Path) -> None:
+    """With a DVC remote, the MLflow dataset's source is the remote's object of the pinned md5."""
+    from jobs.common import mlflow_dataset
+
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("[core]\n    remote = here\n['remote \"here\"']\n    url = ../store\n")
+    md5 = "66099f2d927c092b2dd598316a47ca46.dir"
+    found = mlflow_dataset.source_uri(project=mlflow_dataset.dvc_project(tmp_path / "data" / "tiny"), md5=md5, env={})
+    assert found == (tmp_path / "store").resolve().as_uri() + "/files/md5/66/099f2d927c092b2dd598316a47ca46.dir"
+    named = mlflow_dataset.source_uri(project=tmp_path, md5=md5, env={"TP4_DVC_REMOTE_URL": "s3://tp4-dvc"})
+    assert named == "s3://tp4-dvc/files/md5/66/099f2d927c092b2dd598316a47ca46.dir"
+    assert mlflow_dataset.source_uri(project=None, md5=md5, env={}) is None
