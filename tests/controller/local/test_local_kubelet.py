@@ -11,14 +11,32 @@ from controller.local.state import GridState, JobRecord, load_state, save_state
 
 
 def manifest(code: str, *, backoff: int = 1, deadline: int = 60) -> dict:
-    return {"spec": {
-        "backoffLimit": backoff, "activeDeadlineSeconds": deadline,
-        "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
-            "containerName": "train", "operator": "In", "values": [2]}}]},
-        "template": {"spec": {"containers": [{
-            "name": "train", "command": ["python", "-c", code], "args": [],
-            "env": [{"name": "GREETING", "value": "hello"},
-                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}]}}}}
+    return {
+        "spec": {
+            "backoffLimit": backoff,
+            "activeDeadlineSeconds": deadline,
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "FailJob", "onExitCodes": {"containerName": "train", "operator": "In", "values": [2]}}
+                ]
+            },
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "train",
+                            "command": ["python", "-c", code],
+                            "args": [],
+                            "env": [
+                                {"name": "GREETING", "value": "hello"},
+                                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                            ],
+                        }
+                    ]
+                }
+            },
+        }
+    }
 
 
 def run(tmp_path: Path, job: JobRecord, *, timeout: float = 30) -> JobRecord:
@@ -32,8 +50,9 @@ def run(tmp_path: Path, job: JobRecord, *, timeout: float = 30) -> JobRecord:
 
 
 def new_job(code: str, **kwargs) -> JobRecord:
-    return JobRecord(name="train-1", grid="g", spec_hash="h", submission="s", role="train",
-                     manifest=manifest(code, **kwargs))
+    return JobRecord(
+        name="train-1", grid="g", spec_hash="h", submission="s", role="train", manifest=manifest(code, **kwargs)
+    )
 
 
 def test_success_with_env_and_one_log_per_attempt(tmp_path: Path, monkeypatch) -> None:
@@ -53,8 +72,9 @@ def test_failures_are_retried_up_to_backoff_limit(tmp_path: Path) -> None:
 
 def test_retry_can_succeed(tmp_path: Path) -> None:
     marker = tmp_path / "once"
-    code = (f"import pathlib, sys; p = pathlib.Path({str(marker)!r}); ok = p.exists(); p.touch(); "
-            "sys.exit(0 if ok else 1)")
+    code = (
+        f"import pathlib, sys; p = pathlib.Path({str(marker)!r}); ok = p.exists(); p.touch(); sys.exit(0 if ok else 1)"
+    )
     job = run(tmp_path, new_job(code, backoff=1))
     assert job.phase is JobPhase.SUCCEEDED and [a.exit_code for a in job.attempts] == [1, 0]
 
@@ -70,8 +90,10 @@ def test_active_deadline_kills_the_job(tmp_path: Path) -> None:
 
 
 def test_stop_terminates_the_process_group(tmp_path: Path) -> None:
-    code = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(143)); "
-            "print('up', flush=True); time.sleep(60)")
+    code = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(143)); "
+        "print('up', flush=True); time.sleep(60)"
+    )
     job = new_job(code)
     kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
     kubelet.start(job)

@@ -31,7 +31,8 @@ def tiny_dataset(coco128: Path, folder: Path) -> tuple[Path, str]:
 
 def tiny_grid(folder: Path, md5: str, **changes) -> Path:
     grid = {
-        "name": "tiny", "experiment": "tiny-e2e",
+        "name": "tiny",
+        "experiment": "tiny-e2e",
         "dataset": {"path": "data/tiny_coco", "md5": md5},
         "model": {"weights": str(BACKBONE), "registered_name": "tiny-person"},
         "train": {"epochs": 1, "batch": 4, "nbs": 4, "warmup_epochs": 0, "workers": 0, "imgsz": 64, "seed": 1},
@@ -46,8 +47,14 @@ def tiny_grid(folder: Path, md5: str, **changes) -> Path:
 
 
 def controller(folder: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "controller", "--root", str(folder), *args], cwd=folder,
-                          capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-m", "controller", "--root", str(folder), *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +84,9 @@ def test_grid_runs_to_a_decision_report(project: Path, submitted: subprocess.Com
     assert report.read_text().strip() and (project / "reports" / "tiny" / "runs.csv").is_file()
 
 
-def test_runs_params_metrics_and_artifacts_are_in_mlflow(project: Path,
-                                                         submitted: subprocess.CompletedProcess[str]) -> None:
+def test_runs_params_metrics_and_artifacts_are_in_mlflow(
+    project: Path, submitted: subprocess.CompletedProcess[str]
+) -> None:
     mlflow = mlflow_client(project)
     experiment = mlflow.get_experiment_by_name("tiny-e2e")
     runs = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{contract.TAG_ROLE}` = 'train'")
@@ -124,16 +132,22 @@ def test_bad_grid_starts_nothing(project: Path, submitted: subprocess.CompletedP
     assert not (folder / ".tp4").exists()
 
 
-def test_ctrl_c_kills_children_and_marks_runs_killed(project: Path, submitted: subprocess.CompletedProcess[str],
-                                                     tmp_path: Path) -> None:
+def test_ctrl_c_kills_children_and_marks_runs_killed(
+    project: Path, submitted: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
     folder = tmp_path / "interrupted"
     shutil.copytree(project / "data", folder / "data")
     grid = yaml.safe_load((project / "grid.yaml").read_text())
     grid["name"], grid["experiment"] = "interrupted", "interrupted-e2e"
     grid["train"]["epochs"] = 50
     (folder / "grid.yaml").write_text(yaml.safe_dump(grid))
-    process = subprocess.Popen([sys.executable, "-m", "controller", "--root", str(folder), "submit-grid", "grid.yaml"],
-                               cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller", "--root", str(folder), "submit-grid", "grid.yaml"],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     mlflow = mlflow_client(folder)
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -152,7 +166,8 @@ def test_ctrl_c_kills_children_and_marks_runs_killed(project: Path, submitted: s
 
 
 def test_report_prints_the_decision_from_the_folder_or_from_mlflow(
-        project: Path, submitted: subprocess.CompletedProcess[str]) -> None:
+    project: Path, submitted: subprocess.CompletedProcess[str]
+) -> None:
     local = controller(project, "report", "tiny")
     assert local.returncode == 0, local.stdout + local.stderr
     assert "grid tiny: decision" in local.stdout and "candidate: train-0." in local.stdout
