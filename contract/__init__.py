@@ -106,6 +106,18 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     METRIC_LATENCY_MS: (0.0, float("inf")),
     METRIC_MODEL_SIZE_MB: (0.0, float("inf")),
 }
+# Where a train Job's wall time went, in seconds, logged at its end (bench/job_breakdown.py, the report's appendix).
+PHASE_PREFIX = "phase/"
+METRIC_PHASE_STARTUP = "phase/startup_s"  # process start -> the job's code runs (interpreter, imports)
+METRIC_PHASE_SETUP = "phase/setup_s"  # tracking server, device check, weights, model load, the MLflow run, params
+METRIC_PHASE_DATASET = "phase/dataset_s"  # dataset pull if absent, md5 verification, the working copy
+METRIC_PHASE_TRAIN = "phase/train_s"  # ultralytics' train(), its final validation included
+METRIC_FIRST_BATCH = "phase/first_batch_s"  # process start -> first training batch done (not a phase: a mark)
+METRIC_PHASE_EVAL = "phase/eval_s"  # the inference latency measurement
+METRIC_PHASE_ARTIFACTS = "phase/artifacts_s"  # final metrics, results.csv, plots, weights, the LoggedModel
+METRIC_PHASE_TOTAL = "phase/total_s"  # process start -> all of the above done
+PHASE_METRICS = (METRIC_PHASE_STARTUP, METRIC_PHASE_SETUP, METRIC_PHASE_DATASET, METRIC_PHASE_TRAIN,
+                 METRIC_PHASE_EVAL, METRIC_PHASE_ARTIFACTS, METRIC_PHASE_TOTAL)
 # Per-epoch series are logged with step=epoch (1-based) under "epoch/<name>",
 # e.g. "epoch/mAP50-95", "epoch/train_box_loss", "epoch/lr_pg0".
 EPOCH_PREFIX = "epoch/"

@@ -84,6 +84,10 @@ class PhaseClock:
         self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.mark
         self.mark = now
 
+    def mark(self, name: str, *, at: float) -> None:
+        """Record the seconds from the process's start to `at` (time.time()) under `name`."""
+        self.seconds[name] = at - self.process_start
+
     def metrics(self) -> dict[str, float]:
         """Every phase so far, plus the total since the process started."""
         return {**self.seconds, contract.METRIC_PHASE_TOTAL: time.time() - self.process_start}
@@ -172,6 +176,8 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
         result = training.train(model=model, data_yaml=data_copy, args=options.train_args(), workdir=workdir,
                                 recorder=MlflowRecorder(client=client, run_id=run_id), threads=context.threads)
         clock.lap(contract.METRIC_PHASE_TRAIN)
+        if result.first_batch_at is not None:
+            clock.mark(contract.METRIC_FIRST_BATCH, at=result.first_batch_at)
         _log_outcome(client=client, run_id=run_id, options=options, context=context, result=result,
                      workdir=workdir, dataset_name=verified.path.name, dataset_md5=verified.md5, clock=clock)
         tracking.log_metrics(client=client, run_id=run_id, metrics=clock.metrics())

@@ -39,6 +39,8 @@ CANONICAL_PLOTS = {
     "R_curve.png": r"(?:[A-Z][a-z]+)?R_curve\.png",
 }
 PLOT_SUFFIXES = (".png", ".jpg")
+# Inference latency is the median over at most this many val images (batch 1): a bounded cost per Job.
+LATENCY_IMAGES = 32
 
 
 class Recorder(Protocol):
@@ -55,6 +57,7 @@ class TrainResult:
     final: dict[str, float]  # contract.FINAL_METRICS names, best.pt on val
     train_seconds: float
     val_source: Any  # the val split, as ultralytics resolved it
+    first_batch_at: float | None = None  # time.time() when the first training batch ended
 
 
 def configure_environment() -> None:
@@ -161,6 +164,7 @@ class EpochCallbacks:
         self.lr0 = lr0
         self.threads = threads
         self.pending_epoch: int | None = None
+        self.first_batch_at: float | None = None
 
     def on_train_start(self, trainer: Any) -> None:
         import torch
@@ -172,6 +176,10 @@ class EpochCallbacks:
         self.recorder.params(values={**args, "optimizer_class": type(trainer.optimizer).__name__,
                               "lr0_effective": effective, "accumulate": trainer.accumulate,
                               "torch_threads": torch.get_num_threads()})
+
+    def on_train_batch_end(self, _: Any) -> None:
+        if self.first_batch_at is None:
+            self.first_batch_at = time.time()
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         self.pending_epoch = trainer.epoch
@@ -192,6 +200,7 @@ class EpochCallbacks:
         for event in ("on_pretrain_routine_start", "on_val_start"):
             model.add_callback(event, threads)
         model.add_callback("on_train_start", self.on_train_start)
+        model.add_callback("on_train_batch_end", self.on_train_batch_end)
         model.add_callback("on_train_epoch_end", self.on_train_epoch_end)
         model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
 
@@ -200,7 +209,8 @@ def train(
     *, model: Any, data_yaml: Path, args: dict[str, Any], workdir: Path, recorder: Recorder, threads: int | None
 ) -> TrainResult:
     """Train `model` on `data_yaml`; outputs go under `workdir`."""
-    EpochCallbacks(recorder=recorder, lr0=float(args["lr0"]), threads=threads).register(model=model)
+    callbacks = EpochCallbacks(recorder=recorder, lr0=float(args["lr0"]), threads=threads)
+    callbacks.register(model=model)
     trainer_class = owned_run_trainer(model.task_map[model.task]["trainer"])
     started = time.perf_counter()
     model.train(trainer=trainer_class, data=str(data_yaml), project=str(workdir / "runs"), name="train",
@@ -209,13 +219,15 @@ def train(
     trainer = model.trainer
     final = {metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
     return TrainResult(save_dir=Path(trainer.save_dir), best=Path(trainer.best), last=Path(trainer.last),
-                       final=final, train_seconds=seconds, val_source=trainer.data["val"])
+                       final=final, train_seconds=seconds, val_source=trainer.data["val"],
+                       first_batch_at=callbacks.first_batch_at)
 
 
 def inference_ms_per_image(
     *, weights: Path, source: Any, imgsz: int, device: str, threads: int | None, workdir: Path
 ) -> float:
-    """Median inference time per image (batch 1) over the val images; the first one warms up."""
+    """Median inference time per image (batch 1), in ms, over the first LATENCY_IMAGES val images
+    (the first one warms up and is left out)."""
     from ultralytics import YOLO
     from ultralytics.engine.results import Results
 
@@ -231,6 +243,8 @@ def inference_ms_per_image(
         if inference is None:
             raise RuntimeError(f"{weights}: ultralytics did not time the inference of {result.path}")
         times.append(inference)
+        if len(times) > LATENCY_IMAGES:
+            break
     if not times:
         raise RuntimeError(f"no val images to time in {source}")
     return statistics.median(times[1:] or times)
