@@ -76,13 +76,13 @@ class PhaseClock:
 
         self.process_start = psutil.Process().create_time()  # epoch seconds, clock-tick resolution
         self.seconds = {contract.METRIC_PHASE_STARTUP: max(0.0, time.time() - self.process_start)}
-        self.mark = time.perf_counter()
+        self.lap_start = time.perf_counter()
 
     def lap(self, phase: str) -> None:
         """Charge the time since the previous lap to `phase` (a contract.METRIC_PHASE_* name)."""
         now = time.perf_counter()
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.mark
-        self.mark = now
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.lap_start
+        self.lap_start = now
 
     def mark(self, name: str, *, at: float) -> None:
         """Record the seconds from the process's start to `at` (time.time()) under `name`."""
