@@ -9,16 +9,21 @@ from pathlib import Path
 
 from contract.errors import InvalidInput, Problem
 from contract.grid import DEFAULT_MAX_POINTS, GridSpec, load_grid
+from controller import preflight
 from controller.core.expanding import GridPoint, expand
 from controller.core.rendering import RenderSettings, render_all, to_yaml
 from controller.dataset_pin import pinned_md5
 
 
 def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = None,
-            max_points: int = DEFAULT_MAX_POINTS) -> tuple[GridSpec, list[GridPoint], str]:
+            max_points: int = DEFAULT_MAX_POINTS, backend: str | None = None,
+            notes: list[str] | None = None) -> tuple[GridSpec, list[GridPoint], str]:
     """Validate a grid file and expand it; raises InvalidInput before anything starts.
     dataset.path is relative to the project folder `root` (default: the current directory),
-    where the Jobs run; a grid of more than `max_points` points is refused."""
+    where the Jobs run; a grid of more than `max_points` points is refused.
+    With `backend` ("local" or "kubernetes"), what every point would fail on is checked too
+    (controller.preflight: the dataset against its pin or in the DVC remote, the weights); what
+    could not be checked is appended to `notes`."""
     root = root or Path.cwd()
     grid = load_grid(grid_path, base_dir=root, max_points=max_points)
     if weights:
@@ -28,6 +33,13 @@ def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = 
         points = expand(grid, dataset_md5=dataset_md5)
     except InvalidInput as error:  # the name template's problems, located in the file too
         raise InvalidInput([Problem(f"{grid_path}: {p.location}", p.message) for p in error.problems]) from error
+    if backend is not None:
+        try:
+            found = preflight.check(grid, root=root, dataset_md5=dataset_md5, backend=backend)
+        except InvalidInput as error:
+            raise InvalidInput([Problem(f"{grid_path}: {p.location}", p.message) for p in error.problems]) from error
+        if notes is not None:
+            notes += found
     return grid, points, dataset_md5
 
 

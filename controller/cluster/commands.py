@@ -66,10 +66,12 @@ def _missing(what: str, name: str, api: Kube) -> InvalidInput:
 # --- submit-grid -----------------------------------------------------------------------------
 
 def grid_spec(*, grid_path: Path, weights: str | None, parallelism: int | None,
-              max_points: int = DEFAULT_MAX_POINTS) -> tuple[dict[str, Any], GridSpec, list[GridPoint]]:
+              max_points: int = DEFAULT_MAX_POINTS, notes: list[str] | None = None,
+              ) -> tuple[dict[str, Any], GridSpec, list[GridPoint]]:
     """The Grid's spec: grid.yaml read and validated once (`prepare`, the check every backend makes),
     defaults filled, the dataset md5 pinned (the cluster has no <path>.dvc) and --parallelism applied."""
-    prepared, points, md5 = prepare(grid_path=grid_path, weights=weights, max_points=max_points)
+    prepared, points, md5 = prepare(grid_path=grid_path, weights=weights, max_points=max_points,
+                                    backend=None if notes is None else "kubernetes", notes=notes)
     if parallelism:
         prepared = prepared.with_job(parallelism=parallelism)
     spec = _without_nulls(prepared.to_dict())
@@ -177,8 +179,11 @@ def follow(api: Kube, *, name: str, asked: datetime | None, generation: int, vie
 def submit_grid(*, api: Kube, grid_path: Path, weights: str | None, parallelism: int | None, wait: bool,
                 console: Console, now: Callable[[], datetime] = lambda: datetime.now(UTC),
                 max_points: int = DEFAULT_MAX_POINTS) -> int:
+    notes: list[str] = []  # preflight (controller.preflight): what the pods share with this machine
     spec, prepared, points = grid_spec(grid_path=grid_path, weights=weights, parallelism=parallelism,
-                                       max_points=max_points)
+                                       max_points=max_points, notes=notes)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
     if warning := local_path_warning(spec, base_dir=grid_path.resolve().parent):
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     written = upsert_grid(api, spec=spec, now=now)

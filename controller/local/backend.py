@@ -29,8 +29,11 @@ class LocalBackend:
         if not wait:
             raise InvalidInput([Problem("--no-wait", "is for a cluster (--backend kubernetes): a local grid runs "
                                         "in this process")])
+        notes: list[str] = []
         grid, points, dataset_md5 = prepare(grid_path=grid_path, weights=weights, root=self.root,
-                                            max_points=max_points)
+                                            max_points=max_points, backend="local", notes=notes)
+        for note in notes:
+            console.print(f"note: {note}", highlight=False, soft_wrap=True)
         run = LocalRun(grid=grid, points=points, dataset_md5=dataset_md5, root=self.root,
                        parallelism=default_parallelism(grid, parallelism))
         console.print(f"grid [bold]{grid.name}[/]: {len(points)} points, {run.parallelism} at a time, "

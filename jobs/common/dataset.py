@@ -27,7 +27,6 @@ runs with `core.no_scm` and fills the project's cache from the remote.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import io
 import json
 import logging
@@ -42,12 +41,18 @@ from typing import IO, Any
 import yaml
 
 import contract
+from contract.dvc_listing import (  # noqa: F401  (re-exported: the jobs' names for them)
+    MAX_NAMED,
+    SKIPPED_DIRS,
+    differences,
+    file_entries,
+    file_md5,
+    listing_md5,
+    repair_commands,
+)
 from jobs.common import connecting
 from jobs.common.errors import BadInput
 
-SKIPPED_DIRS = frozenset({".git", ".hg", ".dvc"})
-CHUNK = 1 << 20
-MAX_NAMED = 10  # files named in a mismatch message
 ENV_DVC_REMOTE = contract.ENV_DVC_REMOTE
 ENV_DVC_REMOTE_URL = contract.ENV_DVC_REMOTE_URL
 URL_ONLY_REMOTE = "tp4-env"  # the name given to a remote that only TP4_DVC_REMOTE_URL defines
@@ -61,30 +66,6 @@ class VerifiedDataset:
     md5: str
     nfiles: int
     pulled: bool
-
-
-def file_md5(*, path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_entries(*, path: Path) -> list[dict[str, str]]:
-    """DVC's listing of a folder: one {"md5", "relpath"} per file, sorted by relpath."""
-    entries = []
-    for top, dirs, files in os.walk(path):
-        dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
-        for name in files:
-            file = Path(top) / name
-            entries.append({"md5": file_md5(path=file), "relpath": file.relative_to(path).as_posix()})
-    return sorted(entries, key=lambda entry: entry["relpath"])
-
-
-def listing_md5(*, entries: list[dict[str, str]]) -> str:
-    """The `.dir` md5 DVC gives a folder with this listing."""
-    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 
 def directory_md5(*, path: Path) -> str:
@@ -306,9 +287,12 @@ def working_copy(*, dataset: VerifiedDataset, data_yaml: Path, into: Path) -> Pa
 def _mismatch_message(*, path: Path, expected: str, actual: str, entries: list[dict[str, str]]) -> str:
     head = f"dataset folder {path} does not match its pinned version: md5 {actual}, expected {expected}"
     pinned = pinned_listing(path=path, md5=expected)
+    in_cache = cached_listing(path=path, md5=expected) is not None
+    repair = "\nrestore the pinned files with: " + " && ".join(
+        repair_commands(folder=str(path), expected=pinned, actual=entries, in_cache=in_cache))
     if pinned is None:
-        return head + f" (run `dvc status {dvc_file(path=path)}` / `dvc checkout` to see or restore it)"
-    return head + "\n" + "\n".join(differences(expected=pinned, actual=entries))
+        return head + f" (run `dvc status {dvc_file(path=path)}` to see it)" + repair
+    return head + "\n" + "\n".join(differences(expected=pinned, actual=entries)) + repair
 
 
 def pinned_listing(*, path: Path, md5: str) -> list[dict[str, str]] | None:
@@ -342,14 +326,3 @@ def cached_listing(*, path: Path, md5: str) -> list[dict[str, str]] | None:
     if not manifest.is_file():
         return None
     return [{"md5": e["md5"], "relpath": e["relpath"]} for e in json.loads(manifest.read_text())]
-
-
-def differences(*, expected: list[dict[str, str]], actual: list[dict[str, str]]) -> list[str]:
-    """Human lines naming missing, modified and unexpected files."""
-    want = {e["relpath"]: e["md5"] for e in expected}
-    have = {e["relpath"]: e["md5"] for e in actual}
-    lines = [f"  missing:    {p}" for p in sorted(want.keys() - have.keys())]
-    lines += [f"  modified:   {p}" for p in sorted(want.keys() & have.keys()) if want[p] != have[p]]
-    lines += [f"  unexpected: {p}" for p in sorted(have.keys() - want.keys())]
-    more = len(lines) - MAX_NAMED
-    return lines[:MAX_NAMED] + ([f"  ... and {more} more"] if more > 0 else [])
