@@ -53,7 +53,8 @@ def observed_job(job: dict[str, Any]) -> ObservedJob:
     found = labels(job)
     return ObservedJob(name=job["metadata"]["name"], grid=found.get(contract.LABEL_GRID, ""),
                        spec_hash=found.get(contract.LABEL_SPEC_HASH, ""),
-                       submission=found.get(LABEL_SUBMISSION, ""), phase=job_phase(job))
+                       submission=found.get(LABEL_SUBMISSION, ""), phase=job_phase(job),
+                       failure_reason=failure_reason(job))
 
 
 def observe(jobs: Iterable[dict[str, Any]], *, grid: str, names: Iterable[str]) -> dict[str, ObservedJob]:

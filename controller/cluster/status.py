@@ -95,7 +95,7 @@ def grid_status(previous: dict[str, Any], *, plan: Plan, observed: dict[str, Obs
                       reason="NameConflict" if clashes else "NamesFree",
                       message=listed(clashes) if clashes else "every Job name is free or this grid's",
                       generation=gen, now=now),
-            condition(previous, type_="Progressing", ok=phase not in TERMINAL, reason=phase.value,
+            condition(previous, type_="Progressing", ok=phase not in TERMINAL, reason=plan.reason or phase.value,
                       message=plan.message, generation=gen, now=now),
         ],
     }

@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# A Job that a podFailurePolicy FailJob rule failed: its container exited 2, a configuration error
+# that retrying cannot fix (the Job controller's condition reason; the local kubelet uses it too).
+CONFIGURATION_FAILURE = "PodFailurePolicy"
+CONFIGURATION_ERROR = "ConfigurationError"  # the grid's reason when such failures stop it
+MIN_CONFIGURATION_FAILURES = 2  # failed points that stop a grid (a grid of one point: that one)
+
 
 class JobPhase(StrEnum):
     PENDING = "Pending"  # created, not started yet (or suspended by a queue)
@@ -53,6 +59,7 @@ class ObservedJob:
     spec_hash: str
     submission: str
     phase: JobPhase
+    failure_reason: str = ""  # why a failed Job failed, e.g. CONFIGURATION_FAILURE, "BackoffLimitExceeded"
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,7 @@ class Plan:
     phase: GridPhase = GridPhase.PENDING
     counts: Counts = Counts()
     message: str = ""
+    reason: str = ""  # why the grid is in this phase, when the phase alone does not say (CONFIGURATION_ERROR)
 
     @property
     def creates(self) -> list[Create]:
@@ -138,7 +146,8 @@ def reconcile(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> Plan:
     blocked = sum(s == "blocked" for s in states.values())
     if blocked:
         return _blocked(desired, actions, states, blocked=blocked, failed=failed, active=active, missing=len(missing))
-    budget_spent = desired.failure_budget is not None and failed > desired.failure_budget
+    config_failed = configuration_failures(desired, observed, states)
+    budget_spent = (desired.failure_budget is not None and failed > desired.failure_budget) or bool(config_failed)
     room = 0 if budget_spent else max(0, desired.parallelism - active)
     actions += [Create(name) for name in missing[:room]]
     counts = Counts(
@@ -149,11 +158,34 @@ def reconcile(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> Plan:
         waiting=0 if budget_spent else len(missing) - min(room, len(missing)),
         skipped=len(missing) if budget_spent else 0,
     )
+    stop = _configuration_message(config_failed, counts) if config_failed else ""
     if counts.running or counts.waiting:
-        message = f"{counts.succeeded + counts.failed}/{counts.total} points done"
+        message = f"{counts.succeeded + counts.failed}/{counts.total} points done" + (f"; {stop}" if stop else "")
         return Plan(actions=actions, phase=GridPhase.RUNNING, counts=counts, message=message)
+    if config_failed and observed.get(desired.finalizer.name) is None:
+        return Plan(actions=actions, phase=GridPhase.FAILED, counts=counts, message=stop + "; finalizer skipped",
+                    reason=CONFIGURATION_ERROR)
     finalizer_actions, phase, message = _finalize(desired, observed.get(desired.finalizer.name), counts)
     return Plan(actions=actions + finalizer_actions, phase=phase, counts=counts, message=message)
+
+
+def configuration_failures(desired: DesiredGrid, observed: dict[str, ObservedJob],
+                           states: dict[str, str]) -> list[str]:
+    """The points whose failures stop the grid, or []: every point that finished in this submission
+    failed with a configuration error (exit code 2, CONFIGURATION_FAILURE), and at least
+    MIN_CONFIGURATION_FAILURES of them did (all of them, in a smaller grid). A configuration error
+    hits every point alike, so the rest would fail the same way, and a finalizer would rank nothing."""
+    finished = [p.name for p in desired.points if states.get(p.name) in ("succeeded", "failed")]
+    config = [n for n in finished if states[n] == "failed" and observed[n].failure_reason == CONFIGURATION_FAILURE]
+    enough = min(MIN_CONFIGURATION_FAILURES, len(desired.points))
+    return config if finished and len(config) == len(finished) and len(config) >= enough else []
+
+
+def _configuration_message(failed: list[str], counts: Counts) -> str:
+    named = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+    skipped = f", {counts.skipped} points not started" if counts.skipped else ""
+    return (f"{CONFIGURATION_ERROR}: {named} failed with exit code 2 (a configuration error every point "
+            f"would hit; see their logs){skipped}")
 
 
 def _blocked(desired: DesiredGrid, actions: list[Action], states: dict[str, str], *, blocked: int, failed: int,

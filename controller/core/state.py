@@ -46,8 +46,9 @@ class JobRecord:
         return self.attempts[-1].finished if self.attempts and self.phase.terminal else None
 
     def observed(self) -> ObservedJob:
+        reason = self.attempts[-1].reason if self.attempts and self.phase is JobPhase.FAILED else ""
         return ObservedJob(name=self.name, grid=self.grid, spec_hash=self.spec_hash,
-                           submission=self.submission, phase=self.phase)
+                           submission=self.submission, phase=self.phase, failure_reason=reason)
 
 
 @dataclass

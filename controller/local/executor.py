@@ -15,6 +15,8 @@ from contract.grid import GridSpec
 from controller import tracking
 from controller.core.expanding import GridPoint, finalizer_name
 from controller.core.reconciling import (
+    CONFIGURATION_ERROR,
+    CONFIGURATION_FAILURE,
     Conflict,
     Create,
     Delete,
@@ -232,9 +234,24 @@ class LocalExecutor:
                                           names=[p.name for p in self.run.points]))
         self.apply(plan)
         self.state.phase, self.state.message = plan.phase.value, plan.message
+        if plan.reason == CONFIGURATION_ERROR:
+            self.state.message += self.first_error()
         save_state(self.run.root, self.state)
         self.view.update(self.state)
         return plan
+
+    def first_error(self) -> str:
+        """The last `error:` line of a point that failed with a configuration error (its log), or ""."""
+        for job in self.state.jobs.values():
+            if job.phase is JobPhase.FAILED and job.attempts and job.attempts[-1].reason == CONFIGURATION_FAILURE:
+                try:
+                    lines = Path(job.attempts[-1].log).read_text(errors="replace").splitlines()
+                except OSError:
+                    continue
+                errors = [line.strip() for line in lines if line.strip().lower().startswith("error")]
+                if errors:
+                    return f"\n{job.name}: {errors[-1][:500]}"
+        return ""
 
     def run_to_end(self, *, sleep: Callable[[float], None] = time.sleep) -> GridPhase:
         while True:
