@@ -102,7 +102,7 @@ def check_dataset(dataset_path: str, *, root: Path, md5: str) -> tuple[Problem |
 def mismatch_message(folder: str, *, project: Path | None, md5: str, actual: str, entries: Listing) -> str:
     """Which files differ from the pin (when its listing is in the DVC cache or a local remote) and the repair."""
     expected = pinned_listing(project, md5) if project else None
-    in_cache = project is not None and (project / ".dvc" / "cache" / object_path(md5)).is_file()
+    in_cache = project is not None and (dvc_cache(project) / object_path(md5)).is_file()
     lines = [f"dataset folder {folder} does not match its pinned version: md5 {actual}, expected {md5}"]
     if expected is not None:
         lines += differences(expected=expected, actual=entries)
@@ -133,6 +133,11 @@ def dvc_config(project: Path) -> configparser.ConfigParser:
     return config
 
 
+def dvc_cache(project: Path) -> Path:
+    """The project's DVC cache: `cache.dir` (relative to .dvc/) or .dvc/cache."""
+    return (project / ".dvc" / dvc_config(project).get("cache", "dir", fallback="cache")).resolve()
+
+
 def dvc_remote(project: Path, *, env: Any) -> Remote | None:
     """The remote a Job pulls from (jobs.common.dataset.remote_choice): TP4_DVC_REMOTE_URL, else the
     url of TP4_DVC_REMOTE or core.remote; a relative local url is relative to .dvc/."""
@@ -159,7 +164,7 @@ def object_in_remote(remote: Remote, md5: str) -> bool | None:
 
 def pinned_listing(project: Path, md5: str) -> Listing | None:
     """The pinned `.dir` listing from the DVC cache, else a local remote folder; None when neither has it."""
-    places = [project / ".dvc" / "cache" / object_path(md5)]
+    places = [dvc_cache(project) / object_path(md5)]
     remote = dvc_remote(project, env=os.environ)
     if remote is not None and "://" not in remote.url:
         places.append(Path(remote.url) / object_path(md5))
