@@ -60,6 +60,11 @@ lint: $(STAMP)  ## ruff, mypy and the import-linter layering contracts (pyprojec
 test: lint  ## lint, then run the tests (unit + integration against real servers)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+BENCH_ARGS ?=
+bench: $(STAMP)  ## P1-P5 figures beside their targets in one table (bench/README.md; P3-P5 read GRID's last run: make demo first)
+	$(PY) bench/run_all.py --grid $$($(PY) -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['name'])" $(GRID)) $(BENCH_ARGS)
+
 ui: $(STAMP)  ## open the MLflow UI on the embedded store (http://127.0.0.1:$(UI_PORT))
 	$(PY) -m controller ui --port $(UI_PORT)
 

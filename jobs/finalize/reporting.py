@@ -123,6 +123,21 @@ def unranked_data(ranking: Ranking) -> list[dict[str, Any]]:
              "url": u.run.url} for u in ranking.unranked]
 
 
+def phases_data(ranking: Ranking) -> dict[str, Any]:
+    """Where the train Jobs' time went: {"names": [phase metric names logged], "configs": [{"label", "n",
+    "means": {name: mean seconds or None}}]}, empty lists when no run logged a phase (contract.PHASE_METRICS)."""
+    logged = {k for c in ranking.configs for r in c.runs for k in r.metrics}
+    names = [n for n in (*contract.PHASE_METRICS, contract.METRIC_FIRST_BATCH) if n in logged]
+    configs = []
+    for config in ranking.configs if names else ():
+        means: dict[str, float | None] = {}
+        for name in names:
+            values = [r.metrics[name] for r in config.runs if name in r.metrics and math.isfinite(r.metrics[name])]
+            means[name] = sum(values) / len(values) if values else None
+        configs.append({"label": config.label, "n": len(config.runs), "means": means})
+    return {"names": names, "configs": configs}
+
+
 def rules_data(ranking: Ranking) -> dict[str, Any]:
     rules = ranking.rules
     return {"grid": rules.name, "experiment": rules.experiment, "language": rules.language,
@@ -157,7 +172,7 @@ def report_data(inputs: ReportInputs) -> dict[str, Any]:
         "configs": [config_data(config=c, metrics=ranking.metrics) for c in ranking.configs],
         "effects": [effect_data(e) for e in ranking.effects], "seed_spread": ranking.seed_spread,
         "objective_gap": advice.objective_gap(ranking),
-        "flags": flag_data(ranking.flags), "unranked": unranked_data(ranking),
+        "flags": flag_data(ranking.flags), "unranked": unranked_data(ranking), "phases": phases_data(ranking),
         "n_points": ranking.n_points, "n_success": ranking.n_success,
         "plots": list(inputs.plots), "errors": list(inputs.errors),
     })
