@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,9 @@ from contract.grid import GridSpec, JobSettings
 from controller.core.expanding import GridPoint, finalizer_name
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+# libyaml when PyYAML was built with it (same safe schema, about 10x faster on 10,000 manifests)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 # Train flags with a name of their own (the lab's flags); any other argument goes as --arg KEY=VALUE.
 NAMED_FLAGS = ("epochs", "imgsz", "lr0", "batch", "seed", "optimizer")
 PARENT_RUN_PLACEHOLDER = "<assigned at submission>"
@@ -43,6 +47,7 @@ class RenderSettings:
     secret_env: tuple[SecretRef, ...] = ()
 
 
+@functools.cache  # one Environment: each template is compiled once, not once per Job
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True, autoescape=False)
@@ -116,7 +121,7 @@ def job_env(grid: GridSpec, settings: RenderSettings, *, dataset_md5: str,
 
 def _render(template: str, context: dict[str, Any]) -> dict[str, Any]:
     text = _environment().get_template(template).render(**context)
-    manifest = yaml.safe_load(text)
+    manifest = yaml.load(text, Loader=SAFE_LOADER)
     if not isinstance(manifest, dict):
         raise TypeError(f"{template} rendered no manifest")  # a template bug, not bad input
     return manifest
@@ -162,4 +167,4 @@ def render_all(grid: GridSpec, points: list[GridPoint], settings: RenderSettings
 
 
 def to_yaml(manifests: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(manifests, sort_keys=False)
+    return yaml.dump_all(manifests, Dumper=SAFE_DUMPER, sort_keys=False)
