@@ -26,8 +26,10 @@ def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = 
     could not be checked is appended to `notes`."""
     root = root or Path.cwd()
     grid = load_grid(grid_path, base_dir=root, max_points=max_points)
-    if weights:
-        grid = grid.with_weights(weights)
+    if weights:  # given on the command line: relative to where the command runs
+        grid = grid.with_weights(resolve_path(weights, written_in=Path.cwd(), root=root))
+    elif (resolved := resolve_path(grid.weights, written_in=grid_path.resolve().parent, root=root)) != grid.weights:
+        grid = grid.with_weights(resolved)  # written in the grid file: relative to the file's folder
     dataset_md5 = pinned_md5(grid, base_dir=root)
     try:
         points = expand(grid, dataset_md5=dataset_md5)
@@ -41,6 +43,22 @@ def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = 
         if notes is not None:
             notes += found
     return grid, points, dataset_md5
+
+
+def resolve_path(spec: str, *, written_in: Path, root: Path) -> str:
+    """A relative local path in configuration, resolved against the folder it was written in, as the Jobs
+    (which run in the project folder `root`) must see it: relative to `root` when inside it, else absolute.
+    URIs, absolute paths and names that are no file there (e.g. `yolov8n.pt`, which ultralytics knows)
+    are returned unchanged."""
+    if "://" in spec or Path(spec).is_absolute():
+        return spec
+    candidate = (written_in / spec).resolve()
+    if not candidate.exists():
+        return spec
+    try:
+        return str(candidate.relative_to(root.resolve()))
+    except ValueError:
+        return str(candidate)
 
 
 def render_grid(*, grid_path: Path, root: Path, max_points: int = DEFAULT_MAX_POINTS) -> str:
