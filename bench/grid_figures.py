@@ -118,14 +118,15 @@ def p5(root: Path, grid: str) -> list[Figure]:
         requests = serve_pages(base, grid)
         root_process = psutil.Process(server.pid)
         processes = [root_process, *root_process.children(recursive=True)]
-        rss = sum(p.memory_info().rss for p in processes) / 2**30
+        sizes = [(" ".join(p.cmdline()[1:4]), p.memory_info().rss / 2**20) for p in processes]
+        rss = sum(mb for _, mb in sizes) / 2**10
     finally:
         for child in psutil.Process(server.pid).children(recursive=True):
             child.terminate()
         server.terminate()
         server.wait(timeout=30)
     return [Figure("P5", "`controller ui` RSS, all processes, after the grid's pages", rss, "GB", "<= 0.5",
-                   rss <= 0.5, f"{len(processes)} processes, {requests} requests")]
+                   rss <= 0.5, f"{requests} requests; " + ", ".join(f"{cmd}: {mb:.0f} MB" for cmd, mb in sizes))]
 
 
 def main() -> int:
