@@ -5,7 +5,7 @@
 render   `python -m controller render` of a 10,000-point grid (--max-points): Jobs rendered per second, peak RSS.
 local    the local executor's state store (controller/local/state.py) as the executor uses it: one
          save_state per step, each step ending one Job and starting the next; the cost of a grid of
-         n points at n = N/40, N/20, N/10, the growth exponent of the total (1 = linear, 2 = quadratic)
+         n points at n = N/80, N/40, N/20, the growth exponent of the total (1 = linear, 2 = quadratic)
          and the total projected to N points.
 cluster  `python -m controller run` as a process against the tests' fake API server (real HTTP,
          tests/helpers/fake_kube.py): a Grid of N points (parallelism N) submitted; the bench marks
@@ -98,7 +98,7 @@ def simulate_local(points: int, folder: Path) -> tuple[float, int]:
 
 
 def bench_local(points: int, folder: Path) -> list[Figure]:
-    sizes = [points // 40, points // 20, points // 10]
+    sizes = [points // 80, points // 40, points // 20]
     sizes = [max(16, round(math.sqrt(s)) ** 2) for s in sizes]
     measured = [(n, *simulate_local(n, folder)) for n in sizes]
     (n1, t1, _), (n2, t2, b2) = measured[0], measured[-1]
