@@ -39,8 +39,8 @@ LOOP = r"""
 import itertools, json, sys, time
 import torch
 from ultralytics import YOLO, settings
-settings.update(mlflow=False, wandb=False, tensorboard=False, clearml=False, comet=False, dvc=False,
-                neptune=False, raytune=False, hub=False)
+settings.update({k: False for k in ("mlflow", "wandb", "tensorboard", "clearml", "comet", "dvc", "neptune",
+                                     "raytune", "hub") if k in settings})
 spec, weights, project = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 axes, train = spec["axes"], spec["train"]
 torch.set_num_threads(int(sys.argv[4]))

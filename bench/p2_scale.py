@@ -99,7 +99,7 @@ def simulate_local(points: int, folder: Path) -> tuple[float, int]:
 
 def bench_local(points: int, folder: Path) -> list[Figure]:
     sizes = [points // 80, points // 40, points // 20]
-    sizes = [max(16, round(math.sqrt(s)) ** 2) for s in sizes]
+    sizes = sorted({max(4 ** (i + 1), round(math.sqrt(s)) ** 2) for i, s in enumerate(sizes)})  # 3 distinct
     measured = [(n, *simulate_local(n, folder)) for n in sizes]
     (n1, t1, _), (n2, t2, b2) = measured[0], measured[-1]
     exponent = math.log(t2 / t1) / math.log(n2 / n1)
