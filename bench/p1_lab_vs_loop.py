@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,13 +42,13 @@ import torch
 from ultralytics import YOLO, settings
 settings.update({k: False for k in ("mlflow", "wandb", "tensorboard", "clearml", "comet", "dvc", "neptune",
                                      "raytune", "hub") if k in settings})
-spec, weights, project = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+spec, weights, project, data = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[5]
 axes, train = spec["axes"], spec["train"]
 torch.set_num_threads(int(sys.argv[4]))
 started = time.perf_counter()
 for values in itertools.product(*axes.values()):
     args = {**train, **dict(zip(axes, values))}
-    YOLO(weights).train(data="data/tiny_coco/data.yaml", project=project, name="p", exist_ok=True, device="cpu",
+    YOLO(weights).train(data=data, project=project, name="p", exist_ok=True, device="cpu",
                         plots=True, verbose=False, **args)
 print(json.dumps({"seconds": time.perf_counter() - started}))
 """
@@ -57,8 +58,12 @@ def loop_seconds(spec: dict, weights: str, folder: Path) -> float:
     env = {**os.environ, "YOLO_CONFIG_DIR": str(folder / "yolo"), "YOLO_OFFLINE": "true",
            "YOLO_AUTOINSTALL": "false"}
     out = folder / "loop.json"
+    # A copy, as the Jobs train on: ultralytics writes labels/*.cache into the folder it trains on, and
+    # the DVC-tracked folder would no longer match its pinned md5.
+    data = folder / "tiny_coco"
+    shutil.copytree(REPO / spec["dataset"]["path"], data)
     child = run_child([PYTHON, "-c", LOOP, json.dumps(spec), weights, str(folder / "loop"),
-                       str(os.cpu_count() or 1)], env=env, stdout_to=out)
+                       str(os.cpu_count() or 1), str(data / "data.yaml")], env=env, stdout_to=out)
     if child.returncode != 0:
         raise SystemExit(f"the bare loop failed: {child.output[-2000:]}")
     return float(json.loads(out.read_text().strip().splitlines()[-1])["seconds"])
