@@ -80,8 +80,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tp4-bench-p1-") as tmp:
         folder = Path(tmp)
         loop = args.skip_loop if args.skip_loop is not None else loop_seconds(spec, args.weights, folder)
+        print(f"bare loop: {loop:.1f} s", file=sys.stderr, flush=True)
         grid = {**spec, "name": GRID_NAME, "experiment": GRID_NAME,
-                "model": {**spec["model"], "registered_name": f"{GRID_NAME}-detector"}}
+                "model": {**spec["model"], "registered_name": f"{GRID_NAME}-detector"},
+                "job": {**spec["job"], "name_template": "p1-" + spec["job"]["name_template"]}}  # Job names are unique
         (folder / "grid.yaml").write_text(yaml.safe_dump(grid))
         started = time.perf_counter()
         child = run_child([PYTHON, "-m", "controller", "submit-grid", str(folder / "grid.yaml"), "--weights",
