@@ -3,15 +3,18 @@ and `data build`."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import contract
 from contract.errors import InvalidInput, Problem
 from contract.grid import DEFAULT_MAX_POINTS, GridSpec, load_grid
 from controller import preflight
 from controller.core.expanding import GridPoint, expand
 from controller.core.rendering import RenderSettings, render_all, to_yaml
+from controller.credentials import refuse_credentials_in_uri
 from controller.dataset_pin import pinned_md5
 
 
@@ -25,6 +28,7 @@ def prepare(*, grid_path: Path, weights: str | None = None, root: Path | None = 
     (controller.preflight: the dataset against its pin or in the DVC remote, the weights); what
     could not be checked is appended to `notes`."""
     root = root or Path.cwd()
+    refuse_credentials_in_uri(os.environ.get(contract.ENV_TRACKING_URI) or "")  # before any message could echo it
     grid = load_grid(grid_path, base_dir=root, max_points=max_points)
     if weights:  # given on the command line: relative to where the command runs
         grid = grid.with_weights(resolve_path(weights, written_in=Path.cwd(), root=root))

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from controller.errors import InvalidInput, Problem
 # that owns it (controller.local.processes), so a later start can tell whether it is gone.
 TAG_PROCESS = "tp4.process"
 RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+
+STORE_TRIES = 4  # opening a new SQLite store that another process is creating (see client)
 
 
 def tracking_uri(root: Path) -> str:
@@ -55,7 +58,16 @@ def client(uri: str) -> MlflowClient:
         raise InvalidInput([Problem(contract.ENV_TRACKING_URI, str(error))]) from error
     except tracking_probe.BadTimeout as error:
         raise InvalidInput([Problem(tracking_probe.ENV_CONNECT_TIMEOUT, str(error))]) from error
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for attempt in range(1, STORE_TRIES + 1):
+        try:
+            return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        except Exception as error:  # sqlalchemy's OperationalError, from MLflow's own table creation
+            # Two processes opening a new SQLite store at once both create its tables: the loser's
+            # "table ... already exists" goes away once the winner is done.
+            if attempt == STORE_TRIES or "already exists" not in str(error):
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 redact = tracking_probe.redact_uri

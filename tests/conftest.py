@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,17 @@ def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathF
     monkeypatch.setenv("YOLO_OFFLINE", "true")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.mktemp("ultralytics-config")))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_tracking_uri_leaks() -> Iterator[None]:
+    """mlflow.set_tracking_uri() (which tp4's model and registry code calls in-process) also sets the
+    MLFLOW_TRACKING_URI environment variable: after a test, neither may reach the next one, whose
+    module-scoped fixtures (a grid run in a subprocess) start before its function-scoped ones."""
+    yield
+    if "mlflow" in sys.modules:
+        sys.modules["mlflow"].set_tracking_uri(None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 @pytest.fixture

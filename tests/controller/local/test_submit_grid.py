@@ -148,18 +148,22 @@ def test_ctrl_c_kills_children_and_marks_runs_killed(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    mlflow = mlflow_client(folder)
+    # the store is opened once the controller has created it (state.json is written after its parent run):
+    # two processes creating one SQLite store at once race on its tables
+    mlflow, experiment = None, None
     deadline = time.time() + 180
     while time.time() < deadline:
         time.sleep(1)
-        created = (folder / ".tp4" / "mlflow.db").exists()
-        experiment = mlflow.get_experiment_by_name("interrupted-e2e") if created else None
+        if mlflow is None and (folder / ".tp4" / "grids" / "interrupted" / "state.json").exists():
+            mlflow = mlflow_client(folder)
+        experiment = mlflow.get_experiment_by_name("interrupted-e2e") if mlflow else None
         trains = f"tags.`{contract.TAG_ROLE}` = 'train'"
         if experiment and len(mlflow.search_runs([experiment.experiment_id], filter_string=trains)) == 2:
             break
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output
+    assert mlflow is not None and experiment is not None, output
     runs = mlflow.search_runs([experiment.experiment_id])
     seen = [(r.data.tags.get(contract.TAG_ROLE), r.info.status) for r in runs]
     assert runs and all(r.info.status == "KILLED" for r in runs), seen
