@@ -155,7 +155,8 @@ class GridRun:
     done: subprocess.CompletedProcess[str]
     seconds: float
     env: dict[str, str]
-    command_lines: list[str] = field(default_factory=list)  # `ps -eo args` of every process, sampled while it ran
+    # `ps -ww -eo args` of every process, sampled while it ran (-ww: ps cuts lines at 80 columns without a terminal)
+    command_lines: list[str] = field(default_factory=list)
 
     def job_log(self, job: str) -> str:
         """The log of the Job's first attempt (named <job>.<submission>.<attempt>.log)."""
@@ -165,7 +166,7 @@ class GridRun:
 
 def command_lines() -> list[str]:
     """The command line of every process on the machine, as any local user sees them."""
-    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout.splitlines()
+    return subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout.splitlines()
 
 
 def local_state(project: Path) -> list[str]:

@@ -164,7 +164,7 @@ def up_env_down(*, folder: Path) -> None:
         assert leaks(up.stdout + up.stderr, secrets) == 0
         for path in [folder / STATE_FILE, *folder.glob("*.log")]:
             assert leaks(path.read_text(errors="replace"), secrets) == 0, path.name
-        command_lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+        command_lines = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True).stdout
         assert "mlflow server" in command_lines and "postgres -D" in command_lines
         assert leaks(command_lines, secrets) == 0
     finally:
