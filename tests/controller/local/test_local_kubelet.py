@@ -97,7 +97,9 @@ def test_stop_terminates_the_process_group(tmp_path: Path) -> None:
     job = new_job(code)
     kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
     kubelet.start(job)
-    time.sleep(1.0)
+    log, deadline = Path(job.attempts[-1].log), time.monotonic() + 60
+    while "up" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)  # its SIGTERM handler is installed once it printed "up" (a loaded machine: seconds)
     stopped = kubelet.stop_all({job.name: job}, reason="Interrupted")
     assert stopped == ["train-1"] and job.phase is JobPhase.FAILED
     assert job.attempts[-1].exit_code == 143 and job.attempts[-1].reason == "Interrupted"
