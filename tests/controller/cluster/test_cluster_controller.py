@@ -26,26 +26,9 @@ from tests.helpers.cluster_harness import (
     small_spec,
     wait_until,
 )
-from tests.helpers.crd_schema import grid_validator
 from tests.helpers.fake_kube import RESOURCES, FakeKube
 
 POINTS = ["train-0.005-1", "train-0.005-2", "train-0.01-1", "train-0.01-2"]
-
-
-@pytest.fixture
-def kube():
-    with FakeKube(grid_schema=grid_validator()) as server:
-        yield server
-
-
-@pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-@pytest.fixture
-def mlflow(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri)
 
 
 def submit(kube: FakeKube, spec: dict, *, asked: str = "2026-01-01T00:00:00Z") -> dict:

@@ -30,24 +30,7 @@ from tests.helpers.cluster_harness import (
     small_spec,
     wait_until,
 )
-from tests.helpers.crd_schema import grid_validator
 from tests.helpers.fake_kube import FakeKube
-
-
-@pytest.fixture
-def kube():
-    with FakeKube(grid_schema=grid_validator()) as server:
-        yield server
-
-
-@pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-@pytest.fixture
-def mlflow(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri)
 
 
 def running_train_run(mlflow: MlflowClient, *, parent: str, point: str) -> str:
