@@ -79,6 +79,18 @@ TAG_PREVIOUS_CHAMPION = "tp4.previous_champion"
 TAG_CLOSED_BY = "tp4.closed_by"  # why tp4 ended a run itself: its process was gone, stopped, or setup failed
 TAG_NAMESPACE = "tp4.namespace"  # on a cluster's parent run: the Grid's namespace (the controller's orphan sweep)
 ROLE_PARENT = "parent"
+# Search (grid.yaml `search:`, controller/core/searching.py): each trial the controller asks for is recorded on
+# the parent run before its Job is created, as TAG_TRIAL_PREFIX + <point name> = JSON {"number", "params", "phase"},
+# so that a restarted controller rebuilds the study from MLflow alone.
+TAG_TRIAL_PREFIX = "tp4.trial."
+TAG_PHASE = "tp4.phase"  # on a train run: "search" or "confirm" (a re-run of a top configuration with another seed)
+PHASE_SEARCH = "search"
+PHASE_CONFIRM = "confirm"
+# Early stopping: the controller sets TAG_STOP_REQUESTED (the epoch it decided at) on a running train run; the
+# train Job checks it after each epoch, ends training cleanly and tags its run TAG_STOPPED_EARLY = the last epoch
+# trained (its final metrics logged, the run FINISHED).
+TAG_STOP_REQUESTED = "tp4.stop_requested"
+TAG_STOPPED_EARLY = "tp4.stopped_early"
 WEIGHTS_SOURCES = ("pretrained", "path", "s3", "scratch")
 
 # MLflow 3's experiment kind: model training, not GenAI (MLflow 3.17's own UI decides its pages by the
@@ -97,14 +109,23 @@ FINAL_METRICS = (METRIC_PRECISION, METRIC_RECALL, METRIC_MAP50, METRIC_MAP50_95)
 METRIC_TRAIN_SECONDS = "train_seconds"
 METRIC_LATENCY_MS = "inference_ms_per_image"
 METRIC_MODEL_SIZE_MB = "model_size_mb"
+METRIC_CPU_SECONDS = "cpu_seconds"  # CPU time the Job's process used (user + system, children included), s
+METRIC_GPU_SECONDS = "gpu_seconds"  # wall seconds of training on a GPU (0 on CPU): what a GPU node bills
+METRIC_EPOCHS = "epochs_trained"  # epochs actually trained (fewer than asked when stopped early)
 # Every metric a train run logs at its end: the only names an objective, a constraint or a gate may use.
-TRAIN_RUN_METRICS = (*FINAL_METRICS, METRIC_TRAIN_SECONDS, METRIC_LATENCY_MS, METRIC_MODEL_SIZE_MB)
+TRAIN_RUN_METRICS = (*FINAL_METRICS, METRIC_TRAIN_SECONDS, METRIC_LATENCY_MS, METRIC_MODEL_SIZE_MB,
+                     METRIC_CPU_SECONDS, METRIC_GPU_SECONDS)
+# The train-run metrics that are costs (lower is better): a second objective or a `max:` constraint.
+COST_METRICS = (METRIC_TRAIN_SECONDS, METRIC_LATENCY_MS, METRIC_MODEL_SIZE_MB, METRIC_CPU_SECONDS,
+                METRIC_GPU_SECONDS)
 # The values each can take, (low, high): a rule outside them can never hold.
 METRIC_RANGES: dict[str, tuple[float, float]] = {
     **{name: (0.0, 1.0) for name in FINAL_METRICS},
     METRIC_TRAIN_SECONDS: (0.0, float("inf")),
     METRIC_LATENCY_MS: (0.0, float("inf")),
     METRIC_MODEL_SIZE_MB: (0.0, float("inf")),
+    METRIC_CPU_SECONDS: (0.0, float("inf")),
+    METRIC_GPU_SECONDS: (0.0, float("inf")),
 }
 # Where a train Job's wall time went, in seconds, logged at its end (bench/job_breakdown.py, the report's appendix).
 PHASE_PREFIX = "phase/"

@@ -69,6 +69,7 @@ MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 20  # nesting of YAML collections
 MAX_ALIASES = 100
 DEFAULT_MAX_POINTS = 10_000
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")  # an axis of a sampled search (search.mode random/tpe)
 # ultralytics' own column names (results.csv, its console) -> the name a train run logs.
 ULTRALYTICS_METRICS = {
     "metrics/precision(B)": contract.METRIC_PRECISION, "metrics/recall(B)": contract.METRIC_RECALL,
@@ -304,17 +305,103 @@ def _check_train(value: dict[str, Any]) -> dict[str, Any]:
     return _in_order(value, TrainArguments.model_validate(value))
 
 
-def _check_axes(value: dict[str, Any]) -> dict[str, list[Any]]:
-    checked = _in_order(value, AxisValues.model_validate(value))
-    errors = []
+def _check_axes(value: dict[str, Any]) -> dict[str, list[Any] | dict[str, Any]]:
+    """Each axis: a list of values (every mode), or a distribution (`search.mode` random or tpe)."""
+    lists = {name: values for name, values in value.items() if not isinstance(values, dict)}
+    errors: list[InitErrorDetails] = []
+    checked: dict[str, Any] = {}
+    try:
+        checked.update(_in_order(lists, AxisValues.model_validate(lists)))
+    except ValidationError as error:
+        if len(lists) == len(value):
+            raise
+        errors += [InitErrorDetails(type=PydanticCustomError(e["type"], e["msg"].replace("{", "(").replace("}", ")")),
+                                    loc=tuple(e["loc"]), input=e.get("input")) for e in error.errors()]
     for name, values in checked.items():
         try:
             _distinct(name)(values)
         except PydanticCustomError as error:
             errors.append(InitErrorDetails(type=error, loc=(name,), input=values))
+    for name, spec in value.items():
+        if isinstance(spec, dict):
+            try:
+                checked[name] = _check_distribution(name, spec)
+            except _Located as located:
+                errors.append(InitErrorDetails(type=located.error, loc=(name, *located.loc), input=located.value))
     if errors:
         raise ValidationError.from_exception_data("axes", errors)
-    return checked
+    return {name: checked[name] for name in value if name in checked}
+
+
+class _Located(Exception):
+    def __init__(self, error: PydanticCustomError, loc: tuple[str | int, ...], value: object) -> None:
+        super().__init__(str(error))
+        self.error, self.loc, self.value = error, loc, value
+
+
+def _argument_value(name: str, value: object, loc: tuple[str | int, ...]) -> Any:
+    """One value of train argument `name`, checked as a grid value (canonical) or _Located."""
+    canonical, problem = argument_problem(name, value)
+    if problem:
+        raise _Located(PydanticCustomError("distribution", problem), loc, value)
+    return canonical
+
+
+def _check_distribution(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """{uniform: [a, b]} | {loguniform: [a, b]} | {int: [a, b] or [a, b, step]} | {choice: [...]}:
+    the sampled values are valid values of the argument (bounds checked as grid values)."""
+    if name not in GRID_ARGUMENTS:
+        hint = _did_you_mean(name, GRID_ARGUMENTS)
+        raise _Located(PydanticCustomError("distribution", "{name} is not an ultralytics train argument that a grid "
+                                           "may set{hint}", {"name": name, "hint": hint}), (), spec)
+    if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+        example = "{loguniform: [0.001, 0.1]}"
+        raise _Located(PydanticCustomError("distribution", "must be a list of values or one distribution: "
+                                           "{kinds}, e.g. {example}",
+                                           {"kinds": ", ".join(DISTRIBUTIONS), "example": example}), (), spec)
+    kind, args = next(iter(spec.items()))
+    loc: tuple[str | int, ...] = (kind,)
+    if not isinstance(args, list):
+        raise _Located(_fail("list_type", "must be a list", args), loc, args)
+    if kind == "choice":
+        if not args:
+            raise _Located(PydanticCustomError("distribution", "must be a non-empty list of values"), loc, args)
+        values = [_argument_value(name, v, (*loc, i)) for i, v in enumerate(args)]
+        try:
+            _distinct(name)(values)
+        except PydanticCustomError as error:
+            raise _Located(error, loc, args) from None
+        return {kind: values}
+    integral = kind == "int"
+    if len(args) not in ((2, 3) if integral else (2,)):
+        shape = "[low, high] or [low, high, step]" if integral else "[low, high]"
+        raise _Located(PydanticCustomError("distribution", f"must be {shape}"), loc, args)
+    for i, bound in enumerate(args):
+        if isinstance(bound, bool) or not isinstance(bound, int if integral else (int, float)):
+            raise _Located(_fail("distribution", "must be an integer" if integral else "must be a number", bound),
+                           (*loc, i), bound)
+    kind_ok = get_args(argument_type(name))[:1] == ((int,) if integral else (float,))
+    if not kind_ok:
+        what = "an integer" if integral else "a real-valued"
+        raise _Located(PydanticCustomError("distribution", "{name} is not {what} argument: use "
+                                           "{other} or choice", {"name": name, "what": what,
+                                                                 "other": "uniform/loguniform" if integral else "int"}),
+                       loc, args)
+    low, high = args[0], args[1]
+    if not low < high:
+        raise _Located(PydanticCustomError("distribution", "low {low} must be < high {high}",
+                                           {"low": low, "high": high}), loc, args)
+    if kind == "loguniform" and low <= 0:
+        raise _Located(_fail("distribution", "a log-uniform distribution needs low > 0", low), (*loc, 0), low)
+    step = args[2] if integral and len(args) == 3 else 1
+    if integral and (step <= 0 or (high - low) % step):
+        raise _Located(PydanticCustomError("distribution", "step {step} must be > 0 and divide high - low ({span})",
+                                           {"step": step, "span": high - low}), loc, args)
+    _argument_value(name, low, (*loc, 0))
+    _argument_value(name, high, (*loc, 1))
+    if integral and len(args) == 3:
+        _argument_value(name, low + step, (*loc, 2))  # e.g. imgsz: low and step multiples of 32
+    return {kind: [float(low), float(high)] if not integral else list(args)}
 
 
 def argument_problem(name: str, value: object) -> tuple[object, str | None]:
@@ -345,6 +432,24 @@ def _metric(value: object) -> str:
         hint = _did_you_mean(value, contract.TRAIN_RUN_METRICS, ULTRALYTICS_METRICS)
         raise PydanticCustomError("unknown_metric", "{name} is not a metric a train run logs (one of {known}){hint}",
                                   {"name": repr(value), "known": ", ".join(contract.TRAIN_RUN_METRICS), "hint": hint})
+    return value
+
+
+# Per-epoch series an early-stopping rule may read (contract.EPOCH_PREFIX + ultralytics' validation columns),
+# and which way is better.
+EPOCH_METRICS: dict[str, Direction] = {
+    **{contract.EPOCH_PREFIX + name: "maximize" for name in contract.FINAL_METRICS},
+    **{contract.EPOCH_PREFIX + f"val_{loss}_loss": "minimize" for loss in ("box", "cls", "dfl")},
+}
+
+
+def _epoch_metric(value: object) -> str:
+    if not isinstance(value, str):
+        raise _fail("string_type", "must be a string", value)
+    if value not in EPOCH_METRICS:
+        raise PydanticCustomError("unknown_metric", "{name} is not a per-epoch metric a train run logs (one of "
+                                  "{known}){hint}", {"name": repr(value), "known": ", ".join(EPOCH_METRICS),
+                                                     "hint": _did_you_mean(value, EPOCH_METRICS)})
     return value
 
 
@@ -451,9 +556,26 @@ class JobSettings(_Section):
         return value
 
 
+class SecondObjective(_Section):
+    """A second objective (a cost, usually): the report shows the Pareto front of both objectives, and the
+    candidate is the best `metric` among the front's points within `tolerance` of the best first objective."""
+
+    metric: Metric
+    direction: Direction = "minimize"
+    tolerance: Annotated[float, number(ge=0, description="absolute, in the first objective's unit")] = 0.0
+
+
 class Objective(_Section):
     metric: Metric = contract.METRIC_MAP50_95
     direction: Direction = "maximize"
+    second: SecondObjective | None = None
+
+    @model_validator(mode="after")
+    def _two_metrics(self) -> Objective:
+        if self.second is not None and self.second.metric == self.metric:
+            raise PydanticCustomError("objective", "second.metric must differ from metric ({metric})",
+                                      {"metric": self.metric})
+        return self
 
 
 class Constraint(_Section):
@@ -493,6 +615,60 @@ class Constraint(_Section):
         return float(limit)
 
 
+class Search(_Section):
+    """How points are chosen: `grid` (the cartesian product of the axes' lists), `random` (`trials` points
+    sampled from the axes, seeded) or `tpe` (Optuna's TPE sampler, `trials` points asked as earlier ones end)."""
+
+    mode: Literal["grid", "random", "tpe"] = "grid"
+    trials: Annotated[int, integer(gt=0, description="points to sample (random, tpe)")] | None = None
+    seed: Annotated[int, integer(ge=0, lt=MAX_SEED, description="the sampler's seed")] = 0
+
+
+class EarlyStopping(_Section):
+    """Stop hopeless running points from the per-epoch metrics they log to MLflow, by Optuna's pruner of `rule`:
+    median (worse than the median of finished points at the same epoch), successive_halving (not in the top
+    1/reduction_factor of its rung), threshold (worse than `threshold`). Never before `min_epochs`."""
+
+    rule: Literal["median", "successive_halving", "threshold"]
+    metric: Annotated[str, PlainValidator(lambda v: _epoch_metric(v)),
+                      WithJsonSchema({"type": "string", "enum": list(EPOCH_METRICS)})] = "epoch/mAP50-95"
+    min_epochs: Annotated[int, integer(ge=1)] = 1
+    startup_trials: Annotated[int, integer(ge=0, description="median: points that must finish first")] = 1
+    reduction_factor: Annotated[int, integer(ge=2, le=100)] = 3
+    threshold: Annotated[float, number()] | None = None
+    grace_seconds: Annotated[int, integer(gt=0, description="a stopped point's Job is deleted if it has not "
+                                          "ended this long after the request")] = 600
+
+    @model_validator(mode="after")
+    def _threshold(self) -> EarlyStopping:
+        if (self.rule == "threshold") != (self.threshold is not None):
+            raise PydanticCustomError("early_stopping", "threshold is required by rule threshold, and only by it")
+        return self
+
+    @property
+    def direction(self) -> Direction:
+        return EPOCH_METRICS[self.metric]
+
+
+class Confirm(_Section):
+    """After the search, re-run the `top` configurations with each of `seeds` (seeds already run are not run
+    again) and decide on the repeats: a mean with a `confidence` interval per configuration, and whether the
+    two best differ beyond the noise. When they cannot be separated, `tie` decides: the cheaper
+    (lower mean train_seconds), the faster (lower mean inference_ms_per_image), or no promotion."""
+
+    top: Annotated[int, integer(ge=2, le=20)] = 2
+    seeds: Annotated[list[Annotated[int, integer(ge=0, lt=MAX_SEED)]], Field(min_length=1)]
+    confidence: Annotated[float, number(ge=0.5, lt=1)] = 0.95
+    tie: Literal["cheaper", "faster", "no"] = "no"
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise _fail("duplicate", "has duplicate seeds", value)
+        return value
+
+
 class Gates(_Section):
     min_success_fraction: Fraction = 0.75
     min_objective: Annotated[float, number()] = 0.0
@@ -509,10 +685,12 @@ TrainSection = Annotated[dict[str, Any], BeforeValidator(_empty_if_none), PlainV
     lambda v: _check_train(_mapping(v))), WithJsonSchema({
         "type": "object", "x-kubernetes-preserve-unknown-fields": True,
         "description": "Fixed ultralytics train arguments (scalars), e.g. epochs, batch, optimizer."})]
-AxesSection = Annotated[dict[str, list[Any]], PlainValidator(lambda v: _check_axes(_axes_mapping(v))), WithJsonSchema({
+AxesSection = Annotated[dict[str, Any], PlainValidator(lambda v: _check_axes(_axes_mapping(v))), WithJsonSchema({
     "type": "object", "minProperties": 1,
-    "description": "Axes of the cartesian product, each a non-empty list of values of an ultralytics train argument.",
-    "additionalProperties": {"type": "array", "minItems": 1, "items": {"x-kubernetes-preserve-unknown-fields": True}}})]
+    "description": "Axes: each a non-empty list of values of an ultralytics train argument (search.mode grid, "
+                   "random, tpe) or a distribution (random, tpe): {uniform: [a, b]}, {loguniform: [a, b]}, "
+                   "{int: [a, b, step]}, {choice: [...]}.",
+    "additionalProperties": {"x-kubernetes-preserve-unknown-fields": True}})]
 
 
 def _mapping(value: object) -> dict[str, Any]:
@@ -540,6 +718,10 @@ class GridSpec(_Section):
     train: TrainSection = {}
     axes: AxesSection
     job: Annotated[JobSettings, BeforeValidator(_empty_if_none)] = JobSettings()
+    search: Annotated[Search, BeforeValidator(lambda v: {"mode": v} if isinstance(v, str) else _empty_if_none(v))
+                      ] = Search()
+    early_stopping: EarlyStopping | None = None
+    confirm: Confirm | None = None
     objective: Annotated[Objective, BeforeValidator(_empty_if_none)] = Objective()
     constraints: Annotated[list[Constraint], BeforeValidator(lambda v: [] if v is None else v)] = []
     gates: Annotated[Gates, BeforeValidator(_empty_if_none)] = Gates()
@@ -629,8 +811,18 @@ class GridSpec(_Section):
 
     @property
     def n_points(self) -> int:
-        """The number of train points: the product of the axes' lengths."""
-        return math.prod(len(values) for values in self.axes.values())
+        """The number of train points at most: the product of the axes' lengths (grid) or the trials
+        (random, tpe), plus the confirmation runs (confirm.top x confirm.seeds)."""
+        if self.search.mode == "grid":
+            searched = math.prod(len(values) for values in self.axes.values())
+        else:
+            searched = int(self.search.trials or 0)
+        return searched + (self.confirm.top * len(self.confirm.seeds) if self.confirm else 0)
+
+    @property
+    def sampled(self) -> bool:
+        """True when points are sampled (search.mode random or tpe), not enumerated."""
+        return self.search.mode != "grid"
 
     def to_dict(self) -> dict[str, Any]:
         """grid.yaml's own shape, defaults filled, JSON-ready: what grid.json's "spec" holds."""
@@ -651,6 +843,7 @@ def cross_field_problems(grid: GridSpec) -> list[tuple[tuple[str | int, ...], Py
         if name in grid.train:
             problems.append((("axes", name), PydanticCustomError(
                 "twice", "is also fixed in train.{name}: set it in one place", {"name": name}), grid.axes[name]))
+    problems += _search_problems(grid)
     low, high = contract.METRIC_RANGES[grid.objective.metric]
     threshold = float(grid.gates.min_objective)
     maximize = grid.objective.direction == "maximize"
@@ -658,6 +851,28 @@ def cross_field_problems(grid: GridSpec) -> list[tuple[tuple[str | int, ...], Py
         problems.append((("gates", "min_objective"), PydanticCustomError(
             "gate", "{metric} is in [{low}, {high}]: a gate at {value} can never be met",
             {"metric": grid.objective.metric, "low": low, "high": high, "value": threshold}), threshold))
+    return problems
+
+
+def _search_problems(grid: GridSpec) -> list[tuple[tuple[str | int, ...], PydanticCustomError, object]]:
+    problems: list[tuple[tuple[str | int, ...], PydanticCustomError, object]] = []
+    mode = grid.search.mode
+    if mode == "grid":
+        for name, values in grid.axes.items():
+            if isinstance(values, dict):
+                problems.append((("axes", name), PydanticCustomError(
+                    "distribution", "a distribution needs search.mode random or tpe (a grid enumerates lists of "
+                    "values)"), values))
+        if grid.search.trials is not None:
+            problems.append((("search", "trials"), PydanticCustomError(
+                "search", "is for search.mode random or tpe (a grid's points are its axes' product)"),
+                grid.search.trials))
+    elif grid.search.trials is None:
+        problems.append((("search", "trials"), PydanticCustomError(
+            "search", "is required by search.mode {mode}: how many points to sample", {"mode": mode}), None))
+    if grid.confirm is not None and "seed" in grid.axes and isinstance(grid.axes["seed"], dict):
+        problems.append((("confirm",), PydanticCustomError(
+            "confirm", "needs seed to be fixed or a list (a sampled seed is not a repeat)"), None))
     return problems
 
 
