@@ -7,6 +7,12 @@ it always ends FINISHED, FAILED or KILLED. The tracking server is checked
 first (cheap; a wrong password must not cost a dataset pull); an endpoint
 still down after TP4_CONNECT_TIMEOUT_S is exit code 1, so the Job is retried.
 Exit code 0 only when the run is FINISHED with its final metrics.
+
+Early stopping: after each epoch the Job reads its run's tags; when the
+controller has set contract.TAG_STOP_REQUESTED, training ends after that epoch
+the way a last epoch ends (final validation of best.pt, plots), the Job logs
+its final metrics and artifacts as usual, tags the run
+contract.TAG_STOPPED_EARLY = the last epoch trained, and the run ends FINISHED.
 """
 
 from __future__ import annotations
@@ -27,8 +33,7 @@ from jobs.train import training
 from jobs.train.options import TrainOptions, validate
 from jobs.train.weights import Weights, resolve_weights
 
-REQUIRED_METRICS = contract.FINAL_METRICS + (
-    contract.METRIC_TRAIN_SECONDS, contract.METRIC_LATENCY_MS, contract.METRIC_MODEL_SIZE_MB)
+REQUIRED_METRICS = contract.TRAIN_RUN_METRICS + (contract.METRIC_EPOCHS,)
 SCRATCH_NOTE = ("Trained FROM SCRATCH: the pretrained weights {spec} could not be fetched; "
                 "metrics after a few epochs are noise.")
 
@@ -91,6 +96,15 @@ class PhaseClock:
     def metrics(self) -> dict[str, float]:
         """Every phase so far, plus the total since the process started."""
         return {**self.seconds, contract.METRIC_PHASE_TOTAL: time.time() - self.process_start}
+
+
+def cpu_seconds() -> float:
+    """CPU time, in seconds (user + system), this process used since it started, plus that of its children
+    that have ended and been waited for (dataloader workers, subprocesses): contract.METRIC_CPU_SECONDS."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def run_train_job(*, options: TrainOptions) -> int:
@@ -178,6 +192,10 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
         clock.lap(contract.METRIC_PHASE_TRAIN)
         if result.first_batch_at is not None:
             clock.mark(contract.METRIC_FIRST_BATCH, at=result.first_batch_at)
+        if result.stopped_early:
+            tracking.log_tags(client=client, run_id=run_id, tags={contract.TAG_STOPPED_EARLY: result.epochs})
+            print(f"run {run_id}: stopped early at the controller's request, after epoch {result.epochs} "
+                  f"of {options.epochs}", flush=True)
         _log_outcome(client=client, run_id=run_id, options=options, context=context, result=result,
                      workdir=workdir, dataset_name=verified.path.name, dataset_md5=verified.md5, clock=clock)
         tracking.log_metrics(client=client, run_id=run_id, metrics=clock.metrics())
@@ -195,7 +213,9 @@ def _log_outcome(*, client: Any, run_id: str, options: TrainOptions, context: Jo
     clock.lap(contract.METRIC_PHASE_EVAL)
     final = {name: result.final[name] for name in contract.FINAL_METRICS if name in result.final}
     final |= {contract.METRIC_TRAIN_SECONDS: result.train_seconds, contract.METRIC_LATENCY_MS: latency,
-              contract.METRIC_MODEL_SIZE_MB: result.best.stat().st_size / 2**20}
+              contract.METRIC_MODEL_SIZE_MB: result.best.stat().st_size / 2**20,
+              contract.METRIC_CPU_SECONDS: cpu_seconds(), contract.METRIC_GPU_SECONDS: result.gpu_seconds,
+              contract.METRIC_EPOCHS: result.epochs}
     tracking.log_metrics(client=client, run_id=run_id, metrics=final)
     staging = training.stage_artifacts(result=result, staging=workdir / "artifacts")
     client.log_artifacts(run_id, str(staging))
@@ -219,3 +239,7 @@ class MlflowRecorder:
     def epoch(self, *, metrics: dict[str, float], step: int) -> None:
         named = {contract.EPOCH_PREFIX + name: value for name, value in metrics.items()}
         tracking.log_metrics(client=self.client, run_id=self.run_id, metrics=named, step=step)
+
+    def stop_requested(self) -> bool:
+        """Whether the run carries contract.TAG_STOP_REQUESTED (the controller's early stop): one get_run."""
+        return contract.TAG_STOP_REQUESTED in self.client.get_run(self.run_id).data.tags

@@ -1,7 +1,9 @@
 """ultralytics adapter: train one YOLO model inside a run that the job owns.
 
 Nothing here talks to MLflow: what is worth logging goes to a `Recorder`
-(params that took effect, per-epoch metrics); the caller decides where.
+(params that took effect, per-epoch metrics); the caller decides where. The
+Recorder is also asked after each epoch whether training should stop early
+(the controller's request); training then ends cleanly after that epoch.
 ultralytics' own integrations (MLflow, Platform, ...) never run: its MLflow
 callback would start/end runs itself and rename the metrics. That is done
 per trainer, without touching the user's ultralytics settings file.
@@ -14,6 +16,7 @@ import os
 import re
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +51,10 @@ class Recorder(Protocol):
 
     def epoch(self, *, metrics: dict[str, float], step: int) -> None: ...
 
+    def stop_requested(self) -> bool:
+        """Whether training should end after the current epoch (asked once per epoch; may raise)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -58,6 +65,14 @@ class TrainResult:
     train_seconds: float
     val_source: Any  # the val split, as ultralytics resolved it
     first_batch_at: float | None = None  # time.time() when the first training batch ended
+    epochs: int = 0  # epochs actually trained
+    stopped_early: bool = False  # ended after `epochs` because the Recorder asked to stop
+    device_type: str = "cpu"  # the torch device type trained on: "cpu", "cuda", "mps"
+
+    @property
+    def gpu_seconds(self) -> float:
+        """Wall seconds of training (its final validation included) on a CUDA device; 0.0 on any other."""
+        return self.train_seconds if self.device_type == "cuda" else 0.0
 
 
 def configure_environment() -> None:
@@ -156,8 +171,19 @@ def set_threads(*, threads: int | None) -> Callable[[Any], None]:
     return apply
 
 
+def stop_requested(*, recorder: Recorder) -> bool:
+    """The Recorder's answer; a failure to read it is "no": training goes on and asks again next epoch."""
+    try:
+        return bool(recorder.stop_requested())
+    except Exception as exc:  # never fail a training over this check (Terminated is no Exception: it passes)
+        print(f"WARNING: could not read the stop request ({type(exc).__name__}: {exc}); asking again next epoch",
+              file=sys.stderr, flush=True)
+        return False
+
+
 class EpochCallbacks:
-    """Feeds a Recorder from ultralytics trainer events and checks that lr0 took effect."""
+    """Feeds a Recorder from ultralytics trainer events, checks that lr0 took effect, and ends
+    training after an epoch when the Recorder asks for it."""
 
     def __init__(self, *, recorder: Recorder, lr0: float, threads: int | None) -> None:
         self.recorder = recorder
@@ -165,6 +191,8 @@ class EpochCallbacks:
         self.threads = threads
         self.pending_epoch: int | None = None
         self.first_batch_at: float | None = None
+        self.epochs_trained = 0
+        self.stopped_early = False
 
     def on_train_start(self, trainer: Any) -> None:
         import torch
@@ -194,6 +222,31 @@ class EpochCallbacks:
         if trainer.epoch_time is not None:
             metrics["seconds"] = float(trainer.epoch_time)
         self.recorder.epoch(metrics=metrics, step=trainer.epoch + 1)
+        self.epochs_trained = trainer.epoch + 1
+        self.stop_if_requested(trainer)
+
+    def stop_if_requested(self, trainer: Any) -> None:
+        """End training after this epoch when the Recorder asks for it (not on the last epoch: not early).
+
+        ultralytics 8.4.190, engine/trainer.py, BaseTrainer._do_train: this event (line 685,
+        `self.run_callbacks("on_fit_epoch_end")`) comes after every `self.stop |= ...` of the epoch (lines 666,
+        668, 684: they can only set it) and right before `if self.stop: break  # must break all DDP ranks`
+        (line 694), the break a last epoch takes too: after the loop come final_eval() (best.pt stripped and
+        validated, the final metrics), plot_metrics() and on_train_end, as for a normal end. This epoch's
+        optimizer steps, EMA update and validation are already done, and the LR scheduler only steps at the
+        start of an epoch. Setting `stop` earlier (on_train_epoch_end) would also stop a NaN-recovery redo of
+        the epoch after its first batch (line 633).
+        """
+        if trainer.stop or trainer.epoch + 1 >= trainer.epochs:
+            return  # ending anyway: ultralytics' own early stopping, or the last epoch
+        if not stop_requested(recorder=self.recorder):
+            return
+        trainer.stop = True
+        self.stopped_early = True
+        print(f"stop requested: training ends after epoch {self.epochs_trained}/{trainer.epochs}", flush=True)
+        if not trainer.args.save and trainer.save_model():
+            # save=False: ultralytics still saves a last epoch (line 671, `self.args.save or final_epoch`)
+            trainer.run_callbacks("on_model_save")
 
     def register(self, *, model: Any) -> None:
         threads = set_threads(threads=self.threads)
@@ -220,7 +273,8 @@ def train(
     final = {metric_name(k): float(v) for k, v in (trainer.metrics or {}).items()}
     return TrainResult(save_dir=Path(trainer.save_dir), best=Path(trainer.best), last=Path(trainer.last),
                        final=final, train_seconds=seconds, val_source=trainer.data["val"],
-                       first_batch_at=callbacks.first_batch_at)
+                       first_batch_at=callbacks.first_batch_at, epochs=callbacks.epochs_trained,
+                       stopped_early=callbacks.stopped_early, device_type=trainer.device.type)
 
 
 def inference_ms_per_image(

@@ -400,6 +400,9 @@ def test_job_logs_final_and_epoch_metrics(finished) -> None:
     assert metrics[contract.METRIC_TRAIN_SECONDS] > 0
     assert 0 < metrics[contract.METRIC_LATENCY_MS] < 10_000
     assert 1 < metrics[contract.METRIC_MODEL_SIZE_MB] < 50
+    assert metrics[contract.METRIC_CPU_SECONDS] > 0  # this process's CPU time (and its children's)
+    assert metrics[contract.METRIC_GPU_SECONDS] == 0.0  # trained on the CPU
+    assert metrics[contract.METRIC_EPOCHS] == 1
     for name in ("mAP50", "mAP50-95", "precision", "recall", "train_box_loss", "val_box_loss", "lr_pg0"):
         history = client.get_metric_history(run.info.run_id, contract.EPOCH_PREFIX + name)
         assert [m.step for m in history] == [1], name
@@ -447,6 +450,7 @@ def test_job_sets_the_contract_tags(finished) -> None:
     assert {k: tags.get(k) for k in expected} == expected
     # a local process ran in no image, whatever TP4_IMAGE says: the image tag is for pods only
     assert contract.TAG_IMAGE not in tags and tags[contract.TAG_HOST_CPU]
+    assert contract.TAG_STOPPED_EARLY not in tags  # trained every epoch asked
 
 
 @pytest.mark.slow
