@@ -622,6 +622,8 @@ class Search(_Section):
     mode: Literal["grid", "random", "tpe"] = "grid"
     trials: Annotated[int, integer(gt=0, description="points to sample (random, tpe)")] | None = None
     seed: Annotated[int, integer(ge=0, lt=MAX_SEED, description="the sampler's seed")] = 0
+    startup_trials: Annotated[int, integer(ge=1, description="tpe: random points before TPE models the "
+                                           "results; default a quarter of trials, 2 to 10")] | None = None
 
 
 class EarlyStopping(_Section):

@@ -222,6 +222,10 @@ class Kube:
         return self.call(resource, "patch", status=True, name=name, body={"status": status},
                          field_validation=STRICT, _content_type=MERGE_PATCH)
 
+    def patch(self, resource: Resource, name: str, body: Object) -> Object:
+        """Merge `body` into the object (JSON merge patch, RFC 7386; its status is not touched)."""
+        return self.call(resource, "patch", name=name, body=body, field_validation=STRICT, _content_type=MERGE_PATCH)
+
     def delete(self, resource: Resource, name: str, *, propagation: str = "Background",
                missing_ok: bool = True) -> bool:
         """True when it was deleted now; False when it was already gone (NotFound unless missing_ok).

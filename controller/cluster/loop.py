@@ -92,6 +92,7 @@ class ClusterController:
                            on_change=self.job_changed, watch_seconds=watch_seconds)
         self.reconciler = GridController(api=api, grids=self.grids, jobs=self.jobs, mlflow=mlflow,
                                          settings=settings, root=root)
+        self.reconciler.requeue = lambda name, delay: self.queue.add(name, delay=delay)
         self.election = election or LeaderElection(api)
         self.health = health or Health()
         self.resync_seconds = resync_seconds

@@ -45,8 +45,9 @@ CONTROLLER_RULES: tuple[Rule, ...] = (
     # the Grids it reconciles: listed and watched, never written but their status
     _rule(GRID_GROUP, GRID_PLURAL, "list", "watch"),
     _rule(GRID_GROUP, f"{GRID_PLURAL}/status", "patch"),
-    # one Job per grid point plus the finalizer; delete replaces a failed or changed point
-    _rule("batch", "jobs", "create", "delete", "get", "list", "watch"),
+    # one Job per grid point plus the finalizer; delete replaces a failed or changed point; patch cuts the
+    # deadline of a point asked to stop early that did not end in time (controller.cluster.reconciler)
+    _rule("batch", "jobs", "create", "delete", "get", "list", "patch", "watch"),
     # Events on the Grid (submitted, point failed, finalizer started, ...).
     # No pods or pods/log: `controller logs` runs with the user's own credentials.
     _rule("", "events", "create"),

@@ -8,6 +8,7 @@ talks to MLflow (the submission's parent run, the best point, the decision).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import contract
+from contract.grid import GridSpec
 from controller import tracking
 from controller.cluster import kube
 from controller.cluster import results as cluster_results
@@ -38,12 +40,14 @@ from controller.cluster.status import (
 )
 from controller.core.expanding import finalizer_name
 from controller.core.reconciling import (
+    CONFIGURATION_ERROR,
     Conflict,
     Create,
     Delete,
     DesiredGrid,
     DesiredJob,
     GridPhase,
+    JobPhase,
     ObservedJob,
     Plan,
     is_up_to_date,
@@ -51,6 +55,8 @@ from controller.core.reconciling import (
 )
 from controller.core.rendering import finalizer_hash, render_finalize_job, render_train_job
 from controller.errors import InvalidInput
+from controller.searching import POLL_SECONDS as SEARCH_POLL_SECONDS
+from controller.searching import Search, recorded_trials
 
 TERMINAL = (GridPhase.SUCCEEDED.value, GridPhase.FAILED.value)
 
@@ -58,11 +64,17 @@ TERMINAL = (GridPhase.SUCCEEDED.value, GridPhase.FAILED.value)
 log = logging.getLogger(__name__)
 
 
-def desired_grid(cluster: ClusterGrid, submission: str) -> DesiredGrid:
+def desired_grid(cluster: ClusterGrid, submission: str, *, pending: bool = False) -> DesiredGrid:
     return DesiredGrid(grid=cluster.spec.name, submission=submission,
                        points=tuple(DesiredJob(p.name, p.spec_hash) for p in cluster.points),
                        finalizer=DesiredJob(finalizer_name(cluster.spec), finalizer_hash(cluster.spec)),
-                       parallelism=cluster.parallelism, failure_budget=cluster.spec.job.failure_budget)
+                       parallelism=cluster.parallelism, failure_budget=cluster.spec.job.failure_budget,
+                       pending=pending)
+
+
+def searches(grid: GridSpec) -> bool:
+    """True when points are asked, stopped or confirmed as results come (controller.searching)."""
+    return grid.sampled or grid.early_stopping is not None or grid.confirm is not None
 
 
 def asked_at(grid: dict[str, Any]) -> datetime | None:
@@ -91,6 +103,11 @@ class GridController:
         self.api, self.grids, self.jobs, self.mlflow = api, grids, jobs, mlflow
         self.settings, self.root, self.clock = settings, root, clock
         self.experiments: dict[str, str] = {}
+        self.searches: dict[str, Search] = {}  # by submission (parent run id): rebuilt from MLflow after a restart
+        self.pending: dict[str, bool] = {}
+        self.budget_spent: dict[str, bool] = {}
+        # set by the loop: reconcile this grid again in `delay` s (a search reads MLflow while Jobs run)
+        self.requeue: Callable[[str, float], None] | None = None
 
     def experiment(self, name: str) -> str:
         if name not in self.experiments:
@@ -121,7 +138,17 @@ class GridController:
             if grid is None:
                 return
         status = grid["status"]
-        plan = reconcile(desired_grid(cluster, status["parentRunId"]), observed)
+        submission = status["parentRunId"]
+        pending = False
+        if searches(cluster.spec):
+            cluster, pending = self.look_at_search(cluster, observed, submission=submission,
+                                                   experiment_id=experiment_id)
+            names = [p.name for p in cluster.points] + [finalizer_name(cluster.spec)]
+            observed = observe(self.jobs.snapshot().values(), grid=name, names=names)
+        plan = reconcile(desired_grid(cluster, submission, pending=pending), observed)
+        self.budget_spent[submission] = bool(plan.counts.skipped) or plan.reason == CONFIGURATION_ERROR
+        if searches(cluster.spec) and plan.phase.value not in TERMINAL and self.requeue is not None:
+            self.requeue(name, SEARCH_POLL_SECONDS)
         conflicts = self.apply(plan, grid=grid, cluster=cluster, submission=status["parentRunId"])
         outcome = self.outcome(grid, cluster, plan, experiment_id, conflicts)
         new = grid_status(status, plan=plan, observed=observed, grid=name,
@@ -130,6 +157,33 @@ class GridController:
             tracking.end_run(self.mlflow, outcome.submission,
                              status="FINISHED" if new["phase"] == GridPhase.SUCCEEDED.value else "FAILED")
         self.write_status(grid, new)
+
+    def look_at_search(self, cluster: ClusterGrid, observed: dict[str, ObservedJob], *, submission: str,
+                       experiment_id: str) -> tuple[ClusterGrid, bool]:
+        """The grid with the points its search has asked so far (new ones recorded in MLflow first), and
+        whether more will come. Hopeless running points get a stop request; a Job still running
+        early_stopping.grace_seconds after it gets its deadline cut (the Job controller stops it)."""
+        search = self.searches.get(submission)
+        if search is None:
+            search = Search(self.mlflow, cluster.spec, experiment_id, submission, cluster.dataset_md5)
+            search.start(cluster.points)
+            self.searches = {submission: search, **{k: v for k, v in self.searches.items()
+                                                    if v.grid.name != cluster.spec.name}}
+        if search.due():
+            jobs = {n: j for n, j in observed.items() if j.grid == cluster.spec.name}
+            live = {p.name for p in search.trials if p.name not in jobs or not jobs[p.name].phase.terminal}
+            failed = {n for n, j in jobs.items() if j.phase is JobPhase.FAILED}
+            tick = search.tick(room=cluster.parallelism - len(live), live=live, failed=failed,
+                               budget_spent=self.budget_spent.get(submission, False))
+            self.pending[submission] = tick.pending
+            for decision in tick.stops:
+                log.info("stop requested", extra={"grid": cluster.spec.name, "point": decision.name,
+                                                  "epoch": decision.epoch, "rule": decision.rule})
+            for point in search.overdue():
+                job = jobs.get(point)
+                if job is not None and not job.phase.terminal:
+                    self.api.patch(JOBS, point, {"spec": {"activeDeadlineSeconds": 1}})
+        return dataclasses.replace(cluster, points=search.points), self.pending.get(submission, True)
 
     def new_submission(self, grid: dict[str, Any], cluster: ClusterGrid, observed: dict[str, ObservedJob],
                        experiment_id: str) -> dict[str, Any] | None:
@@ -148,6 +202,9 @@ class GridController:
                                            dataset_md5=cluster.dataset_md5)
         # the orphan sweep (controller/cluster/orphans.py) closes only the runs of its own namespace
         self.mlflow.set_tag(parent, contract.TAG_NAMESPACE, self.api.namespace)
+        if previous and searches(cluster.spec):  # the trials the superseded submission asked carry over
+            Search(self.mlflow, cluster.spec, experiment_id, parent, cluster.dataset_md5).start(
+                cluster.points, carried=tuple(recorded_trials(self.mlflow, previous)))
         started = {key: value for key, value in status.items() if key in ("conditions", "counts")}
         started.update(observedGeneration=meta.get("generation"), phase=GridPhase.PENDING.value, parentRunId=parent,
                        startTime=start_time(grid, self.clock()))

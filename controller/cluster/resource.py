@@ -17,6 +17,7 @@ from contract.grid import GridSpec, parse_grid
 from controller.cluster import rbac
 from controller.cluster.settings import ClusterSettings
 from controller.core.expanding import GridPoint, expand
+from controller.core.searching import startup_trials
 from controller.errors import InvalidInput, Problem
 
 API_VERSION = f"{rbac.GRID_GROUP}/{rbac.GRID_VERSION}"
@@ -65,4 +66,12 @@ def read_grid(obj: dict[str, Any], *, settings: ClusterSettings) -> ClusterGrid:
     grid = _with_cluster_defaults(grid, raw.get("job") or {}, settings)
     md5 = str(grid.dataset_md5)
     points = expand(grid, dataset_md5=md5)
-    return ClusterGrid(spec=grid, points=points, dataset_md5=md5, parallelism=grid.job.parallelism or len(points))
+    return ClusterGrid(spec=grid, points=points, dataset_md5=md5, parallelism=default_parallelism(grid, len(points)))
+
+
+def default_parallelism(grid: GridSpec, n_points: int) -> int:
+    """job.parallelism, else every point at once; a TPE search: its random start-up trials at once
+    (more would be asked before any result could guide them)."""
+    if grid.job.parallelism:
+        return int(grid.job.parallelism)
+    return startup_trials(grid) if grid.search.mode == "tpe" else max(1, n_points)

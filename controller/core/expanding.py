@@ -56,11 +56,21 @@ def finalizer_name(grid: GridSpec) -> str:
 
 
 def expand(grid: GridSpec, *, dataset_md5: str) -> list[GridPoint]:
-    """One point per combination of axis values, in a stable order."""
+    """The points known before anything runs, in a stable order: one per combination of axis values
+    (search.mode grid), the `trials` sampled points (random), none (tpe: asked as results come;
+    controller.core.searching). InvalidInput when the name template gives invalid or duplicate names."""
     names = list(grid.axes)
     problems = check_template(grid.job.name_template, names)
     if problems:
         raise InvalidInput(problems)
+    if grid.sampled:
+        from controller.core import searching  # it builds on this module
+
+        preview = int(grid.search.trials or 0) if grid.search.mode == "random" else 1
+        sampled = [p for _, p in searching.sample_points(grid, [], room=preview, dataset_md5=dataset_md5,
+                                                          names=searching.Names())]
+        check_names(grid, sampled)
+        return sampled if grid.search.mode == "random" else []
     points = []
     for values in itertools.product(*(grid.axes[n] for n in names)):
         params = dict(zip(names, values, strict=True))

@@ -50,6 +50,7 @@ class DesiredGrid:
     finalizer: DesiredJob
     parallelism: int
     failure_budget: int | None = None  # failed points tolerated; None: no limit
+    pending: bool = False  # a search will still add points (controller.searching): not time to finalize
 
 
 @dataclass(frozen=True)
@@ -159,8 +160,9 @@ def reconcile(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> Plan:
         skipped=len(missing) if budget_spent else 0,
     )
     stop = _configuration_message(config_failed, counts) if config_failed else ""
-    if counts.running or counts.waiting:
+    if counts.running or counts.waiting or (desired.pending and not budget_spent):
         message = f"{counts.succeeded + counts.failed}/{counts.total} points done" + (f"; {stop}" if stop else "")
+        message += "; searching" if desired.pending and not (counts.running or counts.waiting) else ""
         return Plan(actions=actions, phase=GridPhase.RUNNING, counts=counts, message=message)
     if config_failed and observed.get(desired.finalizer.name) is None:
         return Plan(actions=actions, phase=GridPhase.FAILED, counts=counts, message=stop + "; finalizer skipped",

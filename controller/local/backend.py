@@ -36,7 +36,8 @@ class LocalBackend:
             console.print(f"note: {note}", highlight=False, soft_wrap=True)
         run = LocalRun(grid=grid, points=points, dataset_md5=dataset_md5, root=self.root,
                        parallelism=default_parallelism(grid, parallelism))
-        console.print(f"grid [bold]{grid.name}[/]: {len(points)} points, {run.parallelism} at a time, "
+        what = f"{len(points)} points" if grid.search.mode != "tpe" else f"a TPE search of {grid.search.trials} trials"
+        console.print(f"grid [bold]{grid.name}[/]: {what}, {run.parallelism} at a time, "
                       f"tracking at {tracking.tracking_uri(self.root)}", highlight=False, soft_wrap=True)
         view = ProgressView(points=[p.name for p in points], metric=grid.objective_metric, console=console)
         outcome = run_grid_locally(run, view=view)

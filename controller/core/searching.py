@@ -1,0 +1,328 @@
+"""Beyond a grid: sampled points (random, TPE), early-stopping decisions and the confirm phase (pure).
+
+Optuna does the sampling and the pruning; this module only translates. Its study lives in memory and is
+rebuilt on every call from `TrialRecord`s, what MLflow holds about the search (controller/searching.py reads
+them): a restarted controller, local or in a cluster, asks and decides exactly as one that never stopped
+would, without a study database.
+
+- `sample_points`: the points of `search.mode: random` (all at once: they do not depend on results) and
+  the next points of `search.mode: tpe` (as many as there is room for, given the finished ones).
+  Each trial's sampler is seeded from (`search.seed`, trial number), so the same history gives the same
+  point.
+- `stop_decisions`: the running points that `early_stopping.rule` (Optuna's pruner) finds hopeless. The
+  history is replayed in the order MLflow timestamped it (each epoch value, each end), so pruners with
+  state (successive halving's rungs) see what they would have seen live.
+- `confirm_points`: the re-runs of the top configurations with the confirm seeds.
+
+Names: a sampled float is rounded for the Job name (3 significant digits), never for the value; a name
+already taken gets the trial number (`-t<n>`) or, for a confirm point, its seed (`-s<seed>`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+import contract
+from contract.grid import GridSpec
+from contract.objective import Direction, objective_key
+from controller.core.expanding import JOB_NAME, MAX_NAME_LENGTH, GridPoint, format_value, point_spec
+
+optuna.logging.set_verbosity(logging.WARNING)
+
+SEED = "seed"
+TrialPhase = Literal["search", "confirm"]
+TrialStatus = Literal["waiting", "running", "complete", "stopped", "failed"]
+NAME_DIGITS = 3  # significant digits of a sampled float in a Job name
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One point of a search as MLflow shows it.
+
+    `number`: the order it was asked in (0-based; confirm points follow the search's). `status`: waiting
+    (recorded, no run yet), running, complete (FINISHED), stopped (FINISHED, stopped early), failed.
+    `values`: the objective(s) of a complete or stopped run (`objective.metric`, then `objective.second`).
+    `curve`: the early-stopping metric per epoch, as (timestamp s, epoch, value). `ended`: end time (s).
+    """
+
+    name: str
+    number: int
+    params: dict[str, Any]
+    phase: TrialPhase = "search"
+    status: TrialStatus = "waiting"
+    values: tuple[float, ...] | None = None
+    curve: tuple[tuple[float, int, float], ...] = ()
+    started: float | None = None
+    ended: float | None = None
+    stop_requested: bool = False
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("complete", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Stop point `name`: at `epoch`, `value` was hopeless by `rule`."""
+
+    name: str
+    epoch: int
+    value: float
+    rule: str
+
+
+@dataclass
+class Names:
+    """Job names already given (this grid's points): a new name never takes one of them."""
+
+    taken: set[str] = field(default_factory=set)
+
+    def give(self, base: str, suffix: str) -> str:
+        name = _valid(base)
+        if name in self.taken or not JOB_NAME.fullmatch(name):
+            name = _valid(base[: MAX_NAME_LENGTH - len(suffix)].rstrip("-.") + suffix)
+        self.taken.add(name)
+        return name
+
+
+def _valid(name: str) -> str:
+    return name if len(name) <= MAX_NAME_LENGTH else name[:MAX_NAME_LENGTH].rstrip("-.")
+
+
+def name_value(value: Any) -> str:
+    """An axis value in a sampled point's name: floats rounded to NAME_DIGITS significant digits."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return format(value, f".{NAME_DIGITS}g")
+    return format_value(value)
+
+
+def point_name(grid: GridSpec, params: dict[str, Any]) -> str:
+    """The name template filled with rounded values (a field the template names but the point lacks: '')."""
+    values = {k: name_value(v) for k, v in params.items()}
+    return grid.job.name_template.format_map(_Blank(values))
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+# --- the search space ----------------------------------------------------------------------------------
+
+def distributions(grid: GridSpec) -> dict[str, BaseDistribution]:
+    """Optuna's distribution of each axis: a list is a categorical choice."""
+    found: dict[str, BaseDistribution] = {}
+    for name, axis in grid.axes.items():
+        if isinstance(axis, list):
+            found[name] = CategoricalDistribution(axis)
+            continue
+        kind, args = next(iter(axis.items()))
+        if kind == "choice":
+            found[name] = CategoricalDistribution(args)
+        elif kind == "int":
+            found[name] = IntDistribution(int(args[0]), int(args[1]), step=int(args[2]) if len(args) == 3 else 1)
+        else:
+            found[name] = FloatDistribution(float(args[0]), float(args[1]), log=kind == "loguniform")
+    return found
+
+
+def _directions(grid: GridSpec) -> list[Direction]:
+    second = grid.objective.second
+    return [grid.objective.direction] + ([second.direction] if second else [])
+
+
+def trial_seed(search_seed: int, number: int) -> int:
+    """The seed of trial `number`'s sampler: numpy's SeedSequence of (search seed, number), so searches
+    with nearby seeds share no trials (a plain seed + number would shift one onto the other)."""
+    return int(numpy.random.SeedSequence([search_seed, number]).generate_state(1)[0])
+
+
+def _sampler(grid: GridSpec, number: int) -> optuna.samplers.BaseSampler:
+    seed = trial_seed(grid.search.seed, number)
+    if grid.search.mode == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(grid), constant_liar=True)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def startup_trials(grid: GridSpec) -> int:
+    """TPE's random trials before it models anything: search.startup_trials, else a quarter of the
+    budget (at least 2, at most Optuna's default of 10)."""
+    if grid.search.startup_trials is not None:
+        return int(grid.search.startup_trials)
+    return max(2, min(10, int(grid.search.trials or 0) // 4))
+
+
+def _study(grid: GridSpec, history: Iterable[TrialRecord]) -> optuna.Study:
+    """The sampling study: every search trial so far (finished ones with their objective, the others
+    in flight), so TPE models the results and keeps away from what is already running."""
+    space = distributions(grid)
+    study = optuna.create_study(directions=_directions(grid), sampler=_sampler(grid, 0))
+    for trial in sorted((t for t in history if t.phase == "search"), key=lambda t: t.number):
+        params = {k: v for k, v in trial.params.items() if k in space}
+        if set(params) != set(space) or any(not space[k]._contains(space[k].to_internal_repr(v))
+                                            for k, v in params.items()):
+            continue  # a trial of another search space (the axes changed): not evidence for this one
+        values = list(trial.values) if trial.values is not None else None
+        if trial.status == "complete" and values is not None and all(map(math.isfinite, values)):
+            state, kept = TrialState.COMPLETE, values
+        elif trial.status == "stopped":
+            state, kept = TrialState.PRUNED, None
+        elif trial.finished:
+            state, kept = TrialState.FAIL, None
+        else:
+            state, kept = TrialState.RUNNING, None
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=kept, params=params, distributions={k: space[k] for k in params},
+            intermediate_values={epoch: value for _, epoch, value in trial.curve}))
+    return study
+
+
+def sample_points(grid: GridSpec, history: Sequence[TrialRecord], *, room: int, dataset_md5: str,
+                  names: Names) -> list[tuple[int, GridPoint]]:
+    """The next search points, (trial number, point): at most `room`, and never past `search.trials`.
+
+    Random: independent of results. TPE: from the study rebuilt from `history`; points asked in one
+    call are in flight for the next (constant liar)."""
+    searched = [t for t in history if t.phase == "search"]
+    count = min(room, int(grid.search.trials or 0) - len(searched))
+    if grid.search.mode == "grid" or count <= 0:
+        return []
+    study = _study(grid, history)
+    space = distributions(grid)
+    asked: list[tuple[int, GridPoint]] = []
+    number = max((t.number for t in history), default=-1) + 1
+    for _ in range(count):
+        study.sampler = _sampler(grid, number)
+        trial = study.ask(space)
+        params = {axis: _plain(trial.params[axis]) for axis in grid.axes}
+        asked.append((number, make_point(grid, params, dataset_md5=dataset_md5, names=names,
+                                         suffix=f"-t{number}")))
+        number += 1
+    return asked
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars from a categorical choice -> Python's (JSON, YAML, Job args)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def make_point(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str, names: Names, suffix: str) -> GridPoint:
+    return GridPoint(name=names.give(point_name(grid, params), suffix), params=params,
+                     spec_hash=contract.spec_hash(point_spec(grid, params, dataset_md5=dataset_md5)))
+
+
+# --- early stopping ------------------------------------------------------------------------------------
+
+def pruner(grid: GridSpec) -> optuna.pruners.BasePruner:
+    """Optuna's pruner of `early_stopping.rule` (steps are epochs, 1-based)."""
+    rule = grid.early_stopping
+    assert rule is not None
+    if rule.rule == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=rule.startup_trials, n_warmup_steps=rule.min_epochs)
+    if rule.rule == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=rule.min_epochs,
+                                                      reduction_factor=rule.reduction_factor)
+    maximize = rule.direction == "maximize"
+    return optuna.pruners.ThresholdPruner(lower=rule.threshold if maximize else None,
+                                          upper=None if maximize else rule.threshold, n_warmup_steps=rule.min_epochs)
+
+
+def stop_decisions(grid: GridSpec, history: Sequence[TrialRecord]) -> list[Decision]:
+    """The running search points to stop now, replaying the history in time order.
+
+    Every search trial's epoch values and its end are events; each reported epoch asks the pruner,
+    as it would have been asked live. A running trial whose latest report is judged hopeless (and
+    not already asked to stop) is a Decision. Confirm points are never stopped: they are repeats."""
+    rule = grid.early_stopping
+    if rule is None:
+        return []
+    study = optuna.create_study(direction=rule.direction, pruner=pruner(grid))
+    events: list[tuple[float, int, int, int, float]] = []  # (time, kind 0=report 1=end, number, epoch, value)
+    trials = {t.number: t for t in history if t.phase == "search"}
+    for trial in trials.values():
+        events += [(when, 0, trial.number, epoch, value) for when, epoch, value in trial.curve]
+        if trial.finished and trial.curve:
+            events.append((trial.ended if trial.ended is not None else trial.curve[-1][0], 1, trial.number, 0, 0.0))
+    live: dict[int, optuna.Trial] = {}
+    verdict: dict[int, tuple[int, float, bool]] = {}
+    for _, kind, number, epoch, value in sorted(events, key=lambda e: (e[0], e[1], e[2], e[3])):
+        trial = trials[number]
+        if kind == 1:
+            state = TrialState.COMPLETE if trial.status == "complete" else (
+                TrialState.PRUNED if trial.status == "stopped" else TrialState.FAIL)
+            last = trial.curve[-1][2]
+            study.tell(live.pop(number), values=last if state is TrialState.COMPLETE and math.isfinite(last)
+                       else None, state=state if math.isfinite(last) or state is not TrialState.COMPLETE
+                       else TrialState.FAIL)
+            continue
+        if number not in live:
+            live[number] = study.ask()
+        live[number].report(value, epoch)
+        verdict[number] = (epoch, value, live[number].should_prune())
+    decisions = []
+    for number, (epoch, value, hopeless) in sorted(verdict.items()):
+        trial = trials[number]
+        if hopeless and trial.status == "running" and not trial.stop_requested and epoch >= rule.min_epochs:
+            decisions.append(Decision(trial.name, epoch, value, rule.rule))
+    return decisions
+
+
+# --- the confirm phase -----------------------------------------------------------------------------------
+
+def configuration(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A point's configuration: its params but the seed (repr'd: 0.01 and 0.010 are one value)."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items() if k != SEED))
+
+
+def top_configurations(grid: GridSpec, history: Sequence[TrialRecord], *, top: int) -> list[dict[str, Any]]:
+    """The `top` configurations by mean objective over their complete search runs, best first
+    (ties: the earlier trial), as params without the seed."""
+    groups: dict[tuple[tuple[str, str], ...], list[TrialRecord]] = {}
+    for trial in history:
+        if trial.phase == "search" and trial.status == "complete" and trial.values is not None \
+                and math.isfinite(trial.values[0]):
+            groups.setdefault(configuration(trial.params), []).append(trial)
+    direction = grid.objective.direction
+
+    def key(runs: list[TrialRecord]) -> tuple[float, int]:
+        mean = sum(t.values[0] for t in runs if t.values is not None) / len(runs)
+        return objective_key(mean, direction), min(t.number for t in runs)
+
+    ranked = sorted(groups.values(), key=key)
+    return [{k: v for k, v in runs[0].params.items() if k != SEED} for runs in ranked[:top]]
+
+
+def search_done(grid: GridSpec, history: Sequence[TrialRecord]) -> bool:
+    """Every search point asked and finished (a grid's points are all in `history` from the start)."""
+    searched = [t for t in history if t.phase == "search"]
+    budget = int(grid.search.trials or 0) if grid.sampled else len(searched)
+    return len(searched) >= budget and all(t.finished for t in searched)
+
+
+def confirm_points(grid: GridSpec, history: Sequence[TrialRecord], *, dataset_md5: str,
+                   names: Names) -> list[tuple[int, GridPoint]]:
+    """The confirm phase's points, (trial number, point): each top configuration with each confirm seed
+    it has not run with yet; [] until the search is done, and once they exist."""
+    if grid.confirm is None or not search_done(grid, history) or any(t.phase == "confirm" for t in history):
+        return []
+    ran = {(configuration(t.params), t.params.get(SEED, grid.train.get(SEED))) for t in history}
+    number = max((t.number for t in history), default=-1) + 1
+    points: list[tuple[int, GridPoint]] = []
+    for config in top_configurations(grid, history, top=grid.confirm.top):
+        for seed in grid.confirm.seeds:
+            params = {**config, SEED: seed}
+            if (configuration(params), seed) in ran:
+                continue
+            points.append((number, make_point(grid, params, dataset_md5=dataset_md5, names=names,
+                                              suffix=f"-s{seed}")))
+            number += 1
+    return points

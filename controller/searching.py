@@ -1,0 +1,235 @@
+"""A search's state in MLflow, for both backends: the trials on the parent run, their results in the runs.
+
+MLflow is the only store of a search (controller/core/searching.py rebuilds Optuna's study from what is
+read here on every call):
+- each point the controller asks for (a sampled trial, a confirm re-run) is recorded on the submission's
+  parent run, as the tag contract.TAG_TRIAL_PREFIX + <name> = JSON {"number", "params", "phase",
+  "spec_hash"}, *before* its Job is created: a controller that dies between the two finds the trial and
+  creates the Job; one that dies before recording asks again from the same history;
+- a trial's status, objective(s) and per-epoch curve come from its newest train run in the grid's
+  experiment (any submission: a resubmission keeps the finished trials it carries over);
+- a stop decision is the tag contract.TAG_STOP_REQUESTED on the running train run (the Job ends itself).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+
+import contract
+from contract.grid import GridSpec
+from controller.core.expanding import GridPoint
+from controller.core.searching import (
+    Decision,
+    Names,
+    TrialPhase,
+    TrialRecord,
+    confirm_points,
+    sample_points,
+    search_done,
+    stop_decisions,
+)
+
+__all__ = ["POLL_SECONDS", "Search", "Tick", "Trial", "recorded_trials"]
+
+POLL_SECONDS = 2.0  # how often a controller reads a search's runs (each read: one search_runs, one history per run)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A point recorded on the parent run."""
+
+    name: str
+    number: int
+    params: dict[str, Any]
+    phase: str
+    spec_hash: str
+
+    def tag(self) -> tuple[str, str]:
+        return contract.TAG_TRIAL_PREFIX + self.name, json.dumps(
+            {"number": self.number, "params": self.params, "phase": self.phase, "spec_hash": self.spec_hash},
+            sort_keys=True)
+
+    def point(self) -> GridPoint:
+        return GridPoint(name=self.name, params=self.params, spec_hash=self.spec_hash)
+
+
+def recorded_trials(mlflow: MlflowClient, parent_run_id: str) -> list[Trial]:
+    """The trials recorded on a parent run, by number (unreadable tags are skipped)."""
+    tags = mlflow.get_run(parent_run_id).data.tags
+    found = []
+    for key, value in tags.items():
+        if not key.startswith(contract.TAG_TRIAL_PREFIX):
+            continue
+        try:
+            data = json.loads(value)
+            found.append(Trial(name=key.removeprefix(contract.TAG_TRIAL_PREFIX), number=int(data["number"]),
+                               params=dict(data["params"]), phase=str(data["phase"]),
+                               spec_hash=str(data["spec_hash"])))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return sorted(found, key=lambda t: t.number)
+
+
+def record(mlflow: MlflowClient, parent_run_id: str, trials: list[Trial]) -> None:
+    for trial in trials:
+        mlflow.set_tag(parent_run_id, *trial.tag())
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one look at a search decided: `new` points (already recorded), `stops` (tags already set),
+    and whether more points may still come (`pending`: the grid must not be finalized)."""
+
+    new: list[GridPoint]
+    stops: list[Decision]
+    pending: bool
+
+
+def _with_job_phase(trial: TrialRecord, *, live: bool, failed: bool) -> TrialRecord:
+    if live and trial.finished:
+        return dataclasses.replace(trial, status="running" if trial.started else "waiting", values=None)
+    if failed and not trial.finished:
+        return dataclasses.replace(trial, status="failed")
+    return trial
+
+
+@dataclass
+class Search:
+    """One submission's search: what is recorded, and what to ask, stop and confirm next.
+
+    `points` (the grid's own points, for a grid or a random search) are the first trials; `trials`
+    grows as the controller asks. `stop_requested_at`: when each stop was asked (s, this process)."""
+
+    mlflow: MlflowClient
+    grid: GridSpec
+    experiment_id: str
+    parent_run_id: str
+    dataset_md5: str
+    trials: list[Trial] = field(default_factory=list)
+    stop_requested_at: dict[str, float] = field(default_factory=dict)
+    _curves: dict[str, tuple[tuple[float, int, float], ...]] = field(default_factory=dict)
+    _last: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        """True when the search does more than run a fixed list of points."""
+        return self.grid.search.mode == "tpe" or self.grid.early_stopping is not None or self.grid.confirm is not None
+
+    def start(self, points: list[GridPoint], *, carried: tuple[Trial, ...] = ()) -> None:
+        """Record the grid's points (and the trials a previous submission of this grid asked) on the parent run."""
+        known = {t.name: t for t in recorded_trials(self.mlflow, self.parent_run_id)}
+        for trial in carried:
+            known.setdefault(trial.name, trial)
+        for number, point in enumerate(points):
+            known.setdefault(point.name, Trial(point.name, number, point.params, contract.PHASE_SEARCH,
+                                               point.spec_hash))
+        self.trials = sorted(known.values(), key=lambda t: t.number)
+        record(self.mlflow, self.parent_run_id, self.trials)
+
+    @property
+    def points(self) -> list[GridPoint]:
+        return [t.point() for t in self.trials]
+
+    def due(self, *, now: float | None = None, force: bool = False) -> bool:
+        now = time.monotonic() if now is None else now
+        if force or now - self._last >= POLL_SECONDS:
+            self._last = now
+            return True
+        return False
+
+    def history(self) -> list[TrialRecord]:
+        """Each recorded trial with its newest train run's status, objective(s) and curve."""
+        query = (f"tags.`{contract.TAG_GRID}` = '{self.grid.name}' and tags.`{contract.TAG_ROLE}` = "
+                 f"'{contract.ROLE_TRAIN}'")
+        runs = self.mlflow.search_runs([self.experiment_id], filter_string=query, max_results=5000,
+                                       order_by=["attributes.start_time DESC"])
+        newest: dict[tuple[str, str], Any] = {}
+        for run in runs:
+            key = (run.data.tags.get(contract.TAG_POINT, ""), run.data.tags.get(contract.TAG_SPEC_HASH, ""))
+            newest.setdefault(key, run)
+        return [self._record(trial, newest.get((trial.name, trial.spec_hash))) for trial in self.trials]
+
+    def _record(self, trial: Trial, run: Any) -> TrialRecord:
+        phase: TrialPhase = "confirm" if trial.phase == contract.PHASE_CONFIRM else "search"
+        if run is None:
+            return TrialRecord(trial.name, trial.number, trial.params, phase=phase)
+        tags, status = run.data.tags, run.info.status
+        stopped = contract.TAG_STOPPED_EARLY in tags
+        state = {"RUNNING": "running", "SCHEDULED": "running", "FINISHED": "stopped" if stopped else "complete"
+                 }.get(status, "failed")
+        metrics = run.data.metrics
+        names = [self.grid.objective.metric] + ([self.grid.objective.second.metric]
+                                                 if self.grid.objective.second else [])
+        values = tuple(float(metrics[n]) for n in names) if all(n in metrics for n in names) else None
+        if state == "complete" and values is None:
+            state = "failed"  # FINISHED without its objective: nothing to learn from
+        return TrialRecord(trial.name, trial.number, trial.params, phase=phase, status=state,  # type: ignore[arg-type]
+                           values=values, curve=self._curve(run, finished=state != "running"),
+                           started=run.info.start_time / 1000 if run.info.start_time else None,
+                           ended=run.info.end_time / 1000 if run.info.end_time else None,
+                           stop_requested=contract.TAG_STOP_REQUESTED in tags or stopped)
+
+    def _curve(self, run: Any, *, finished: bool) -> tuple[tuple[float, int, float], ...]:
+        rule = self.grid.early_stopping
+        if rule is None:
+            return ()
+        run_id = run.info.run_id
+        if run_id in self._curves:
+            return self._curves[run_id]
+        history = self.mlflow.get_metric_history(run_id, rule.metric)
+        curve = tuple(sorted((m.timestamp / 1000, int(m.step), float(m.value)) for m in history))
+        if finished:
+            self._curves[run_id] = curve  # a finished run's curve no longer changes
+        return curve
+
+    def tick(self, *, room: int, live: set[str], failed: set[str], budget_spent: bool = False) -> Tick:
+        """One look at the search: stop what is hopeless, ask what there is `room` for (tpe), or the
+        confirm points once the search is done. New points are recorded on the parent run before they
+        are returned (the caller creates their Jobs). The Jobs' phases correct what the runs say:
+        `live` points (Job not created yet, or not terminal) are in flight whatever an earlier attempt's
+        run says; `failed` ones (Job failed) are failed even when no run or a RUNNING one says otherwise."""
+        history = [_with_job_phase(t, live=t.name in live, failed=t.name in failed) for t in self.history()]
+        decisions = []
+        for decision in stop_decisions(self.grid, history):
+            run = self._running_run(decision.name)
+            if run is not None:
+                self.mlflow.set_tag(run, contract.TAG_STOP_REQUESTED, str(decision.epoch))
+                self.stop_requested_at.setdefault(decision.name, time.monotonic())
+                decisions.append(decision)
+        if budget_spent:
+            return Tick([], decisions, pending=False)
+        names = Names(taken={t.name for t in self.trials})
+        asked = sample_points(self.grid, history, room=room, dataset_md5=self.dataset_md5, names=names)
+        phase = contract.PHASE_SEARCH
+        if not asked:
+            asked = confirm_points(self.grid, history, dataset_md5=self.dataset_md5, names=names)
+            phase = contract.PHASE_CONFIRM
+        new = [Trial(p.name, n, p.params, phase, p.spec_hash) for n, p in asked]
+        record(self.mlflow, self.parent_run_id, new)
+        self.trials += new
+        searched = sum(t.phase == contract.PHASE_SEARCH for t in self.trials)
+        pending = bool(new) or (self.grid.sampled and searched < int(self.grid.search.trials or 0)) or (
+            self.grid.confirm is not None and not search_done(self.grid, history))
+        return Tick([t.point() for t in new], decisions, pending=pending)
+
+    def _running_run(self, name: str) -> str | None:
+        trial = next(t for t in self.trials if t.name == name)
+        query = (f"tags.`{contract.TAG_GRID}` = '{self.grid.name}' and tags.`{contract.TAG_POINT}` = '{name}' "
+                 f"and tags.`{contract.TAG_SPEC_HASH}` = '{trial.spec_hash}' and attributes.status = 'RUNNING'")
+        runs = self.mlflow.search_runs([self.experiment_id], filter_string=query, max_results=1,
+                                       order_by=["attributes.start_time DESC"])
+        return runs[0].info.run_id if runs else None
+
+    def overdue(self, *, now: float | None = None) -> list[str]:
+        """Points asked to stop more than early_stopping.grace_seconds ago (their Job is to be stopped)."""
+        rule = self.grid.early_stopping
+        now = time.monotonic() if now is None else now
+        if rule is None:
+            return []
+        return [name for name, asked in self.stop_requested_at.items() if now - asked > rule.grace_seconds]
