@@ -35,6 +35,7 @@ from controller.local import processes, relocating, sweeping
 from controller.local.kubelet import LocalKubelet, remove_attempt_tmp
 from controller.local.state import GridState, JobRecord, grid_dir, job_owners, load_state, safe_child, save_state
 from controller.progress import ProgressView
+from controller.searching import Search, Trial, recorded_trials
 
 POLL_SECONDS = 0.5
 # Non-secret S3 settings the Jobs need for the DVC remote; keys stay in the environment.
@@ -66,12 +67,15 @@ def default_parallelism(grid: GridSpec, requested: int | None) -> int:
     return requested or grid.job.parallelism or cpu_count()
 
 
-def desired_grid(run: LocalRun, submission: str) -> DesiredGrid:
+def desired_grid(run: LocalRun, submission: str, *, points: list[GridPoint] | None = None,
+                 pending: bool = False) -> DesiredGrid:
+    """`points`: the points known now (a search adds some as it goes; default: the run's own);
+    `pending`: the search will still add points."""
     return DesiredGrid(
         grid=run.grid.name, submission=submission,
-        points=tuple(DesiredJob(p.name, p.spec_hash) for p in run.points),
+        points=tuple(DesiredJob(p.name, p.spec_hash) for p in (run.points if points is None else points)),
         finalizer=DesiredJob(finalizer_name(run.grid), finalizer_hash(run.grid)),
-        parallelism=run.parallelism, failure_budget=run.grid.job.failure_budget,
+        parallelism=run.parallelism, failure_budget=run.grid.job.failure_budget, pending=pending,
     )
 
 
@@ -108,6 +112,10 @@ class LocalExecutor:
         self.experiment_id = ""
         self.settings: RenderSettings | None = None
         self.notes: list[str] = []
+        self.points = list(run.points)  # a search (controller.searching) adds points as it asks for them
+        self.search: Search | None = None
+        self.pending = False  # the search will still add points
+        self.budget_spent = False
 
     def check_experiment(self) -> None:
         """A deleted experiment, the grid's or the one its recorded runs live in: `InvalidInput` (exit 2)."""
@@ -168,17 +176,57 @@ class LocalExecutor:
         except tracking.ParentRunFailed as failed:
             self.state.submission = failed.run_id
             raise
+        previous = self.state.submission
         self.state.submission = parent
+        if grid.sampled or grid.early_stopping is not None or grid.confirm is not None:
+            self.start_search(previous)
         self.settings = RenderSettings(tracking_uri=self.uri, backend="local", parent_run_id=parent,
                                        extra_env={k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ})
         save_state(self.run.root, self.state)
+
+    def start_search(self, previous: str) -> None:
+        """Record the search's points on the new parent run, with the trials the previous submission of
+        this grid asked (a controller restarted mid-search neither repeats nor loses one)."""
+        carried: list[Trial] = []
+        if previous:
+            try:
+                carried = recorded_trials(self.mlflow, previous)
+            except Exception as error:  # a parent run deleted since: start afresh
+                self.notes.append(f"could not read the previous submission's trials: {error}")
+        self.search = Search(self.mlflow, self.run.grid, self.experiment_id, self.state.submission,
+                             self.run.dataset_md5)
+        self.search.start(self.points, carried=tuple(carried))
+        self.points = self.search.points
+        self.view.points = [p.name for p in self.points]
+        self.pending = True  # until the first look at the search says otherwise
+
+    def look_at_search(self, *, changed: bool) -> None:
+        """Ask, stop and confirm (controller.searching): every POLL_SECONDS, or at once when a Job changed."""
+        if self.search is None or not self.search.due(force=changed):
+            return
+        jobs = self.state.jobs
+        live = {p.name for p in self.points if p.name not in jobs or not jobs[p.name].phase.terminal}
+        failed = {n for n, j in jobs.items() if j.phase is JobPhase.FAILED}
+        tick = self.search.tick(room=self.run.parallelism - len(live), live=live, failed=failed,
+                                budget_spent=self.budget_spent)
+        self.points += tick.new
+        self.view.points += [p.name for p in tick.new]
+        self.pending = tick.pending
+        for decision in tick.stops:
+            self.state.message = (f"{decision.name}: stop requested at epoch {decision.epoch} "
+                                  f"({decision.rule}, {decision.value:.4f})")
+            self.view.console.print(self.state.message, highlight=False, soft_wrap=True)
+        for name in self.search.overdue():
+            job = self.state.jobs.get(name)
+            if job is not None and not job.phase.terminal:
+                self.kubelet.stop(job, reason="StopRequestIgnored")
 
     def manifest(self, create: Create) -> tuple[dict[str, Any], str, str]:
         assert self.settings is not None
         if create.finalizer:
             manifest = render_finalize_job(self.run.grid, self.settings, dataset_md5=self.run.dataset_md5)
             return manifest, finalizer_hash(self.run.grid), contract.ROLE_FINALIZE
-        point = next(p for p in self.run.points if p.name == create.name)
+        point = next(p for p in self.points if p.name == create.name)
         manifest = render_train_job(self.run.grid, point, self.settings, dataset_md5=self.run.dataset_md5)
         return manifest, point.spec_hash, contract.ROLE_TRAIN
 
@@ -222,6 +270,7 @@ class LocalExecutor:
             self.state.message = f"could not close the run of {job.name}: {error}"
 
     def step(self) -> Plan:
+        any_changed = False
         for job in self.state.jobs.values():
             before = len(job.attempts)
             changed = self.kubelet.poll(job)
@@ -229,9 +278,12 @@ class LocalExecutor:
                 self.close_ended_attempts(job, before)
             if changed:
                 self.collect_metrics(job)
-        desired = desired_grid(self.run, self.state.submission)
+            any_changed |= changed
+        self.look_at_search(changed=any_changed)
+        desired = desired_grid(self.run, self.state.submission, points=self.points, pending=self.pending)
         plan = reconcile(desired, observe(self.state, owners=job_owners(self.run.root),
-                                          names=[p.name for p in self.run.points]))
+                                          names=[p.name for p in self.points]))
+        self.budget_spent = bool(plan.counts.skipped) or plan.reason == CONFIGURATION_ERROR
         self.apply(plan)
         self.state.phase, self.state.message = plan.phase.value, plan.message
         if plan.reason == CONFIGURATION_ERROR:
