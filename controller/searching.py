@@ -56,7 +56,7 @@ class Trial:
             sort_keys=True)
 
     def point(self) -> GridPoint:
-        return GridPoint(name=self.name, params=self.params, spec_hash=self.spec_hash)
+        return GridPoint(name=self.name, params=self.params, spec_hash=self.spec_hash, phase=self.phase)
 
 
 def recorded_trials(mlflow: MlflowClient, parent_run_id: str) -> list[Trial]:

@@ -24,6 +24,7 @@ class GridPoint:
     name: str
     params: dict[str, Any]  # the axis values of this point
     spec_hash: str
+    phase: str = contract.PHASE_SEARCH  # or contract.PHASE_CONFIRM: a re-run of a top configuration
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "spec_hash": self.spec_hash, "params": self.params}

@@ -113,6 +113,7 @@ def job_env(grid: GridSpec, settings: RenderSettings, *, dataset_md5: str,
     if point is not None:
         values[contract.ENV_POINT] = point.name
         values[contract.ENV_SPEC_HASH] = point.spec_hash
+        values[contract.ENV_PHASE] = point.phase
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     env += [{"name": s.env, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
             for s in settings.secret_env]

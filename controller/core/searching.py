@@ -215,9 +215,10 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def make_point(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str, names: Names, suffix: str) -> GridPoint:
+def make_point(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str, names: Names, suffix: str,
+               phase: str = contract.PHASE_SEARCH) -> GridPoint:
     return GridPoint(name=names.give(point_name(grid, params), suffix), params=params,
-                     spec_hash=contract.spec_hash(point_spec(grid, params, dataset_md5=dataset_md5)))
+                     spec_hash=contract.spec_hash(point_spec(grid, params, dataset_md5=dataset_md5)), phase=phase)
 
 
 # --- early stopping ------------------------------------------------------------------------------------
@@ -323,6 +324,6 @@ def confirm_points(grid: GridSpec, history: Sequence[TrialRecord], *, dataset_md
             if (configuration(params), seed) in ran:
                 continue
             points.append((number, make_point(grid, params, dataset_md5=dataset_md5, names=names,
-                                              suffix=f"-s{seed}")))
+                                              suffix=f"-s{seed}", phase=contract.PHASE_CONFIRM)))
             number += 1
     return points

@@ -53,7 +53,8 @@ def context_from_env(*, options: TrainOptions) -> JobContext:
     env = os.environ
     backend = env.get(contract.ENV_BACKEND) or "local"
     optional = {contract.TAG_GRID: contract.ENV_GRID, contract.TAG_POINT: contract.ENV_POINT,
-                contract.TAG_SPEC_HASH: contract.ENV_SPEC_HASH, contract.TAG_ATTEMPT: contract.ENV_ATTEMPT}
+                contract.TAG_SPEC_HASH: contract.ENV_SPEC_HASH, contract.TAG_ATTEMPT: contract.ENV_ATTEMPT,
+                contract.TAG_PHASE: contract.ENV_PHASE}
     if backend == "kubernetes":  # a pod runs in its image; a local process runs in no image at all
         optional[contract.TAG_IMAGE] = contract.ENV_IMAGE
     tags = {tag: env[var] for tag, var in optional.items() if env.get(var)}
