@@ -4,9 +4,11 @@ It runs the container command, args and env of a rendered batch/v1 Job
 manifest as a local process, with the Job controller's rules: backoffLimit
 retries, activeDeadlineSeconds, podFailurePolicy exit codes. One log file per
 attempt and submission (`<job>.<submission>.<attempt>.log`, created exclusively:
-never overwritten). Processes get their own session, so Ctrl-C or a closed
-terminal reaches the controller only, which then stops them with SIGTERM (then
-SIGKILL). Each attempt records its pid and start time, so a controller started
+never overwritten). Processes lead a process group of their own (a session on
+POSIX, CREATE_NEW_PROCESS_GROUP on Windows: controller.local.processes), so
+Ctrl-C or a closed terminal reaches the controller only, which then stops each
+group with SIGTERM, then SIGKILL (Windows: CTRL_BREAK_EVENT, then its process
+tree killed). Each attempt records its pid and start time, so a controller started
 later can tell whether it still runs (controller.local.processes), and gets its
 own TMPDIR under .tp4/tmp, removed when the attempt ends.
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -92,7 +93,7 @@ class LocalKubelet:
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 process_command(job.manifest), cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                stdin=subprocess.DEVNULL, **processes.popen_options())
         self.processes[job.name] = process
         identity = processes.identify(process.pid)
         job.attempts.append(Attempt(number=number, log=str(log_path), started=self.clock(), pid=process.pid,
@@ -140,15 +141,15 @@ class LocalKubelet:
 
     def _stop(self, name: str) -> None:
         process = self.processes.pop(name)
-        _signal_group(process, signal.SIGTERM)
+        processes.terminate_group(process.pid)
         try:
             process.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
-            _signal_group(process, signal.SIGKILL)
+            processes.kill_group(process.pid)
             process.wait()
 
     def stop(self, job: JobRecord, *, reason: str) -> None:
-        """Stop a running job's process (SIGTERM, then SIGKILL) and mark it failed."""
+        """Stop a running job's process group (SIGTERM, then SIGKILL) and mark it failed."""
         if job.name in self.processes:
             process = self.processes[job.name]
             self._stop(job.name)
@@ -158,7 +159,7 @@ class LocalKubelet:
         """Stop every running process at once; returns the jobs stopped."""
         running = [name for name in self.processes if name in jobs]
         for name in running:
-            _signal_group(self.processes[name], signal.SIGTERM)
+            processes.terminate_group(self.processes[name].pid)
         for name in running:
             self.stop(jobs[name], reason=reason)
         return running
@@ -186,10 +187,3 @@ def new_log(logs_dir: Path, *, job: str, submission: str, attempt: int) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"{logs_dir}: no free log name for {stem}")
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass

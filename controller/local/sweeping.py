@@ -1,8 +1,9 @@
 """Runs always end: what a local controller does at start about what an earlier one left behind.
 
-1. `GridLock`: one controller per grid at a time (an flock on
-   .tp4/grids/<grid>/lock, released by the kernel when its holder dies, even by
-   kill -9); a second `submit-grid` of a running grid is bad input.
+1. `GridLock`: one controller per grid at a time (a `filelock` lock on
+   .tp4/grids/<grid>/lock: flock on POSIX, LockFileEx on Windows, released by
+   the kernel when its holder dies, even by kill -9); a second `submit-grid` of
+   a running grid is bad input.
 2. `stop_orphans`: attempts that a controller which died left running (their
    pid and start time are in state.json) are stopped, never run twice at once;
    their Jobs count as failed, so the reconciler starts them again.
@@ -14,13 +15,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from filelock import FileLock, Timeout
 from mlflow.tracking import MlflowClient
 
 import contract
@@ -35,51 +37,75 @@ PARENT_RUN_TAG = "mlflow.parentRunId"
 
 
 class GridLock:
-    """Held while a controller runs a grid (context manager)."""
+    """Held while a controller runs a grid (context manager).
+
+    The lock file also names its holder: byte 0 is the byte Windows locks (LockFileEx) and no other
+    process may read, so it holds a newline and the holder's pid follows, readable from anywhere."""
 
     def __init__(self, root: Path, grid: str) -> None:
         self.path = grid_dir(root, grid) / "lock"
         self.grid = grid
-        self.handle: TextIO | None = None
+        self.lock: FileLock | None = None
 
     def __enter__(self) -> GridLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        lock = _file_lock(self.path, on_acquired=_write_holder)
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
+            lock.acquire(blocking=False)
+        except Timeout:
+            holder = _read_holder(self.path) or "another process"
             raise InvalidInput([Problem("grid", f"grid {self.grid!r} is being run by another controller "
                                         f"(pid {holder}) in this project: wait for it to end, or stop it "
-                                        f"(kill -TERM {holder}) and submit again")]) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self.handle = handle
+                                        f"({processes.stop_hint(holder)}) and submit again")]) from None
+        self.lock = lock
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.handle is not None:
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def _file_lock(path: Path, *, on_acquired: Callable[[int], None] | None = None) -> FileLock:
+    """An OS lock on `path` (flock, LockFileEx) that the kernel drops with its holder, never a soft
+    lock (a marker file that a kill -9 would leave behind); the file stays on release."""
+    return FileLock(path, fallback_to_soft=False, preserve_lock_file=True, on_acquired=on_acquired)
+
+
+def _write_holder(fd: int) -> None:
+    data = f"\n{os.getpid()}".encode()
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, data)
+    os.ftruncate(fd, len(data))
+
+
+def _read_holder(path: Path) -> str:
+    """The holder's pid as written in the lock file ('' when unreadable). Windows refuses a read of
+    byte 0 while it is locked: then from byte 1 on."""
+    try:
+        with open(path, "rb") as handle:
+            try:
+                data = handle.read()
+            except OSError:
+                handle.seek(1)
+                data = handle.read()
+    except OSError:
+        return ""
+    return data.decode(errors="replace").strip()
 
 
 def is_locked(root: Path, grid: str) -> bool:
-    """True when a live controller holds grid `grid`'s lock (this process excepted)."""
+    """True when a live controller holds grid `grid`'s lock (this process's own GridLock included)."""
     path = grid_dir(root, grid) / "lock"
     if not path.exists():
         return False
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+    lock = _file_lock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        return True
+    lock.release()
+    return False
 
 
 @dataclass

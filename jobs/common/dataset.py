@@ -26,7 +26,6 @@ runs with `core.no_scm` and fills the project's cache from the remote.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import logging
@@ -36,9 +35,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import yaml
+from filelock import FileLock
 
 import contract
 from contract.dvc_listing import (  # noqa: F401  (re-exported: the jobs' names for them)
@@ -201,15 +201,20 @@ def _pull_failure(*, path: Path, md5: str, remote: RemoteChoice, output: str) ->
             f"{remote.describe()} failed:{named}\n{output[-2000:]}")
 
 
-def _lock_file(*, path: Path) -> IO[str] | None:
+def _lock_file(*, path: Path) -> FileLock | None:
     root = dvc_root(path=path)
     if root is None:
         return None
+    lock_path = root / ".dvc" / "tmp" / LOCK_NAME
     try:
-        (root / ".dvc" / "tmp").mkdir(exist_ok=True)
-        return (root / ".dvc" / "tmp" / LOCK_NAME).open("a")
+        lock_path.parent.mkdir(exist_ok=True)
+        with lock_path.open("a"):  # a file this process may write: the lock needs one
+            pass
     except OSError:  # a read-only project: nothing can be pulled into it anyway
         return None
+    # An OS lock (flock, LockFileEx) that dies with its holder, never a soft lock (a marker file
+    # that a killed Job would leave behind); kept on disk on release, as DVC's tmp files are.
+    return FileLock(lock_path, fallback_to_soft=False, preserve_lock_file=True)
 
 
 @contextmanager
@@ -221,8 +226,7 @@ def project_lock(*, path: Path) -> Iterator[None]:
     if lock is None:
         yield
         return
-    with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with lock:  # blocks until the lock is free
         yield
 
 

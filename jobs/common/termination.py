@@ -1,6 +1,8 @@
 """Turn SIGTERM (Kubernetes, the local executor) and SIGINT (Ctrl-C) into a
 `Terminated` exception, so that `with` blocks unwind: the MLflow run gets its
-KILLED status and temporary folders are removed.
+KILLED status and temporary folders are removed. On Windows the local executor
+stops a Job with CTRL_BREAK_EVENT, which Python sees as SIGBREAK: handled alike
+(the signal exists there only).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from contextlib import contextmanager
 
 from jobs.common.errors import Terminated
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SIGNALS: tuple[signal.Signals, ...] = tuple(
+    sig for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGBREAK", None)) if sig is not None)
 _received: list[int] = []
 
 
@@ -38,7 +41,7 @@ def _record_only(signum: int, frame: object) -> None:
 
 @contextmanager
 def terminate_on_signals() -> Iterator[None]:
-    """Within the block, SIGTERM/SIGINT raise `Terminated` in the main thread.
+    """Within the block, SIGTERM/SIGINT (and SIGBREAK, Windows) raise `Terminated` in the main thread.
 
     Outside the main thread (where Python cannot install handlers) this is a
     no-op. Previous handlers are restored on exit.

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,37 @@ def test_a_read_only_project_pulls_into_the_workspace(tmp_path: Path, monkeypatc
     assert verified.path == workspace / "data" / "tiny" and verified.md5 == md5 and verified.pulled
     assert (workspace / "data" / "tiny" / "images" / "a.jpg").read_bytes() == b"image bytes"
     assert sorted(p.relative_to(project) for p in project.rglob("*")) == before  # nothing written in the project
+
+
+def test_one_pull_at_a_time_per_project_until_the_holder_dies(tmp_path: Path) -> None:
+    """project_lock (filelock: flock here, LockFileEx on Windows) blocks a second Job of the same
+    project until the first lets go, here by dying (kill -9: the kernel releases it)."""
+    (tmp_path / ".dvc").mkdir()
+    folder = tmp_path / "data" / "ds"
+    code = ("import sys, time; from pathlib import Path; from jobs.common import dataset\n"
+            f"with dataset.project_lock(path=Path({str(folder)!r})):\n    print('held', flush=True); time.sleep(120)")
+    repo = Path(__file__).resolve().parents[2]
+    other = subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        entered = threading.Event()
+
+        def second() -> None:
+            with dataset.project_lock(path=folder):
+                entered.set()
+
+        waiting = threading.Thread(target=second, daemon=True)
+        waiting.start()
+        assert not entered.wait(1.0)  # blocked while the other Job holds it
+    finally:
+        other.kill()
+        other.wait(timeout=10)
+    assert entered.wait(15)
+    waiting.join(timeout=5)
+    assert (tmp_path / ".dvc" / "tmp" / dataset.LOCK_NAME).is_file()  # kept on disk, as before
+
+
+def test_no_project_no_lock(tmp_path: Path) -> None:
+    with dataset.project_lock(path=tmp_path / "data" / "ds"):  # no .dvc above it: nothing to lock
+        pass
+    assert not (tmp_path / ".dvc").exists()
