@@ -12,6 +12,7 @@ import contract
 from contract.errors import InvalidInput, Problem
 from contract.grid import DEFAULT_MAX_POINTS, GridSpec, load_grid
 from controller import preflight
+from controller.core import searching
 from controller.core.expanding import GridPoint, expand
 from controller.core.rendering import RenderSettings, render_all, to_yaml
 from controller.credentials import refuse_credentials_in_uri
@@ -66,7 +67,13 @@ def resolve_path(spec: str, *, written_in: Path, root: Path) -> str:
 
 
 def render_grid(*, grid_path: Path, root: Path, max_points: int = DEFAULT_MAX_POINTS) -> str:
+    """The Jobs a submission starts with, as YAML: every point of a grid or a random search; the first
+    points a TPE search asks (job.parallelism, else its start-up trials: the rest depend on results)."""
     grid, points, dataset_md5 = prepare(grid_path=grid_path, root=root, max_points=max_points)
+    if grid.search.mode == "tpe":
+        first = grid.job.parallelism or searching.startup_trials(grid)
+        points = [p for _, p in searching.sample_points(grid, [], room=first, dataset_md5=dataset_md5,
+                                                        names=searching.Names())]
     from controller import tracking  # MLflow is imported only once the grid is valid: bad input is refused fast
 
     settings = RenderSettings(tracking_uri=tracking.tracking_uri(root), backend="kubernetes")

@@ -362,8 +362,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 # SIGHUP (a closed terminal, a dropped ssh session) is handled as SIGTERM: the Jobs run in
-# sessions of their own and would go on training without a controller.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# sessions of their own and would go on training without a controller (Windows: SIGBREAK).
+STOP_SIGNALS = processes.STOP_SIGNALS
 
 
 def run_grid_locally(run: LocalRun, *, view: ProgressView) -> Outcome:

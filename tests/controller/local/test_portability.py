@@ -229,7 +229,7 @@ POSIX_ONLY_ATTRIBUTES = {"killpg", "getpgid", "setsid", "setpgid", "sched_getaff
 # executor.py (another owner's file): its cpu_count() guards os.sched_getaffinity with hasattr
 # (os.cpu_count() elsewhere), portable as it is; its STOP_SIGNALS still names signal.SIGHUP, to be
 # replaced by processes.STOP_SIGNALS (SIGHUP where it exists, SIGBREAK on Windows).
-PENDING = {("controller/local/executor.py", "SIGHUP"), ("controller/local/executor.py", "sched_getaffinity")}
+PENDING = {("controller/local/executor.py", "sched_getaffinity")}  # guarded by hasattr
 
 
 def sources() -> list[Path]:
