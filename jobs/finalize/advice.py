@@ -109,7 +109,9 @@ def conditions(*, ranking: Ranking, decision: Decision, candidate: RunRecord | N
     items = [Flag("monitor_constraints", {"constraints": [c.metric for c in ranking.rules.constraints]})]
     if candidate is not None and not math.isfinite(candidate.test_metric(ranking.rules.objective)):
         items.append(Flag("confirm_on_test", {}))
-    if any(f.code in ("single_seed", "seed_no_effect") for f in ranking.flags) or _seed_risk(ranking)[1].data["close"]:
+    confirmed = ranking.verdict is not None and ranking.verdict.separated
+    if not confirmed and (any(f.code in ("single_seed", "seed_no_effect") for f in ranking.flags)
+                          or _seed_risk(ranking)[1].data["close"]):
         items.append(Flag("confirm_seeds", {}))
     if any(f.code == "scratch" for f in ranking.flags):
         items.append(Flag("scratch_only_demo", {}))
@@ -132,7 +134,9 @@ def next_steps(*, ranking: Ranking, decision: Decision) -> dict[str, list[Flag]]
     short.append(Flag("serve_champion" if decision.promote else "address_gates",
                       {"failed": list(decision.failed), "model": ranking.rules.registered_name}))
     medium = [Flag("more_seeds", {"seeds": max((len(c.runs) for c in ranking.configs), default=0)})]
-    medium += [Flag("extend_axis", edge) for edge in edge_axes(ranking.effects)]
+    # a sampled axis's values are draws inside its distribution's bounds: their edge is not the range's
+    medium += [Flag("extend_axis", edge) for edge in edge_axes(ranking.effects)
+               if ranking.rules.distribution(edge["axis"]) is None]
     medium += [Flag("more_data", {"dataset": ranking.rules.dataset_path}), Flag("tune_threshold", {})]
     long = [Flag("monitoring", {}), Flag("retraining", {}), Flag("target_benchmark", {})]
     return {"short": short, "medium": medium, "long": long}

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import contract
 from jobs.finalize.ranking import ConfigSummary, Exclusion, Ranking
 
-LOWER_IS_BETTER = frozenset({contract.METRIC_TRAIN_SECONDS, contract.METRIC_LATENCY_MS, contract.METRIC_MODEL_SIZE_MB})
+LOWER_IS_BETTER = frozenset(contract.COST_METRICS)
 # Differences smaller than this fraction of the candidate's value are not worth a pro or a con.
 MEANINGFUL = 0.01
 MAX_ALTERNATIVES = 3
@@ -34,6 +34,9 @@ class Alternative:
 def higher_is_better(*, metric: str, ranking: Ranking) -> bool:
     if metric == ranking.rules.objective:
         return ranking.rules.sign > 0
+    second = ranking.rules.spec.objective.second
+    if second is not None and metric == second.metric:
+        return second.direction == "maximize"
     return metric not in LOWER_IS_BETTER
 
 
@@ -62,8 +65,9 @@ def steadier(*, alternative: ConfigSummary, best: ConfigSummary, objective: str)
 
 
 def choose(ranking: Ranking) -> list[ConfigSummary]:
-    """Excluded configurations that beat the best one first (the trade-off a reader asks about), then the runners-up."""
-    best = ranking.best
+    """Excluded configurations that beat the chosen one first (the trade-off a reader asks about), then the
+    runners-up."""
+    best = ranking.chosen
     if best is None:
         return list(ranking.configs[:MAX_ALTERNATIVES])
     sign, objective = ranking.rules.sign, ranking.rules.objective
@@ -74,7 +78,8 @@ def choose(ranking: Ranking) -> list[ConfigSummary]:
 
 
 def alternatives(ranking: Ranking) -> list[Alternative]:
-    best = ranking.best
+    """Alternatives to the chosen configuration (the candidate's; the best ranked one on a plain grid)."""
+    best = ranking.chosen
     chosen = choose(ranking)
     if best is None:
         return [Alternative(config=c, pros=(), cons=(), exclusions=c.exclusions, steadier=None,

@@ -27,10 +27,11 @@ class Flag:
 
 
 def collect_flags(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord], configs: Sequence[ConfigSummary],
-                  effects: Sequence[AxisEffect], rules: GridRules) -> list[Flag]:
+                  effects: Sequence[AxisEffect], rules: GridRules, stopped: Sequence[RunRecord] = ()) -> list[Flag]:
+    """`stopped`: runs stopped early on purpose (early_stopping): neither successes nor failures."""
     return [
-        *too_few_success(ok=ok, rules=rules),
-        *unranked_runs(runs=runs, ok=ok),
+        *too_few_success(ok=ok, rules=rules, n_stopped=len(stopped)),
+        *unranked_runs(runs=runs, ok=[*ok, *stopped]),
         *axes_without_effect(effects=effects, rules=rules),
         *seed_without_effect(ok=ok, rules=rules),
         *scratch_runs(runs=runs),
@@ -39,13 +40,13 @@ def collect_flags(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord], configs
     ]
 
 
-def too_few_success(*, ok: Sequence[RunRecord], rules: GridRules) -> list[Flag]:
-    total = len(rules.points)
+def too_few_success(*, ok: Sequence[RunRecord], rules: GridRules, n_stopped: int = 0) -> list[Flag]:
+    total = len(rules.points) - n_stopped
     fraction = len(ok) / total if total else 0.0
     if fraction >= rules.min_success_fraction and len(ok) >= 2:
         return []
     return [Flag("too_few_success", {"n_success": len(ok), "n_points": total, "fraction": fraction,
-                                     "required": rules.min_success_fraction})]
+                                     "required": rules.min_success_fraction, "n_stopped": n_stopped})]
 
 
 def unranked_runs(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord]) -> list[Flag]:

@@ -6,7 +6,11 @@ Gates, in order:
 - constraints: the candidate run itself meets them;
 - min_objective: the candidate reaches gates.min_objective (a ceiling when the
   objective is minimised);
-- champion: it beats the current `champion` by more than gates.champion_margin.
+- champion: it beats the current `champion` by more than gates.champion_margin;
+- confirm (only with `confirm:` in grid.yaml): the confirm verdict named a configuration (a winner, or a
+  tie its `tie` rule settled; jobs.finalize.verdict).
+Points stopped early on purpose (early_stopping) count neither as successes nor as points in
+success_fraction.
 A candidate's metric is judged on the test split when it was evaluated there,
 otherwise on val; the champion comparison uses the same split on both sides.
 """
@@ -22,7 +26,7 @@ import contract
 from jobs.finalize.ranking import Ranking
 from jobs.finalize.records import ChampionInfo, RunRecord
 
-GATES = ("success_fraction", "candidate", "constraints", "min_objective", "champion")
+GATES = ("success_fraction", "candidate", "constraints", "min_objective", "champion", "confirm")
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,29 @@ def decide(*, ranking: Ranking, candidate: RunRecord | None, champion: ChampionI
         objective_gate(ranking=ranking, candidate=candidate),
         champion_gate(ranking=ranking, candidate=candidate, champion=champion),
     ]
+    if ranking.verdict is not None:
+        gates.append(confirm_gate(ranking))
     return Decision(tuple(gates))
 
 
 def success_gate(ranking: Ranking) -> Gate:
-    fraction = ranking.n_success / ranking.n_points if ranking.n_points else 0.0
+    points = ranking.n_points - ranking.n_stopped
+    fraction = ranking.n_success / points if points else 0.0
     required = ranking.rules.min_success_fraction
     return Gate("success_fraction", fraction >= required and ranking.n_success > 0,
-                {"n_success": ranking.n_success, "n_points": ranking.n_points,
+                {"n_success": ranking.n_success, "n_points": points, "n_stopped": ranking.n_stopped,
                  "fraction": fraction, "required": required})
+
+
+def confirm_gate(ranking: Ranking) -> Gate:
+    verdict = ranking.verdict
+    assert verdict is not None
+    return Gate("confirm", verdict.chosen is not None,
+                {"outcome": verdict.outcome, "tie_rule": verdict.tie_rule, "confidence": verdict.confidence,
+                 "difference": verdict.difference.value if verdict.difference else None,
+                 "low": verdict.difference.low if verdict.difference else None,
+                 "high": verdict.difference.high if verdict.difference else None,
+                 "chosen": verdict.chosen.label if verdict.chosen else None})
 
 
 def judged(*, run: RunRecord, metric: str) -> tuple[float, str]:

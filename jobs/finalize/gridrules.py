@@ -4,12 +4,20 @@ grid.json (contract.ARTIFACT_GRID_SPEC) holds {"spec": GridSpec.to_dict(), "poin
 the spec in grid.yaml's own shape, written by the controller (controller/tracking.py)
 and read back here through the same model, contract.grid.GridSpec. Every problem
 found is reported at once, as a GridSpecError (exit code 2).
+
+A sampled search (search.mode random or tpe) and the confirm phase add points as
+the grid runs: the controller records each on the parent run as the tag
+contract.TAG_TRIAL_PREFIX + <name> = JSON {"number", "params", "phase", "spec_hash"}.
+The grid's points are grid.json's and these trials, united by name. An axis that is
+a distribution has no list of values: its values are those its points ran, sorted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -36,6 +44,8 @@ class Point:
     name: str
     spec_hash: str
     params: Mapping[str, Any]
+    number: int | None = None  # the trial's number (0-based, the order it was asked in), when recorded
+    phase: str | None = None  # contract.PHASE_SEARCH or PHASE_CONFIRM, when recorded as a trial
 
 
 @dataclass(frozen=True)
@@ -53,9 +63,30 @@ class GridRules:
     def experiment(self) -> str:
         return str(self.spec.experiment)
 
-    @property
+    @cached_property
     def axes(self) -> Mapping[str, tuple[Any, ...]]:
-        return {axis: tuple(values) for axis, values in self.spec.axes.items()}
+        """Each axis's values: a list axis's own, in grid.yaml's order, then any other value its points ran
+        (a confirm seed); a distribution's, the values its points ran, sorted. A seed the points carry
+        without a seed axis (confirm runs of a grid whose seed is fixed) is an axis too."""
+        axes: dict[str, tuple[Any, ...]] = {}
+        for axis, values in self.spec.axes.items():
+            ran = self.values_run(axis)
+            if isinstance(values, Mapping):
+                axes[axis] = ran
+            else:
+                axes[axis] = (*values, *(v for v in ran if v not in values))
+        if SEED_AXIS not in axes and any(SEED_AXIS in p.params for p in self.points):
+            axes[SEED_AXIS] = self.values_run(SEED_AXIS)
+        return axes
+
+    def values_run(self, axis: str) -> tuple[Any, ...]:
+        """The distinct values of `axis` among the points, sorted (by type name, then value, when mixed)."""
+        return sorted_values(p.params[axis] for p in self.points if axis in p.params)
+
+    def distribution(self, axis: str) -> Mapping[str, Any] | None:
+        """The axis's distribution ({kind: args}) when it is one, else None."""
+        values = self.spec.axes.get(axis)
+        return values if isinstance(values, Mapping) else None
 
     @property
     def objective(self) -> str:
@@ -116,8 +147,20 @@ class GridRules:
         return tuple(a for a in self.axes if a != SEED_AXIS)
 
 
-def rules_from_grid_json(document: Any) -> GridRules:
-    """Read grid.json's content; raise GridSpecError listing every problem."""
+def sorted_values(values: Iterable[Any]) -> tuple[Any, ...]:
+    distinct: list[Any] = []
+    for value in values:
+        if value not in distinct:
+            distinct.append(value)
+    try:
+        return tuple(sorted(distinct))
+    except TypeError:
+        return tuple(sorted(distinct, key=lambda v: (type(v).__name__, repr(v))))
+
+
+def rules_from_grid_json(document: Any, *, tags: Mapping[str, str] | None = None) -> GridRules:
+    """Read grid.json's content, and the parent run's trial tags (`tags`: every tag of the parent run);
+    raise GridSpecError listing every problem."""
     if not isinstance(document, Mapping):
         raise GridSpecError([f"{contract.ARTIFACT_GRID_SPEC}: must be a JSON object"])
     problems: list[str] = []
@@ -130,15 +173,31 @@ def rules_from_grid_json(document: Any) -> GridRules:
             spec = GridSpec.model_validate(dict(raw))
         except ValidationError as error:
             problems += [f"{p.location}: {p.message}" for p in problems_of(error, source="spec")]
-    points = _points(document.get("points"), problems=problems)
+    points = _merge(_points(document.get("points"), problems=problems), trials(tags or {}, problems=problems))
+    if not points:
+        problems.append("points: missing or empty, and no trial recorded on the parent run "
+                        f"({contract.TAG_TRIAL_PREFIX}<point>)")
     if problems or spec is None:
         raise GridSpecError(problems)
-    return GridRules(spec=spec, points=points)
+    return GridRules(spec=spec, points=_with_fixed_seed(points, spec))
+
+
+def _with_fixed_seed(points: tuple[Point, ...], spec: GridSpec) -> tuple[Point, ...]:
+    """Confirm points carry a seed even where the seed is fixed in `train` (not an axis): the points without
+    one ran with that fixed seed, and say so, so that every run of a configuration has its seed."""
+    fixed = spec.train.get(SEED_AXIS)
+    if SEED_AXIS in spec.axes or fixed is None or not any(SEED_AXIS in p.params for p in points):
+        return points
+    return tuple(p if SEED_AXIS in p.params else Point(name=p.name, spec_hash=p.spec_hash,
+                                                        params={**p.params, SEED_AXIS: fixed},
+                                                        number=p.number, phase=p.phase) for p in points)
 
 
 def _points(raw: Any, *, problems: list[str]) -> tuple[Point, ...]:
-    if not isinstance(raw, list) or not raw:
-        problems.append("points: missing or empty")
+    if raw is None or raw == []:
+        return ()  # a TPE search starts with no point: its trials are tags
+    if not isinstance(raw, list):
+        problems.append("points: must be a list")
         return ()
     points = []
     for i, item in enumerate(raw):
@@ -148,3 +207,36 @@ def _points(raw: Any, *, problems: list[str]) -> tuple[Point, ...]:
             continue
         points.append(Point(name=item["name"], spec_hash=item["spec_hash"], params=dict(item["params"])))
     return tuple(points)
+
+
+def trials(tags: Mapping[str, str], *, problems: list[str]) -> tuple[Point, ...]:
+    """The points recorded as trial tags on the parent run, by trial number."""
+    found = []
+    for key, value in tags.items():
+        if not key.startswith(contract.TAG_TRIAL_PREFIX):
+            continue
+        name = key.removeprefix(contract.TAG_TRIAL_PREFIX)
+        try:
+            data = json.loads(value)
+            number, params = data["number"], data["params"]
+            phase, spec_hash = data["phase"], data["spec_hash"]
+            if isinstance(number, bool) or not isinstance(number, int) or not isinstance(params, Mapping) \
+                    or phase not in (contract.PHASE_SEARCH, contract.PHASE_CONFIRM) \
+                    or not isinstance(spec_hash, str) or not name:
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"tag {key}: must be JSON {{number, params, phase, spec_hash}}, got {value!r}")
+            continue
+        found.append(Point(name=name, spec_hash=spec_hash, params=dict(params), number=number, phase=phase))
+    return tuple(sorted(found, key=lambda p: (p.number or 0, p.name)))
+
+
+def _merge(listed: tuple[Point, ...], recorded: tuple[Point, ...]) -> tuple[Point, ...]:
+    """grid.json's points, in its order, with their trial number and phase when recorded; then the
+    trials grid.json does not list, by number."""
+    by_name = {p.name: p for p in recorded}
+    merged = [Point(name=p.name, spec_hash=p.spec_hash, params=p.params,
+                    number=by_name[p.name].number if p.name in by_name else None,
+                    phase=by_name[p.name].phase if p.name in by_name else None) for p in listed]
+    names = {p.name for p in listed}
+    return (*merged, *(p for p in recorded if p.name not in names))

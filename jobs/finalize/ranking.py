@@ -1,10 +1,17 @@
 """Aggregate a grid's runs over seeds, rank configurations, pick the candidate (pure).
 
 A configuration is a grid point without its seed. Only runs that FINISHED with
-a finite objective are ranked; the others are listed with the reason.
-Constraints exclude configurations on their seed mean. Ties are broken, in
-order, by more successful seeds, a smaller seed spread, then the order of the
-axis values in grid.yaml, so the same runs always give the same ranking.
+a finite objective are ranked; the others are listed with the reason. Runs the
+controller stopped early (early_stopping) are set apart: never ranked, never in
+a configuration's mean, never a candidate. Constraints exclude configurations
+on their seed mean. Ties are broken, in order, by more successful seeds, a
+smaller seed spread, then the order of the axis values in grid.yaml, so the
+same runs always give the same ranking.
+
+The chosen configuration is the best ranked one, unless grid.yaml says
+otherwise: with `objective.second`, the Pareto rule (jobs.finalize.pareto);
+with `confirm`, the confirm verdict (jobs.finalize.verdict), which takes
+precedence. The candidate is the best run of the chosen configuration.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ from contract.objective import TIE_DIGITS, objective_key  # noqa: F401 (TIE_DIGI
 from jobs.finalize.effects import AxisEffect, axis_effects, pooled_seed_spread
 from jobs.finalize.flags import Flag, collect_flags
 from jobs.finalize.gridrules import SEED_AXIS, GridRules
+from jobs.finalize.pareto import ParetoChoice, pareto_choice
 from jobs.finalize.records import FINISHED, MISSING, RunRecord
+from jobs.finalize.verdict import Verdict, confirm_verdict
 
 REPORTED_METRICS = contract.TRAIN_RUN_METRICS
 
@@ -77,6 +86,10 @@ class Ranking:
     seed_spread: float
     flags: tuple[Flag, ...]
     metrics: tuple[str, ...]
+    stopped: tuple[RunRecord, ...] = ()  # FINISHED runs the controller stopped early, in grid.json order
+    verdict: Verdict | None = None  # with `confirm`
+    pareto: ParetoChoice | None = None  # with `objective.second`
+    chosen: ConfigSummary | None = None  # the candidate's configuration
 
     @property
     def ranked(self) -> tuple[ConfigSummary, ...]:
@@ -84,11 +97,16 @@ class Ranking:
 
     @property
     def best(self) -> ConfigSummary | None:
+        """The best ranked configuration on the objective (rank 1)."""
         return self.ranked[0] if self.ranked else None
 
     @property
     def n_points(self) -> int:
         return len(self.rules.points)
+
+    @property
+    def n_stopped(self) -> int:
+        return len(self.stopped)
 
     @property
     def n_success(self) -> int:
@@ -98,24 +116,46 @@ class Ranking:
 def rank(*, runs: Sequence[RunRecord], rules: GridRules) -> Ranking:
     """The whole analysis of one grid's runs."""
     metrics = metric_names(rules)
-    ok, unranked = split_runs(runs=runs, objective=rules.objective)
+    stopped = tuple(r for r in runs if r.stopped)
+    ok, unranked = split_runs(runs=[r for r in runs if not r.stopped], objective=rules.objective)
     summaries = [summarise(params=p, runs=group, rules=rules, metrics=metrics)
                  for p, group in group_by_config(runs=ok, rules=rules)]
     configs = order_configs(configs=summaries, rules=rules)
-    best = next((c for c in configs if c.rank == 1), None)
+    verdict, pareto, chosen = choose(configs=configs, rules=rules)
     spread = pooled_seed_spread(objective_values=[[r.metric(rules.objective) for r in c.runs] for c in configs])
     effects = axis_effects(runs=ok, rules=rules, seed_spread=spread)
     return Ranking(
         rules=rules, runs=tuple(runs), configs=tuple(configs),
-        candidate=pick_candidate(config=best, rules=rules) if best else None,
+        candidate=pick_candidate(config=chosen, rules=rules) if chosen else None,
         unranked=tuple(unranked), effects=tuple(effects), seed_spread=spread,
-        flags=tuple(collect_flags(runs=runs, ok=ok, configs=configs, effects=effects, rules=rules)),
-        metrics=metrics,
+        flags=tuple(collect_flags(runs=runs, ok=ok, configs=configs, effects=effects, rules=rules, stopped=stopped)),
+        metrics=metrics, stopped=stopped, verdict=verdict, pareto=pareto, chosen=chosen,
     )
 
 
+def choose(*, configs: Sequence[ConfigSummary], rules: GridRules
+           ) -> tuple[Verdict | None, ParetoChoice | None, ConfigSummary | None]:
+    """The confirm verdict, the Pareto choice and the chosen configuration: the best ranked one; the Pareto
+    rule's pick with a second objective; the verdict's with `confirm` (when the verdict forbids promotion,
+    the best of the configurations it judged, else the best ranked one, stays the candidate to show)."""
+    chosen = next((c for c in configs if c.rank == 1), None)
+    pareto = verdict = None
+    second = rules.spec.objective.second
+    if second is not None:
+        pareto = pareto_choice(configs=configs, objective=rules.objective, direction=rules.direction,
+                               second=second.metric, second_direction=second.direction, tolerance=second.tolerance)
+        chosen = pareto.chosen or chosen
+    confirm = rules.spec.confirm
+    if confirm is not None:
+        verdict = confirm_verdict(configs=configs, objective=rules.objective, direction=rules.direction,
+                                  confidence=confirm.confidence, tie=confirm.tie)
+        chosen = verdict.chosen or (verdict.first.config if verdict.first else chosen)
+    return verdict, pareto, chosen
+
+
 def metric_names(rules: GridRules) -> tuple[str, ...]:
-    extra = [rules.objective, *(c.metric for c in rules.constraints)]
+    second = rules.spec.objective.second
+    extra = [rules.objective, *([second.metric] if second else []), *(c.metric for c in rules.constraints)]
     return tuple(dict.fromkeys([*REPORTED_METRICS, *extra]))
 
 

@@ -27,6 +27,9 @@ class RunRecord:
     weights: str | None = None  # what model.weights named (tag tp4.weights): a name, path or s3:// URI
     start_time: int = 0  # ms since the epoch
     url: str | None = None
+    stopped_at: int | None = None  # the last epoch trained when the controller stopped it early (TAG_STOPPED_EARLY)
+    phase: str | None = None  # contract.PHASE_SEARCH or PHASE_CONFIRM (the run's TAG_PHASE, else its trial's)
+    number: int | None = None  # its trial's number (0-based), when the point was recorded as a trial
 
     def metric(self, name: str) -> float:
         value = self.metrics.get(name)
@@ -38,6 +41,23 @@ class RunRecord:
     @property
     def scratch(self) -> bool:
         return self.weights_source == "scratch"
+
+    @property
+    def stopped(self) -> bool:
+        """FINISHED early at the controller's request (early_stopping): never ranked, never a candidate."""
+        return self.status == FINISHED and self.stopped_at is not None
+
+    @property
+    def confirming(self) -> bool:
+        return self.phase == contract.PHASE_CONFIRM
+
+    @property
+    def epochs_trained(self) -> float:
+        """contract.METRIC_EPOCHS, else the epoch TAG_STOPPED_EARLY names; NaN when neither says."""
+        value = self.metric(contract.METRIC_EPOCHS)
+        if math.isfinite(value):
+            return value
+        return float(self.stopped_at) if self.stopped_at is not None else math.nan
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from typing import Any
 import jinja2
 
 import contract
-from jobs.finalize import advice, comparing
+from jobs.finalize import advice, comparing, search
 from jobs.finalize.effects import AxisEffect
 from jobs.finalize.flags import Flag
 from jobs.finalize.gates import Decision
+from jobs.finalize.pareto import PLOT as PARETO_PLOT
 from jobs.finalize.ranking import ConfigSummary, Exclusion, Ranking, Stat
 from jobs.finalize.records import ChampionInfo, RunRecord
 
@@ -145,9 +146,95 @@ def rules_data(ranking: Ranking) -> dict[str, Any]:
             "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in rules.constraints],
             "gates_config": {"min_success_fraction": rules.min_success_fraction,
                              "min_objective": rules.min_objective, "champion_margin": rules.champion_margin},
-            "axes": {a: list(v) for a, v in rules.axes.items()}, "dataset": rules.dataset_path,
+            "axes": {a: list(v) for a, v in rules.axes.items()},
+            "distributions": {a: dict(d) for a in rules.axes if (d := rules.distribution(a)) is not None},
+            "dataset": rules.dataset_path,
             "dataset_md5": rules.dataset_md5, "weights": rules.weights, "registered_name": rules.registered_name,
             "train": dict(rules.train)}
+
+
+def search_data(*, ranking: Ranking, plots: Sequence[str]) -> dict[str, Any] | None:
+    """The search section (a sampled search or early stopping): how points were chosen, each trial, the best
+    so far, the points stopped early and the compute that saved (jobs.finalize.search); None otherwise."""
+    rules = ranking.rules
+    spec = rules.spec
+    if not search.shown(rules):
+        return None
+    trials = search.trials(runs=ranking.runs, rules=rules)
+    saved = search.compute_saved(runs=ranking.runs, rules=rules)
+    rule = spec.early_stopping
+    searched = [p for p in rules.points if p.phase != contract.PHASE_CONFIRM]
+    return {
+        "mode": spec.search.mode, "trials_asked": spec.search.trials if spec.sampled else len(searched),
+        "seed": spec.search.seed if spec.sampled else None,
+        "trials_recorded": len(searched), "trials_run": len(trials),
+        "trials_stopped": sum(t.stopped for t in trials),
+        "trials_finished": sum(1 for t in trials if not t.stopped and t.run.status == "FINISHED"),
+        "confirm_runs": sum(1 for r in ranking.runs if r.confirming and r.status != "MISSING"),
+        "early_stopping": None if rule is None else {
+            "rule": rule.rule, "metric": rule.metric, "min_epochs": rule.min_epochs,
+            "startup_trials": rule.startup_trials, "reduction_factor": rule.reduction_factor,
+            "threshold": rule.threshold},
+        "best": trials[-1].best_so_far if trials else math.nan, "best_at": search.best_at(trials),
+        "trials": [{"number": t.number, "point": t.run.point, "run_id": t.run.run_id, "status": t.run.status,
+                    "objective": t.objective, "stopped": t.stopped, "best_so_far": t.best_so_far,
+                    "params": dict(t.run.params)} for t in trials],
+        "stopped": [{"point": s.run.point, "run_id": s.run.run_id, "url": s.run.url, "epoch": s.epoch,
+                     "epochs_asked": s.epochs_asked, "epochs_trained": s.epochs_trained,
+                     "objective": s.objective, "train_seconds": s.train_seconds,
+                     "saved_seconds": s.saved_seconds} for s in saved.stopped],
+        "saved_seconds": saved.saved_seconds, "used_seconds": saved.used_seconds,
+        "saved_fraction": saved.fraction, "saved_unknown": list(saved.unknown),
+        "plots": [p for p in plots if p.endswith((f"/{search.PLOT_BEST}", f"/{search.PLOT_TRIALS}"))],
+    }
+
+
+def interval_data(row: Any) -> dict[str, Any]:
+    return {"label": row.config.label, "rank": row.config.rank, "n": row.n, "mean": row.mean, "std": row.std,
+            "low": row.low, "high": row.high, "seeds": list(row.config.seeds)}
+
+
+def confirm_data(ranking: Ranking) -> dict[str, Any] | None:
+    """The confirm verdict (jobs.finalize.verdict), None without `confirm:`."""
+    verdict = ranking.verdict
+    if verdict is None:
+        return None
+    confirm = ranking.rules.spec.confirm
+    difference = verdict.difference
+    return {
+        "top": confirm.top if confirm else None, "seeds": list(confirm.seeds) if confirm else [],
+        "confidence": verdict.confidence, "tie_rule": verdict.tie_rule, "outcome": verdict.outcome,
+        "separated": verdict.separated, "promotable": verdict.chosen is not None,
+        "rows": [interval_data(r) for r in verdict.rows],
+        "single": [c.label for c in verdict.single],
+        "first": interval_data(verdict.first) if verdict.first else None,
+        "second": interval_data(verdict.second) if verdict.second else None,
+        "difference": None if difference is None else {"value": difference.value, "low": difference.low,
+                                                       "high": difference.high, "df": difference.df},
+        "chosen": verdict.chosen.label if verdict.chosen else None,
+        "tie_metric": verdict.tie_metric, "tie_values": list(verdict.tie_values) if verdict.tie_values else None,
+        "tie_settled_by": None if verdict.tie_values is None else (
+            "metric" if all(map(math.isfinite, verdict.tie_values)) and verdict.tie_values[0] != verdict.tie_values[1]
+            else "objective"),
+    }
+
+
+def pareto_data(*, ranking: Ranking, plots: Sequence[str]) -> dict[str, Any] | None:
+    """The two-objective section (jobs.finalize.pareto), None without `objective.second`."""
+    pareto = ranking.pareto
+    if pareto is None:
+        return None
+    return {
+        "metric": pareto.metric, "direction": pareto.direction, "tolerance": pareto.tolerance,
+        "best_first": pareto.best_first,
+        "points": [{"label": p.config.label, "rank": p.config.rank, "first": p.first, "second": p.second,
+                    "eligible": p.eligible, "on_front": p.on_front, "within": p.within,
+                    "chosen": ranking.chosen is p.config} for p in pareto.points],
+        "front": [p.config.label for p in pareto.front],
+        "chosen": pareto.chosen.label if pareto.chosen else None,
+        "candidate_follows": "confirm" if ranking.verdict is not None else ("pareto" if pareto.chosen else "rank"),
+        "plots": [p for p in plots if p.endswith(f"/{PARETO_PLOT}")],
+    }
 
 
 def report_data(inputs: ReportInputs) -> dict[str, Any]:
@@ -173,7 +260,10 @@ def report_data(inputs: ReportInputs) -> dict[str, Any]:
         "effects": [effect_data(e) for e in ranking.effects], "seed_spread": ranking.seed_spread,
         "objective_gap": advice.objective_gap(ranking),
         "flags": flag_data(ranking.flags), "unranked": unranked_data(ranking), "phases": phases_data(ranking),
-        "n_points": ranking.n_points, "n_success": ranking.n_success,
+        "n_points": ranking.n_points, "n_success": ranking.n_success, "n_stopped": ranking.n_stopped,
+        "n_confirm_points": sum(p.phase == contract.PHASE_CONFIRM for p in ranking.rules.points),
+        "search": search_data(ranking=ranking, plots=inputs.plots), "confirm": confirm_data(ranking),
+        "pareto": pareto_data(ranking=ranking, plots=inputs.plots),
         "plots": list(inputs.plots), "errors": list(inputs.errors),
     })
 
@@ -202,6 +292,7 @@ def environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.filters["num"] = fmt_number
     env.filters["pm"] = fmt_stat
     env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.0f} %"
+    env.filters["conf"] = lambda v: "—" if v is None else f"{round(100 * v, 1):g} %"  # a confidence level
     env.filters["join_values"] = lambda values: ", ".join(str(v) for v in values)
     return env
 
@@ -220,7 +311,8 @@ def runs_csv(ranking: Ranking) -> str:
                                                 if k not in ranking.metrics and "/" not in k})]
     axes = list(ranking.rules.axes)
     header = ["point", "run_id", "status", "unranked_reason", "configuration", "config_rank", "excluded",
-              "candidate", "weights_source", *axes, *metric_names, *(f"params.{p}" for p in param_names)]
+              "candidate", "weights_source", "phase", "trial", "stopped_early_at_epoch", *axes, *metric_names,
+              *(f"params.{p}" for p in param_names)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -231,7 +323,8 @@ def runs_csv(ranking: Ranking) -> str:
             run.point, run.run_id or "", run.status, reason_of.get(run.point, ""),
             config.label if config else "", config.rank if config and config.rank else "",
             "yes" if config and config.exclusions else "", "yes" if run.run_id and run.run_id == candidate_id else "",
-            run.weights_source or "", *(run.params.get(a, "") for a in axes),
+            run.weights_source or "", run.phase or "", "" if run.number is None else run.number,
+            "" if run.stopped_at is None else run.stopped_at, *(run.params.get(a, "") for a in axes),
             *(_csv_number(run.metric(m)) for m in metric_names),
             *(run.logged_params.get(p, "") for p in param_names)])
     return out.getvalue()

@@ -48,7 +48,7 @@ def load_rules(*, client: MlflowClient, parent_run_id: str) -> tuple[GridRules, 
     dataset = spec.get("dataset") if isinstance(spec, dict) else None
     if isinstance(dataset, dict) and document.get("dataset_md5") and not dataset.get("md5"):
         dataset["md5"] = document["dataset_md5"]  # the md5 the controller pinned at submission
-    return rules_from_grid_json(document), parent
+    return rules_from_grid_json(document, tags=parent.data.tags), parent
 
 
 def run_url(*, tracking_uri: str, experiment_id: str, run_id: str) -> str | None:
@@ -89,32 +89,55 @@ def _age(run: Run) -> tuple[int, int]:
 
 
 def fetch_runs(*, client: MlflowClient, rules: GridRules, parent: Run) -> list[RunRecord]:
-    """One record per grid point, in grid.json order: its newest matching train run, or MISSING."""
+    """One record per grid point, in grid.json order (then the recorded trials): its newest matching train
+    run, or MISSING. A run matches on its spec hash; one that also carries the point's name is preferred
+    (two trials of a sampled search may share their parameters, hence their hash)."""
     query = (f"tags.`{contract.TAG_GRID}` = '{_quote(rules.name)}' "
              f"and tags.`{contract.TAG_ROLE}` = '{contract.ROLE_TRAIN}'")
     newest: dict[str, Run] = {}
+    named: dict[tuple[str, str], Run] = {}
     for run in search_all(client=client, experiment_ids=grid_experiment_ids(client=client, rules=rules, parent=parent),
                           query=query):
         spec_hash = run.data.tags.get(contract.TAG_SPEC_HASH)
-        if spec_hash and (spec_hash not in newest or _age(run) > _age(newest[spec_hash])):
+        if not spec_hash:
+            continue
+        if spec_hash not in newest or _age(run) > _age(newest[spec_hash]):
             newest[spec_hash] = run
+        key = (run.data.tags.get(contract.TAG_POINT, ""), spec_hash)
+        if key not in named or _age(run) > _age(named[key]):
+            named[key] = run
     uri = client.tracking_uri
-    return [record(point=p.name, params=p.params, run=newest.get(p.spec_hash), tracking_uri=uri) for p in rules.points]
+    return [record(point=p.name, params=p.params, run=named.get((p.name, p.spec_hash), newest.get(p.spec_hash)),
+                   tracking_uri=uri, number=p.number, phase=p.phase) for p in rules.points]
 
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
-def record(*, point: str, params: Any, run: Run | None, tracking_uri: str) -> RunRecord:
+def record(*, point: str, params: Any, run: Run | None, tracking_uri: str, number: int | None = None,
+           phase: str | None = None) -> RunRecord:
     if run is None:
-        return RunRecord(point=point, params=params, status=MISSING)
+        return RunRecord(point=point, params=params, status=MISSING, number=number, phase=phase)
+    tags = run.data.tags
     return RunRecord(
         point=point, params=params, status=run.info.status, run_id=run.info.run_id,
         metrics=dict(run.data.metrics), logged_params=dict(run.data.params),
-        weights_source=run.data.tags.get(contract.TAG_WEIGHTS_SOURCE), weights=run.data.tags.get(contract.TAG_WEIGHTS),
+        weights_source=tags.get(contract.TAG_WEIGHTS_SOURCE), weights=tags.get(contract.TAG_WEIGHTS),
         start_time=run.info.start_time or 0,
-        url=run_url(tracking_uri=tracking_uri, experiment_id=run.info.experiment_id, run_id=run.info.run_id))
+        url=run_url(tracking_uri=tracking_uri, experiment_id=run.info.experiment_id, run_id=run.info.run_id),
+        stopped_at=stopped_epoch(tags.get(contract.TAG_STOPPED_EARLY)), phase=tags.get(contract.TAG_PHASE) or phase,
+        number=number)
+
+
+def stopped_epoch(tag: str | None) -> int | None:
+    """TAG_STOPPED_EARLY's epoch; 0 when the tag is there but unreadable (the run still stopped early)."""
+    if tag is None:
+        return None
+    try:
+        return int(float(tag))
+    except ValueError:
+        return 0
 
 
 def aliases(*, client: MlflowClient, name: str) -> dict[str, str]:

@@ -48,11 +48,11 @@ def make_grid(tmp_path: Path, **overrides: Any) -> tuple[GridSpec, list[GridPoin
 
 def log_train_run(client: MlflowClient, *, experiment_id: str, parent_id: str, grid: GridSpec, point: GridPoint,
                   metrics: Mapping[str, float], status: str = "FINISHED", spec_hash: str | None = None,
-                  grid_name: str | None = None) -> str:
+                  grid_name: str | None = None, tags: Mapping[str, str] | None = None) -> str:
     tags = {contract.TAG_GRID: grid_name or grid.name, contract.TAG_POINT: point.name,
             contract.TAG_SPEC_HASH: spec_hash or point.spec_hash, contract.TAG_ROLE: contract.ROLE_TRAIN,
             contract.TAG_WEIGHTS_SOURCE: "pretrained", contract.TAG_ATTEMPT: "1",
-            contract.TAG_DATASET_MD5: DATASET_MD5, "mlflow.parentRunId": parent_id}
+            contract.TAG_DATASET_MD5: DATASET_MD5, "mlflow.parentRunId": parent_id, **(tags or {})}
     run_id = client.create_run(experiment_id, tags=tags, run_name=point.name).info.run_id
     for key, value in {**grid.train, **point.params}.items():
         client.log_param(run_id, key, value)
@@ -152,6 +152,73 @@ def test_a_missing_grid_spec_exits_2(tmp_path: Path, store: tuple[str, MlflowCli
     done = finalize(uri, "--parent-run-id", "0" * 32, "--reports-dir", str(tmp_path / "reports"))
     assert done.returncode == 2 and "no such run" in done.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_search_with_early_stops_a_confirmation_and_two_objectives(tmp_path: Path,
+                                                                    store: tuple[str, MlflowClient]) -> None:
+    """A TPE search: grid.json lists no point, the controller records each trial (and the confirm re-runs)
+    as a tag on the parent run; two trials were stopped early."""
+    uri, client = store
+    (tmp_path / "data" / "tiny").mkdir(parents=True)
+    grid = parse_grid(grid_yaml(
+        train={"epochs": 10, "batch": 4, "optimizer": "SGD", "seed": 0},
+        axes={"imgsz": [64, 96], "lr0": {"loguniform": [0.001, 0.1]}},
+        search={"mode": "tpe", "trials": 6}, early_stopping={"rule": "median", "min_epochs": 2},
+        confirm={"top": 2, "seeds": [1, 2], "tie": "cheaper"},
+        objective={"metric": "mAP50-95", "second": {"metric": "train_seconds", "tolerance": 0.01}},
+        report={"language": "en"}), source="grid.yaml", base_dir=tmp_path)
+    experiment_id = ensure_experiment(client=client, name=grid.experiment)
+    parent_id = start_parent_run(client, grid=grid, points=[], experiment_id=experiment_id, backend="local",
+                                 dataset_md5=DATASET_MD5)
+    # (params, phase, mAP50-95, epochs trained): trials 2 and 5 stopped early; 6-9 confirm 1 and 3
+    trials = [({"imgsz": 64, "lr0": 0.002}, "search", 0.10, 10), ({"imgsz": 96, "lr0": 0.01}, "search", 0.17, 10),
+              ({"imgsz": 64, "lr0": 0.05}, "search", 0.04, 3), ({"imgsz": 96, "lr0": 0.003}, "search", 0.16, 10),
+              ({"imgsz": 64, "lr0": 0.02}, "search", 0.12, 10), ({"imgsz": 96, "lr0": 0.08}, "search", 0.03, 2),
+              ({"imgsz": 96, "lr0": 0.01, "seed": 1}, "confirm", 0.171, 10),
+              ({"imgsz": 96, "lr0": 0.01, "seed": 2}, "confirm", 0.169, 10),
+              ({"imgsz": 96, "lr0": 0.003, "seed": 1}, "confirm", 0.158, 10),
+              ({"imgsz": 96, "lr0": 0.003, "seed": 2}, "confirm", 0.162, 10)]
+    ids = {}
+    for number, (params, phase, objective, epochs) in enumerate(trials):
+        point = GridPoint(name=f"trial-{number}", params=params, spec_hash=f"hash{number:04d}")
+        client.set_tag(parent_id, contract.TAG_TRIAL_PREFIX + point.name, json.dumps(
+            {"number": number, "params": params, "phase": phase, "spec_hash": point.spec_hash}))
+        seconds = (2.0 if params["imgsz"] == 64 else 3.0) * epochs  # s per epoch
+        stopped = {contract.TAG_STOPPED_EARLY: str(epochs)} if epochs < 10 else {}
+        ids[point.name] = log_train_run(
+            client, experiment_id=experiment_id, parent_id=parent_id, grid=grid, point=point,
+            metrics={**point_metrics(GridPoint(point.name, {**params, "seed": 0}, point.spec_hash)),
+                     "mAP50-95": objective, "train_seconds": seconds, contract.METRIC_EPOCHS: epochs},
+            tags={contract.TAG_PHASE: phase, **stopped})
+
+    done = finalize(uri, "--parent-run-id", parent_id, "--reports-dir", str(tmp_path / "reports"),
+                    "--no-test-eval", "--no-register")
+
+    assert done.returncode == 0, done.stderr
+    assert "decision YES" in done.stdout
+    folder = tmp_path / "reports" / grid.name
+    decision = json.loads((folder / "decision.json").read_text())
+    assert decision["candidate"]["run_id"] == ids["trial-6"]  # the confirmed winner's best run
+    assert decision["n_points"] == 10 and decision["n_success"] == 8 and decision["n_stopped"] == 2
+    assert decision["unranked"] == []
+    search = decision["search"]
+    assert (search["mode"], search["trials_run"], search["trials_stopped"], search["confirm_runs"]) == \
+        ("tpe", 6, 2, 4)
+    assert [(s["point"], s["epoch"], s["saved_seconds"]) for s in search["stopped"]] == [
+        ("trial-2", 3, pytest.approx(14.0)), ("trial-5", 2, pytest.approx(24.0))]
+    assert search["saved_fraction"] == pytest.approx(38.0 / (38.0 + 20 + 30 + 6 + 30 + 20 + 6))
+    assert decision["confirm"]["outcome"] == "winner" and decision["confirm"]["chosen"] == "imgsz=96, lr0=0.01"
+    assert decision["pareto"]["chosen"] == "imgsz=96, lr0=0.01"
+    assert decision["pareto"]["front"] == ["imgsz=96, lr0=0.01", "imgsz=64, lr0=0.02"]
+    assert decision["axes"]["lr0"] == [0.002, 0.003, 0.01, 0.02, 0.05, 0.08]
+    markdown = (folder / "decision.md").read_text()
+    for heading in ("## Search — how the points were chosen", "### Points stopped early",
+                    "## Confirmation — is the best configuration ahead beyond the noise?",
+                    "## Two objectives — mAP50-95 and train_seconds"):
+        assert heading in markdown
+    plots = {f.path.removeprefix("report/plots/") for f in client.list_artifacts(parent_id, "report/plots")}
+    assert plots == {"objective_by_configuration.png", "search_best_so_far.png", "search_objective_per_trial.png",
+                     "metrics_vs_imgsz.png", "metrics_vs_lr0.png", "metrics_vs_seed.png", "pareto_front.png"}
 
 
 # --- the test split, the registry and serving, with a real (tiny) model -------------------------------
