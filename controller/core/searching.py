@@ -315,7 +315,8 @@ def confirm_points(grid: GridSpec, history: Sequence[TrialRecord], *, dataset_md
     it has not run with yet; [] until the search is done, and once they exist."""
     if grid.confirm is None or not search_done(grid, history) or any(t.phase == "confirm" for t in history):
         return []
-    ran = {(configuration(t.params), t.params.get(SEED, grid.train.get(SEED))) for t in history}
+    # a point without a seed trained with ultralytics' default seed, 0
+    ran = {(configuration(t.params), t.params.get(SEED, grid.train.get(SEED, 0))) for t in history}
     number = max((t.number for t in history), default=-1) + 1
     points: list[tuple[int, GridPoint]] = []
     for config in top_configurations(grid, history, top=grid.confirm.top):

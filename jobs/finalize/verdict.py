@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from scipy import stats  # type: ignore[import-untyped]  # (no stubs; pyproject.toml should list scipy)
+from scipy import stats
 
 import contract
 from contract.objective import Direction, objective_key
