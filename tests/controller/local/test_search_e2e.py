@@ -83,7 +83,8 @@ def test_a_tpe_search_stops_hopeless_points_through_mlflow(tmp_path: Path, datas
         assert run.data.tags[contract.TAG_PHASE] == contract.PHASE_SEARCH
     assert "stop requested at epoch" in result.stdout
     assert parent.info.status == "FINISHED"
-    assert (folder / "reports" / "tiny-search" / "decision.md").is_file()
+    report = (folder / "reports" / "tiny-search" / "decision.md").read_text()
+    assert "## Search" in report and "### Points stopped early" in report and "**Compute saved**" in report
 
 
 def test_a_confirm_phase_reruns_the_top_configurations_with_more_seeds(tmp_path: Path,
@@ -100,6 +101,7 @@ def test_a_confirm_phase_reruns_the_top_configurations_with_more_seeds(tmp_path:
     assert {r.data.params["lr0"] for r in confirm} == {"0.005", "0.01"}
     assert {t["phase"] for t in trials(parent).values()} == {"search", "confirm"}
     assert sorted(phases) == ["train-0.005", "train-0.005-s2", "train-0.01", "train-0.01-s2"]
-    # the report decides on the repeats
+    # the report decides on the repeats: two runs per configuration, a verdict, a tie settled by `faster`
     report = (folder / "reports" / "tiny-search" / "decision.md").read_text()
-    assert "confirm" in report.lower()
+    assert "## Confirmation" in report
+    assert "**Verdict**:" in report and ("named winner" in report or "Tie rule `faster`" in report)
