@@ -1,9 +1,10 @@
 """`make bench`: P1-P5 in one table, the targets beside the figures, the machine in the header.
 
-    python bench/run_all.py [--grid tp4-lab] [--points 10000] [--cluster-points 10000] [--with-p1]
+    python bench/run_all.py [--grid tp4-lab] [--points 10000] [--cluster-points 10000] [--with-p1] [--with-p6]
 
 P3-P5 read a finished local grid (--grid, default tp4-lab: `make demo` first); P2 needs nothing;
-P1 runs the bare loop and a grid of its own (many minutes on 2 cores): only with --with-p1.
+P1 runs the bare loop and a grid of its own (many minutes on 2 cores): only with --with-p1;
+P6 (bench/p6_search.py: TPE and median stopping against the lab grid, 3 repetitions): only with --with-p6.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> int:
     parser.add_argument("--cluster-points", type=int, default=10_000, help="P2 against the fake API server")
     parser.add_argument("--cluster-timeout", type=float, default=1800)
     parser.add_argument("--with-p1", action="store_true")
+    parser.add_argument("--with-p6", action="store_true", help="the search benchmark (an hour of training)")
     args = parser.parse_args()
     header = f"tp4 benchmarks, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}"
     figures: list[Figure] = []
@@ -35,6 +37,10 @@ def main() -> int:
         import subprocess
 
         subprocess.run([PYTHON, str(REPO / "bench" / "p1_lab_vs_loop.py")], check=False)
+    if args.with_p6:
+        import subprocess
+
+        subprocess.run([PYTHON, str(REPO / "bench" / "p6_search.py")], check=False)
     with tempfile.TemporaryDirectory(prefix="tp4-bench-") as tmp:
         folder = Path(tmp)
         for name, run in (
@@ -54,6 +60,8 @@ def main() -> int:
     print(table(figures))
     if not args.with_p1:
         print("\nP1 not run (minutes of training): python bench/p1_lab_vs_loop.py, or make bench BENCH_ARGS=--with-p1")
+    if not args.with_p6:
+        print("P6 not run (an hour of training): python bench/p6_search.py, or make bench BENCH_ARGS=--with-p6")
     return 0
 
 
