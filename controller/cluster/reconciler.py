@@ -208,7 +208,9 @@ class GridController:
         started = {key: value for key, value in status.items() if key in ("conditions", "counts")}
         started.update(observedGeneration=meta.get("generation"), phase=GridPhase.PENDING.value, parentRunId=parent,
                        startTime=start_time(grid, self.clock()))
-        self.event(grid, "Submitted", f"submission {parent}: {len(cluster.points)} points, "
+        what = (f"a TPE search of {cluster.spec.search.trials} trials" if cluster.spec.search.mode == "tpe"
+                else f"{len(cluster.points)} points")
+        self.event(grid, "Submitted", f"submission {parent}: {what}, "
                    f"{cluster.parallelism} at a time")
         return self.write_status(grid, started)
 
