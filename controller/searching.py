@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 import contract
@@ -76,9 +77,14 @@ def recorded_trials(mlflow: MlflowClient, parent_run_id: str) -> list[Trial]:
     return sorted(found, key=lambda t: t.number)
 
 
+TAGS_PER_BATCH = 100  # MLflow's limit of tags in one log_batch
+
+
 def record(mlflow: MlflowClient, parent_run_id: str, trials: list[Trial]) -> None:
-    for trial in trials:
-        mlflow.set_tag(parent_run_id, *trial.tag())
+    """The trials' tags on the parent run, a batch of at most TAGS_PER_BATCH per request."""
+    tags = [RunTag(*trial.tag()) for trial in trials]
+    for start in range(0, len(tags), TAGS_PER_BATCH):
+        mlflow.log_batch(parent_run_id, tags=tags[start:start + TAGS_PER_BATCH])
 
 
 @dataclass(frozen=True)
@@ -123,14 +129,15 @@ class Search:
 
     def start(self, points: list[GridPoint], *, carried: tuple[Trial, ...] = ()) -> None:
         """Record the grid's points (and the trials a previous submission of this grid asked) on the parent run."""
-        known = {t.name: t for t in recorded_trials(self.mlflow, self.parent_run_id)}
+        recorded = {t.name: t for t in recorded_trials(self.mlflow, self.parent_run_id)}
+        known = dict(recorded)
         for trial in carried:
             known.setdefault(trial.name, trial)
         for number, point in enumerate(points):
             known.setdefault(point.name, Trial(point.name, number, point.params, contract.PHASE_SEARCH,
                                                point.spec_hash))
         self.trials = sorted(known.values(), key=lambda t: t.number)
-        record(self.mlflow, self.parent_run_id, self.trials)
+        record(self.mlflow, self.parent_run_id, [t for t in self.trials if t.name not in recorded])
 
     @property
     def points(self) -> list[GridPoint]:
