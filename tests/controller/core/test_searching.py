@@ -303,3 +303,14 @@ def test_points_count_trials_and_confirm_runs_against_the_limit(tmp_path: Path) 
     with pytest.raises(InvalidInput, match="gives 12 points, more than the limit of 10"):
         parse_grid(lab_grid(search={"mode": "tpe", "trials": 8}, confirm={"top": 2, "seeds": [2, 3]}),
                    source="grid.yaml", base_dir=None, max_points=10)
+
+
+def test_tpe_with_two_objectives_samples_from_both_values() -> None:
+    spec = tpe(search={"mode": "tpe", "trials": 6, "seed": 2, "startup_trials": 2},
+               objective={"metric": "mAP50-95", "second": {"metric": "inference_ms_per_image"}})
+    first = sample_points(spec, [], room=3, dataset_md5=MD5, names=Names())
+    history = [TrialRecord(p.name, n, p.params, status="complete", values=(0.1 * (n + 1), 10.0 - n))
+               for n, p in first]
+    more = sample_points(spec, history, room=2, dataset_md5=MD5, names=Names({p.name for _, p in first}))
+    assert [n for n, _ in more] == [3, 4]
+    assert all(0.001 <= p.params["lr0"] <= 0.1 for _, p in more)
