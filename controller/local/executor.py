@@ -116,6 +116,13 @@ class LocalExecutor:
         self.search: Search | None = None
         self.pending = False  # the search will still add points
         self.budget_spent = False
+        self.changed: set[str] = set()  # Jobs added, changed or removed since the last save
+
+    def save(self, *, whole: bool = False) -> None:
+        """Record the state: the Jobs that changed since the last save (a journal line), or `whole`
+        (a new snapshot: at the start and the end of a submission, controller.local.state)."""
+        save_state(self.run.root, self.state, changed=None if whole else self.changed)
+        self.changed.clear()
 
     def check_experiment(self) -> None:
         """A deleted experiment, the grid's or the one its recorded runs live in: `InvalidInput` (exit 2)."""
@@ -131,7 +138,7 @@ class LocalExecutor:
             what = f"stopped (pid {orphan.pid})" if orphan.stopped else "found gone"
             self.notes.append(f"{orphan.job} attempt {orphan.attempt} was left running by a controller that died: "
                               f"{what}")
-        save_state(self.run.root, self.state)
+        self.save(whole=True)
         for closed in sweeping.sweep(self.mlflow, self.run.root):
             self.notes.append(f"run {closed.run_id} ({closed.grid} {closed.point or closed.role}) was RUNNING: "
                               f"ended FAILED, {closed.reason}")
@@ -182,7 +189,7 @@ class LocalExecutor:
             self.start_search(previous)
         self.settings = RenderSettings(tracking_uri=self.uri, backend="local", parent_run_id=parent,
                                        extra_env={k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ})
-        save_state(self.run.root, self.state)
+        self.save(whole=True)
 
     def start_search(self, previous: str) -> None:
         """Record the search's points on the new parent run, with the trials the previous submission of
@@ -220,6 +227,7 @@ class LocalExecutor:
             job = self.state.jobs.get(name)
             if job is not None and not job.phase.terminal:
                 self.kubelet.stop(job, reason="StopRequestIgnored")
+                self.changed.add(name)
 
     def manifest(self, create: Create) -> tuple[dict[str, Any], str, str]:
         assert self.settings is not None
@@ -235,12 +243,14 @@ class LocalExecutor:
             if isinstance(action, Delete):
                 job = self.state.jobs.pop(action.name)
                 self.kubelet.stop(job, reason="Deleted")
+                self.changed.add(action.name)
             elif isinstance(action, Create):
                 manifest, spec_hash, role = self.manifest(action)
                 job = JobRecord(name=action.name, grid=self.run.grid.name, spec_hash=spec_hash,
                                submission=self.state.submission, role=role, manifest=manifest)
                 self.state.jobs[action.name] = job
                 self.kubelet.start(job)
+                self.changed.add(action.name)
             elif isinstance(action, Conflict):
                 raise NameClash(f"job {action.name} already belongs to grid {action.owner}")
 
@@ -276,19 +286,20 @@ class LocalExecutor:
             changed = self.kubelet.poll(job)
             if changed or len(job.attempts) != before:
                 self.close_ended_attempts(job, before)
+                self.changed.add(job.name)
             if changed:
                 self.collect_metrics(job)
             any_changed |= changed
         self.look_at_search(changed=any_changed)
         desired = desired_grid(self.run, self.state.submission, points=self.points, pending=self.pending)
-        plan = reconcile(desired, observe(self.state, owners=job_owners(self.run.root),
+        plan = reconcile(desired, observe(self.state, owners=job_owners(self.run.root, skip=self.state.grid),
                                           names=[p.name for p in self.points]))
         self.budget_spent = bool(plan.counts.skipped) or plan.reason == CONFIGURATION_ERROR
         self.apply(plan)
         self.state.phase, self.state.message = plan.phase.value, plan.message
         if plan.reason == CONFIGURATION_ERROR:
             self.state.message += self.first_error()
-        save_state(self.run.root, self.state)
+        self.save()
         self.view.update(self.state)
         return plan
 
@@ -310,6 +321,7 @@ class LocalExecutor:
             plan = self.step()
             if plan.phase in (GridPhase.SUCCEEDED, GridPhase.FAILED) and not self.kubelet.processes:
                 status = "FINISHED" if plan.phase is GridPhase.SUCCEEDED else "FAILED"
+                self.save(whole=True)  # state.json alone is the whole state once the grid ended
                 tracking.end_run(self.mlflow, self.state.submission, status=status)
                 return plan.phase
             sleep(POLL_SECONDS)
@@ -318,7 +330,7 @@ class LocalExecutor:
         """Ctrl-C, SIGTERM or SIGHUP: stop the children, mark their runs and the parent run KILLED."""
         stopped = self.kubelet.stop_all(self.state.jobs, reason="Interrupted")
         self.state.phase, self.state.message = GridPhase.FAILED.value, reason
-        save_state(self.run.root, self.state)
+        self.save(whole=True)
         try:
             self.view.update(self.state)
         except OSError:  # the terminal is gone (SIGHUP)
@@ -335,7 +347,7 @@ class LocalExecutor:
         reason = str(error) if isinstance(error, tracking.ParentRunFailed) else f"{type(error).__name__}: {error}"
         stopped = self.kubelet.stop_all(self.state.jobs, reason="ControllerFailed")
         self.state.phase, self.state.message = GridPhase.FAILED.value, f"controller failed: {reason}"
-        save_state(self.run.root, self.state)
+        self.save(whole=True)
         if not self.state.submission:
             return reason, True
         try:
