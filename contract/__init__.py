@@ -81,7 +81,8 @@ TAG_CLOSED_BY = "tp4.closed_by"  # why tp4 ended a run itself: its process was g
 TAG_NAMESPACE = "tp4.namespace"  # on a cluster's parent run: the Grid's namespace (the controller's orphan sweep)
 ROLE_PARENT = "parent"
 # Search (grid.yaml `search:`, controller/core/searching.py): each trial the controller asks for is recorded on
-# the parent run before its Job is created, as TAG_TRIAL_PREFIX + <point name> = JSON {"number", "params", "phase"},
+# the parent run before its Job is created, as TAG_TRIAL_PREFIX + <point name> = JSON {"number", "params", "phase",
+# "spec_hash"},
 # so that a restarted controller rebuilds the study from MLflow alone.
 TAG_TRIAL_PREFIX = "tp4.trial."
 TAG_PHASE = "tp4.phase"  # on a train run: "search" or "confirm" (a re-run of a top configuration with another seed)
@@ -91,6 +92,7 @@ PHASE_CONFIRM = "confirm"
 # train Job checks it after each epoch, ends training cleanly and tags its run TAG_STOPPED_EARLY = the last epoch
 # trained (its final metrics logged, the run FINISHED).
 TAG_STOP_REQUESTED = "tp4.stop_requested"
+TAG_STOP_REQUESTED_AT = "tp4.stop_requested_at"  # when (s since the epoch): the grace period survives a restart
 TAG_STOPPED_EARLY = "tp4.stopped_early"
 WEIGHTS_SOURCES = ("pretrained", "path", "s3", "scratch")
 

@@ -380,6 +380,8 @@ def _check_distribution(name: str, spec: dict[str, Any]) -> dict[str, Any]:
         if isinstance(bound, bool) or not isinstance(bound, int if integral else (int, float)):
             raise _Located(_fail("distribution", "must be an integer" if integral else "must be a number", bound),
                            (*loc, i), bound)
+        if isinstance(bound, float) and not math.isfinite(bound):
+            raise _Located(_fail("distribution", "must be a finite number", bound), (*loc, i), bound)
     kind_ok = get_args(argument_type(name))[:1] == ((int,) if integral else (float,))
     if not kind_ok:
         what = "an integer" if integral else "a real-valued"
@@ -399,8 +401,16 @@ def _check_distribution(name: str, spec: dict[str, Any]) -> dict[str, Any]:
                                            {"step": step, "span": high - low}), loc, args)
     _argument_value(name, low, (*loc, 0))
     _argument_value(name, high, (*loc, 1))
-    if integral and len(args) == 3:
-        _argument_value(name, low + step, (*loc, 2))  # e.g. imgsz: low and step multiples of 32
+    if integral:  # every value low + k * step must be valid, e.g. imgsz: low and step multiples of 32
+        try:
+            _argument_value(name, low + step, (*loc, 2) if len(args) == 3 else loc)
+        except _Located as located:
+            if len(args) == 3:
+                raise
+            raise _Located(PydanticCustomError(
+                "distribution", "without a step every integer from {low} to {high} is sampled, and {value} is "
+                "not a valid {name}: give a step, e.g. [{low}, {high}, 32]",
+                {"low": low, "high": high, "value": low + 1, "name": name}), loc, args) from located
     return {kind: [float(low), float(high)] if not integral else list(args)}
 
 
@@ -666,8 +676,9 @@ class Confirm(_Section):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise _fail("duplicate", "has duplicate seeds", value)
+        twice = sorted({seed for seed in value if value.count(seed) > 1})
+        if twice:
+            raise PydanticCustomError("duplicate", "has duplicate seeds: {twice}", {"twice": twice})
         return value
 
 
@@ -720,8 +731,7 @@ class GridSpec(_Section):
     train: TrainSection = {}
     axes: AxesSection
     job: Annotated[JobSettings, BeforeValidator(_empty_if_none)] = JobSettings()
-    search: Annotated[Search, BeforeValidator(lambda v: {"mode": v} if isinstance(v, str) else _empty_if_none(v))
-                      ] = Search()
+    search: Annotated[Search, BeforeValidator(_empty_if_none)] = Search()
     early_stopping: EarlyStopping | None = None
     confirm: Confirm | None = None
     objective: Annotated[Objective, BeforeValidator(_empty_if_none)] = Objective()
@@ -815,11 +825,14 @@ class GridSpec(_Section):
     def n_points(self) -> int:
         """The number of train points at most: the product of the axes' lengths (grid) or the trials
         (random, tpe), plus the confirmation runs (confirm.top x confirm.seeds)."""
+        return self.n_searched + (self.confirm.top * len(self.confirm.seeds) if self.confirm else 0)
+
+    @property
+    def n_searched(self) -> int:
+        """The points of the search itself: the axes' product (grid), or `search.trials`."""
         if self.search.mode == "grid":
-            searched = math.prod(len(values) for values in self.axes.values())
-        else:
-            searched = int(self.search.trials or 0)
-        return searched + (self.confirm.top * len(self.confirm.seeds) if self.confirm else 0)
+            return math.prod(len(values) for values in self.axes.values())
+        return int(self.search.trials or 0)
 
     @property
     def sampled(self) -> bool:
@@ -873,8 +886,52 @@ def _search_problems(grid: GridSpec) -> list[tuple[tuple[str | int, ...], Pydant
         problems.append((("search", "trials"), PydanticCustomError(
             "search", "is required by search.mode {mode}: how many points to sample", {"mode": mode}), None))
     if grid.confirm is not None and "seed" in grid.axes and isinstance(grid.axes["seed"], dict):
-        problems.append((("confirm",), PydanticCustomError(
-            "confirm", "needs seed to be fixed or a list (a sampled seed is not a repeat)"), None))
+        problems.append((("axes", "seed"), PydanticCustomError(
+            "confirm", "is sampled, and confirm re-runs configurations with other seeds: fix the seed in train "
+            "or give a list"), None))
+    problems += _ignored_settings(grid)
+    space = _discrete_size(grid)
+    if grid.sampled and space is not None and int(grid.search.trials or 0) > space:
+        problems.append((("search", "trials"), PydanticCustomError(
+            "search", "{trials} is more than the {space} distinct points of these axes: lower it, or use "
+            "search.mode grid", {"trials": grid.search.trials, "space": space}), grid.search.trials))
+    return problems
+
+
+def _discrete_size(grid: GridSpec) -> int | None:
+    """The number of distinct points of axes that are all lists, choices or int ranges; None otherwise."""
+    size = 1
+    for axis in grid.axes.values():
+        if isinstance(axis, list):
+            size *= len(axis)
+            continue
+        kind, args = next(iter(axis.items()))
+        if kind == "choice":
+            size *= len(args)
+        elif kind == "int":
+            size *= (int(args[1]) - int(args[0])) // (int(args[2]) if len(args) == 3 else 1) + 1
+        else:
+            return None
+    return size
+
+
+def _ignored_settings(grid: GridSpec) -> list[tuple[tuple[str | int, ...], PydanticCustomError, object]]:
+    """Settings that would do nothing here: refused, so that nobody believes they act."""
+    problems: list[tuple[tuple[str | int, ...], PydanticCustomError, object]] = []
+    search, rule = grid.search, grid.early_stopping
+    if search.startup_trials is not None and search.mode != "tpe":
+        problems.append((("search", "startup_trials"), PydanticCustomError(
+            "search", "is for search.mode tpe (random start-up points before TPE models the results)"),
+            search.startup_trials))
+    elif search.startup_trials is not None and search.trials is not None and search.startup_trials > search.trials:
+        problems.append((("search", "startup_trials"), PydanticCustomError(
+            "search", "{startup} is more than search.trials ({trials}): TPE would never model anything",
+            {"startup": search.startup_trials, "trials": search.trials}), search.startup_trials))
+    epochs = grid.train.get("epochs")
+    if rule is not None and isinstance(epochs, int) and "epochs" not in grid.axes and rule.min_epochs >= epochs:
+        problems.append((("early_stopping", "min_epochs"), PydanticCustomError(
+            "early_stopping", "{min} is not below train.epochs ({epochs}): no point could ever be stopped",
+            {"min": rule.min_epochs, "epochs": epochs}), rule.min_epochs))
     return problems
 
 
@@ -982,8 +1039,10 @@ def parse_grid(raw: Any, *, source: str, base_dir: Path | None, max_points: int 
         problems += _cross_field_problems_of_raw(raw, source=source, known=problems)
     problems += _dataset_problems(raw.get("dataset"), base_dir=base_dir, source=source)
     if grid is not None and grid.n_points > max_points:
-        problems.append(Problem(f"{source}: axes", f"gives {grid.n_points} points, more than the limit of "
-                                f"{max_points} (raise it with --max-points if the cluster can take them)"))
+        where = "search.trials" if grid.sampled else "axes"
+        extra = f", with confirm's {grid.n_points - grid.n_searched} re-runs" if grid.confirm else ""
+        problems.append(Problem(f"{source}: {where}", f"gives {grid.n_points} points{extra}, more than the limit "
+                                f"of {max_points} (raise it with --max-points if the cluster can take them)"))
     if problems or grid is None:
         raise InvalidInput(problems)
     return grid

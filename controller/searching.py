@@ -24,13 +24,15 @@ from mlflow.tracking import MlflowClient
 
 import contract
 from contract.grid import GridSpec
-from controller.core.expanding import GridPoint
+from controller.core.expanding import GridPoint, point_spec
 from controller.core.searching import (
     Decision,
     Names,
     TrialPhase,
     TrialRecord,
     confirm_points,
+    distributions,
+    in_space,
     sample_points,
     search_done,
     stop_decisions,
@@ -90,11 +92,13 @@ def record(mlflow: MlflowClient, parent_run_id: str, trials: list[Trial]) -> Non
 @dataclass(frozen=True)
 class Tick:
     """What one look at a search decided: `new` points (already recorded), `stops` (tags already set),
-    and whether more points may still come (`pending`: the grid must not be finalized)."""
+    whether more points may still come (`pending`: the grid must not be finalized), and the points whose
+    Job is to be stopped (`overdue`)."""
 
     new: list[GridPoint]
     stops: list[Decision]
     pending: bool
+    overdue: list[str] = field(default_factory=list)  # points asked to stop that did not end in time
 
 
 def _with_job_phase(trial: TrialRecord, *, live: bool, failed: bool) -> TrialRecord:
@@ -110,7 +114,7 @@ class Search:
     """One submission's search: what is recorded, and what to ask, stop and confirm next.
 
     `points` (the grid's own points, for a grid or a random search) are the first trials; `trials`
-    grows as the controller asks. `stop_requested_at`: when each stop was asked (s, this process)."""
+    grows as the controller asks."""
 
     mlflow: MlflowClient
     grid: GridSpec
@@ -118,26 +122,31 @@ class Search:
     parent_run_id: str
     dataset_md5: str
     trials: list[Trial] = field(default_factory=list)
-    stop_requested_at: dict[str, float] = field(default_factory=dict)
     _curves: dict[str, tuple[tuple[float, int, float], ...]] = field(default_factory=dict)
     _last: float = 0.0
 
-    @property
-    def active(self) -> bool:
-        """True when the search does more than run a fixed list of points."""
-        return self.grid.search.mode == "tpe" or self.grid.early_stopping is not None or self.grid.confirm is not None
-
     def start(self, points: list[GridPoint], *, carried: tuple[Trial, ...] = ()) -> None:
-        """Record the grid's points (and the trials a previous submission of this grid asked) on the parent run."""
+        """Record the grid's points on the parent run, with the trials of a previous submission of this grid
+        that are still trials of this one (`carries`): the grid's own points win a name."""
         recorded = {t.name: t for t in recorded_trials(self.mlflow, self.parent_run_id)}
         known = dict(recorded)
-        for trial in carried:
-            known.setdefault(trial.name, trial)
         for number, point in enumerate(points):
-            known.setdefault(point.name, Trial(point.name, number, point.params, contract.PHASE_SEARCH,
-                                               point.spec_hash))
+            known.setdefault(point.name, Trial(point.name, number, point.params, point.phase, point.spec_hash))
+        for trial in carried:
+            if trial.name not in known and self.carries(trial):
+                known[trial.name] = trial
         self.trials = sorted(known.values(), key=lambda t: t.number)
         record(self.mlflow, self.parent_run_id, [t for t in self.trials if t.name not in recorded])
+
+    def carries(self, trial: Trial) -> bool:
+        """A previous submission's trial is one of this grid's when the grid would still train it the same
+        way (its spec hash, recomputed now, is unchanged) and could have asked it: a TPE trial inside the
+        current space, or a confirm re-run (confirm on). A grid's or a random search's points are its own."""
+        if contract.spec_hash(point_spec(self.grid, trial.params, dataset_md5=self.dataset_md5)) != trial.spec_hash:
+            return False
+        if trial.phase == contract.PHASE_CONFIRM:
+            return self.grid.confirm is not None
+        return self.grid.search.mode == "tpe" and in_space(trial.params, distributions(self.grid))
 
     @property
     def points(self) -> list[GridPoint]:
@@ -176,11 +185,17 @@ class Search:
         values = tuple(float(metrics[n]) for n in names) if all(n in metrics for n in names) else None
         if state == "complete" and values is None:
             state = "failed"  # FINISHED without its objective: nothing to learn from
+        try:
+            asked_at: float | None = float(tags[contract.TAG_STOP_REQUESTED_AT])
+        except (KeyError, ValueError):
+            asked_at = None
         return TrialRecord(trial.name, trial.number, trial.params, phase=phase, status=state,  # type: ignore[arg-type]
                            values=values, curve=self._curve(run, finished=state != "running"),
                            started=run.info.start_time / 1000 if run.info.start_time else None,
                            ended=run.info.end_time / 1000 if run.info.end_time else None,
-                           stop_requested=contract.TAG_STOP_REQUESTED in tags or stopped)
+                           stop_requested=contract.TAG_STOP_REQUESTED in tags or stopped,
+                           metrics={k: float(v) for k, v in metrics.items() if k in contract.TRAIN_RUN_METRICS},
+                           stop_requested_at=asked_at)
 
     def _curve(self, run: Any, *, finished: bool) -> tuple[tuple[float, int, float], ...]:
         rule = self.grid.early_stopping
@@ -206,24 +221,23 @@ class Search:
         for decision in stop_decisions(self.grid, history):
             run = self._running_run(decision.name)
             if run is not None:
-                self.mlflow.set_tag(run, contract.TAG_STOP_REQUESTED, str(decision.epoch))
-                self.stop_requested_at.setdefault(decision.name, time.monotonic())
+                self.mlflow.log_batch(run, tags=[RunTag(contract.TAG_STOP_REQUESTED, str(decision.epoch)),
+                                                 RunTag(contract.TAG_STOP_REQUESTED_AT, f"{time.time():.3f}")])
                 decisions.append(decision)
+        overdue = self.overdue(history)
         if budget_spent:
-            return Tick([], decisions, pending=False)
+            return Tick([], decisions, pending=False, overdue=overdue)
         names = Names(taken={t.name for t in self.trials})
         asked = sample_points(self.grid, history, room=room, dataset_md5=self.dataset_md5, names=names)
-        phase = contract.PHASE_SEARCH
         if not asked:
             asked = confirm_points(self.grid, history, dataset_md5=self.dataset_md5, names=names)
-            phase = contract.PHASE_CONFIRM
-        new = [Trial(p.name, n, p.params, phase, p.spec_hash) for n, p in asked]
+        new = [Trial(p.name, n, p.params, p.phase, p.spec_hash) for n, p in asked]
         record(self.mlflow, self.parent_run_id, new)
         self.trials += new
         searched = sum(t.phase == contract.PHASE_SEARCH for t in self.trials)
         pending = bool(new) or (self.grid.sampled and searched < int(self.grid.search.trials or 0)) or (
             self.grid.confirm is not None and not search_done(self.grid, history))
-        return Tick([t.point() for t in new], decisions, pending=pending)
+        return Tick([t.point() for t in new], decisions, pending=pending, overdue=overdue)
 
     def _running_run(self, name: str) -> str | None:
         trial = next(t for t in self.trials if t.name == name)
@@ -233,10 +247,12 @@ class Search:
                                        order_by=["attributes.start_time DESC"])
         return runs[0].info.run_id if runs else None
 
-    def overdue(self, *, now: float | None = None) -> list[str]:
-        """Points asked to stop more than early_stopping.grace_seconds ago (their Job is to be stopped)."""
+    def overdue(self, history: list[TrialRecord], *, now: float | None = None) -> list[str]:
+        """Running points asked to stop more than early_stopping.grace_seconds ago (the time is a tag on
+        their run: it survives a restart of the controller): their Job is to be stopped."""
         rule = self.grid.early_stopping
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         if rule is None:
             return []
-        return [name for name, asked in self.stop_requested_at.items() if now - asked > rule.grace_seconds]
+        return [t.name for t in history if t.status == "running" and t.stop_requested_at is not None
+                and now - t.stop_requested_at > rule.grace_seconds]

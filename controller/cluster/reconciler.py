@@ -171,15 +171,17 @@ class GridController:
                                                     if v.grid.name != cluster.spec.name}}
         if search.due():
             jobs = {n: j for n, j in observed.items() if j.grid == cluster.spec.name}
-            live = {p.name for p in search.trials if p.name not in jobs or not jobs[p.name].phase.terminal}
-            failed = {n for n, j in jobs.items() if j.phase is JobPhase.FAILED}
+            # a Job failed in an earlier submission is retried by this one: in flight, not a failed trial
+            live = {p.name for p in search.trials if p.name not in jobs or not jobs[p.name].phase.terminal
+                    or (jobs[p.name].phase is JobPhase.FAILED and jobs[p.name].submission != submission)}
+            failed = {n for n, j in jobs.items() if j.phase is JobPhase.FAILED and j.submission == submission}
             tick = search.tick(room=cluster.parallelism - len(live), live=live, failed=failed,
                                budget_spent=self.budget_spent.get(submission, False))
             self.pending[submission] = tick.pending
             for decision in tick.stops:
                 log.info("stop requested", extra={"grid": cluster.spec.name, "point": decision.name,
                                                   "epoch": decision.epoch, "rule": decision.rule})
-            for point in search.overdue():
+            for point in tick.overdue:
                 job = jobs.get(point)
                 if job is not None and not job.phase.terminal:
                     self.api.patch(JOBS, point, {"spec": {"activeDeadlineSeconds": 1}})

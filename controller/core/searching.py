@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,6 +53,8 @@ class TrialRecord:
     (recorded, no run yet), running, complete (FINISHED), stopped (FINISHED, stopped early), failed.
     `values`: the objective(s) of a complete or stopped run (`objective.metric`, then `objective.second`).
     `curve`: the early-stopping metric per epoch, as (timestamp s, epoch, value). `ended`: end time (s).
+    `metrics`: the run's final metrics (constraints are checked on them). `stop_requested_at`: when the
+    controller asked it to stop (s since the epoch), None when it did not.
     """
 
     name: str
@@ -64,6 +67,8 @@ class TrialRecord:
     started: float | None = None
     ended: float | None = None
     stop_requested: bool = False
+    metrics: dict[str, float] = field(default_factory=dict)
+    stop_requested_at: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -86,16 +91,31 @@ class Names:
 
     taken: set[str] = field(default_factory=set)
 
-    def give(self, base: str, suffix: str) -> str:
-        name = _valid(base)
-        if name in self.taken or not JOB_NAME.fullmatch(name):
-            name = _valid(base[: MAX_NAME_LENGTH - len(suffix)].rstrip("-.") + suffix)
-        self.taken.add(name)
-        return name
+    def give(self, base: str, *suffixes: str) -> str:
+        """`base` made a valid Job name (lowercase, DNS characters, at most 63), or, when taken, `base`
+        with the suffixes added one by one, then a counter: never a name already given."""
+        clean = _clean(base)
+        candidates = [clean] + [_with_suffix(clean, "".join(suffixes[:i + 1])) for i in range(len(suffixes))]
+        counter = 2
+        while True:
+            for name in candidates:
+                if name and name not in self.taken and JOB_NAME.fullmatch(name):
+                    self.taken.add(name)
+                    return name
+            candidates = [_with_suffix(clean, "".join(suffixes) + f"-{counter}")]
+            counter += 1
 
 
-def _valid(name: str) -> str:
-    return name if len(name) <= MAX_NAME_LENGTH else name[:MAX_NAME_LENGTH].rstrip("-.")
+def _clean(name: str) -> str:
+    """Lowercase, '+' dropped (1.03e+03 -> 1.03e03), other characters outside [a-z0-9.-] as '-',
+    no '-' or '.' at either end, at most MAX_NAME_LENGTH characters."""
+    name = re.sub(r"[^a-z0-9.-]", "-", name.lower().replace("+", ""))
+    name = re.sub(r"\.{2,}", ".", name).strip("-.")
+    return name[:MAX_NAME_LENGTH].rstrip("-.") or "trial"
+
+
+def _with_suffix(name: str, suffix: str) -> str:
+    return name[: MAX_NAME_LENGTH - len(suffix)].rstrip("-.") + suffix
 
 
 def name_value(value: Any) -> str:
@@ -140,14 +160,16 @@ def _directions(grid: GridSpec) -> list[Direction]:
     return [grid.objective.direction] + ([second.direction] if second else [])
 
 
-def trial_seed(search_seed: int, number: int) -> int:
+def trial_seed(search_seed: int, number: int, attempt: int = 0) -> int:
     """The seed of trial `number`'s sampler: numpy's SeedSequence of (search seed, number), so searches
-    with nearby seeds share no trials (a plain seed + number would shift one onto the other)."""
-    return int(numpy.random.SeedSequence([search_seed, number]).generate_state(1)[0])
+    with nearby seeds share no trials (a plain seed + number would shift one onto the other); `attempt`
+    > 0 when the point it gave was already run (asked again)."""
+    entropy = [search_seed, number] + ([attempt] if attempt else [])
+    return int(numpy.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def _sampler(grid: GridSpec, number: int) -> optuna.samplers.BaseSampler:
-    seed = trial_seed(grid.search.seed, number)
+def _sampler(grid: GridSpec, number: int, attempt: int = 0) -> optuna.samplers.BaseSampler:
+    seed = trial_seed(grid.search.seed, number, attempt)
     if grid.search.mode == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(grid), constant_liar=True)
     return optuna.samplers.RandomSampler(seed=seed)
@@ -165,12 +187,16 @@ def _study(grid: GridSpec, history: Iterable[TrialRecord]) -> optuna.Study:
     """The sampling study: every search trial so far (finished ones with their objective, the others
     in flight), so TPE models the results and keeps away from what is already running."""
     space = distributions(grid)
-    study = optuna.create_study(directions=_directions(grid), sampler=_sampler(grid, 0))
+    directions = _directions(grid)
+    study = optuna.create_study(directions=directions, sampler=_sampler(grid, 0))
+    rule = grid.early_stopping
+    # TPE ranks a stopped trial by its last epoch value in the study's direction: only meaningful with one
+    # objective that the early-stopping metric measures the same way (mAP per epoch for mAP, not a loss)
+    curves = rule is not None and len(directions) == 1 and rule.direction == directions[0]
     for trial in sorted((t for t in history if t.phase == "search"), key=lambda t: t.number):
-        params = {k: v for k, v in trial.params.items() if k in space}
-        if set(params) != set(space) or any(not space[k]._contains(space[k].to_internal_repr(v))
-                                            for k, v in params.items()):
+        if not in_space(trial.params, space):
             continue  # a trial of another search space (the axes changed): not evidence for this one
+        params = {k: trial.params[k] for k in space}
         values = list(trial.values) if trial.values is not None else None
         if trial.status == "complete" and values is not None and all(map(math.isfinite, values)):
             state, kept = TrialState.COMPLETE, values
@@ -182,8 +208,24 @@ def _study(grid: GridSpec, history: Iterable[TrialRecord]) -> optuna.Study:
             state, kept = TrialState.RUNNING, None
         study.add_trial(optuna.trial.create_trial(
             state=state, values=kept, params=params, distributions={k: space[k] for k in params},
-            intermediate_values={epoch: value for _, epoch, value in trial.curve}))
+            intermediate_values={epoch: value for _, epoch, value in trial.curve} if curves else None))
     return study
+
+
+def in_space(params: dict[str, Any], space: dict[str, BaseDistribution]) -> bool:
+    """True when `params` give every axis a value its distribution holds."""
+    try:
+        return set(space) <= set(params) and all(space[k]._contains(space[k].to_internal_repr(params[k]))
+                                                 for k in space)
+    except (ValueError, TypeError):
+        return False
+
+
+MAX_REASKS = 20  # a point already run is asked again, with another seed, at most this many times
+
+
+def _key(params: dict[str, Any]) -> str:
+    return repr(sorted((k, repr(v)) for k, v in params.items()))
 
 
 def sample_points(grid: GridSpec, history: Sequence[TrialRecord], *, room: int, dataset_md5: str,
@@ -199,13 +241,20 @@ def sample_points(grid: GridSpec, history: Sequence[TrialRecord], *, room: int, 
     study = _study(grid, history)
     space = distributions(grid)
     asked: list[tuple[int, GridPoint]] = []
+    seen = {_key(t.params) for t in searched}
     number = max((t.number for t in history), default=-1) + 1
     for _ in range(count):
-        study.sampler = _sampler(grid, number)
-        trial = study.ask(space)
-        params = {axis: _plain(trial.params[axis]) for axis in grid.axes}
+        for attempt in range(MAX_REASKS + 1):  # a discrete space: TPE and random may give a point again
+            study.sampler = _sampler(grid, number, attempt)
+            trial = study.ask(space)
+            params = {axis: _plain(trial.params[axis]) for axis in grid.axes}
+            if _key(params) not in seen:
+                break
+            if attempt < MAX_REASKS:
+                study.tell(trial, state=TrialState.FAIL)
+        seen.add(_key(params))
         asked.append((number, make_point(grid, params, dataset_md5=dataset_md5, names=names,
-                                         suffix=f"-t{number}")))
+                                         suffixes=(f"-t{number}",))))
         number += 1
     return asked
 
@@ -215,9 +264,9 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def make_point(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str, names: Names, suffix: str,
-               phase: str = contract.PHASE_SEARCH) -> GridPoint:
-    return GridPoint(name=names.give(point_name(grid, params), suffix), params=params,
+def make_point(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str, names: Names,
+               suffixes: tuple[str, ...], phase: str = contract.PHASE_SEARCH) -> GridPoint:
+    return GridPoint(name=names.give(point_name(grid, params), *suffixes), params=params,
                      spec_hash=contract.spec_hash(point_spec(grid, params, dataset_md5=dataset_md5)), phase=phase)
 
 
@@ -251,8 +300,8 @@ def stop_decisions(grid: GridSpec, history: Sequence[TrialRecord]) -> list[Decis
     trials = {t.number: t for t in history if t.phase == "search"}
     for trial in trials.values():
         events += [(when, 0, trial.number, epoch, value) for when, epoch, value in trial.curve]
-        if trial.finished and trial.curve:
-            events.append((trial.ended if trial.ended is not None else trial.curve[-1][0], 1, trial.number, 0, 0.0))
+        if trial.finished and trial.curve:  # ended after its last report (clocks of two machines may disagree)
+            events.append((max(trial.ended or 0.0, trial.curve[-1][0]), 1, trial.number, 0, 0.0))
     live: dict[int, optuna.Trial] = {}
     verdict: dict[int, tuple[int, float, bool]] = {}
     for _, kind, number, epoch, value in sorted(events, key=lambda e: (e[0], e[1], e[2], e[3])):
@@ -286,7 +335,8 @@ def configuration(params: dict[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def top_configurations(grid: GridSpec, history: Sequence[TrialRecord], *, top: int) -> list[dict[str, Any]]:
     """The `top` configurations by mean objective over their complete search runs, best first
-    (ties: the earlier trial), as params without the seed."""
+    (ties: the earlier trial), as params without the seed; a configuration whose mean breaks one of
+    `constraints` (as the finalizer judges it) is not one of them."""
     groups: dict[tuple[tuple[str, str], ...], list[TrialRecord]] = {}
     for trial in history:
         if trial.phase == "search" and trial.status == "complete" and trial.values is not None \
@@ -298,7 +348,14 @@ def top_configurations(grid: GridSpec, history: Sequence[TrialRecord], *, top: i
         mean = sum(t.values[0] for t in runs if t.values is not None) / len(runs)
         return objective_key(mean, direction), min(t.number for t in runs)
 
-    ranked = sorted(groups.values(), key=key)
+    def allowed(runs: list[TrialRecord]) -> bool:
+        for constraint in grid.constraints:
+            values = [t.metrics[constraint.metric] for t in runs if constraint.metric in t.metrics]
+            if constraint.violation(sum(values) / len(values) if values else None) is not None:
+                return False
+        return True
+
+    ranked = sorted((runs for runs in groups.values() if allowed(runs)), key=key)
     return [{k: v for k, v in runs[0].params.items() if k != SEED} for runs in ranked[:top]]
 
 
@@ -312,8 +369,9 @@ def search_done(grid: GridSpec, history: Sequence[TrialRecord]) -> bool:
 def confirm_points(grid: GridSpec, history: Sequence[TrialRecord], *, dataset_md5: str,
                    names: Names) -> list[tuple[int, GridPoint]]:
     """The confirm phase's points, (trial number, point): each top configuration with each confirm seed
-    it has not run with yet; [] until the search is done, and once they exist."""
-    if grid.confirm is None or not search_done(grid, history) or any(t.phase == "confirm" for t in history):
+    it has not run with yet (nor been asked to); [] until the search is done. Asked again after a
+    restart or a resubmission, it gives only what is still missing."""
+    if grid.confirm is None or not search_done(grid, history):
         return []
     # a point without a seed trained with ultralytics' default seed, 0
     ran = {(configuration(t.params), t.params.get(SEED, grid.train.get(SEED, 0))) for t in history}
@@ -325,6 +383,7 @@ def confirm_points(grid: GridSpec, history: Sequence[TrialRecord], *, dataset_md
             if (configuration(params), seed) in ran:
                 continue
             points.append((number, make_point(grid, params, dataset_md5=dataset_md5, names=names,
-                                              suffix=f"-s{seed}", phase=contract.PHASE_CONFIRM)))
+                                              suffixes=(f"-s{seed}", f"-t{number}"),
+                                              phase=contract.PHASE_CONFIRM)))
             number += 1
     return points

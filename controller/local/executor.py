@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+from mlflow.exceptions import MlflowException
+
 import contract
 from contract.grid import GridSpec
 from controller import tracking
@@ -38,6 +41,8 @@ from controller.progress import ProgressView
 from controller.searching import Search, Trial, recorded_trials
 
 POLL_SECONDS = 0.5
+# What a look at a search may meet when the tracking server is away: the grid goes on, the search waits.
+SEARCH_READ_ERRORS = (MlflowException, OSError, requests.RequestException)
 # Non-secret S3 settings the Jobs need for the DVC remote; keys stay in the environment.
 PASSED_THROUGH_ENV = (contract.ENV_S3_ENDPOINT, contract.ENV_S3_REGION)
 
@@ -211,11 +216,18 @@ class LocalExecutor:
         """Ask, stop and confirm (controller.searching): every POLL_SECONDS, or at once when a Job changed."""
         if self.search is None or not self.search.due(force=changed):
             return
-        jobs = self.state.jobs
-        live = {p.name for p in self.points if p.name not in jobs or not jobs[p.name].phase.terminal}
-        failed = {n for n, j in jobs.items() if j.phase is JobPhase.FAILED}
-        tick = self.search.tick(room=self.run.parallelism - len(live), live=live, failed=failed,
-                                budget_spent=self.budget_spent)
+        jobs, submission = self.state.jobs, self.state.submission
+        # a Job failed in an earlier submission is retried by this one: in flight, not a failed trial
+        live = {p.name for p in self.points if p.name not in jobs or not jobs[p.name].phase.terminal
+                or (jobs[p.name].phase is JobPhase.FAILED and jobs[p.name].submission != submission)}
+        failed = {n for n, j in jobs.items() if j.phase is JobPhase.FAILED and j.submission == submission}
+        try:
+            tick = self.search.tick(room=self.run.parallelism - len(live), live=live, failed=failed,
+                                    budget_spent=self.budget_spent)
+        except SEARCH_READ_ERRORS as error:  # the tracking server away a moment: look again at the next poll
+            self.pending = True
+            self.state.message = f"search not updated: {type(error).__name__}: {error}"[:500]
+            return
         self.points += tick.new
         self.view.points += [p.name for p in tick.new]
         self.pending = tick.pending
@@ -223,7 +235,7 @@ class LocalExecutor:
             self.state.message = (f"{decision.name}: stop requested at epoch {decision.epoch} "
                                   f"({decision.rule}, {decision.value:.4f})")
             self.view.console.print(self.state.message, highlight=False, soft_wrap=True)
-        for name in self.search.overdue():
+        for name in tick.overdue:
             job = self.state.jobs.get(name)
             if job is not None and not job.phase.terminal:
                 self.kubelet.stop(job, reason="StopRequestIgnored")

@@ -145,6 +145,37 @@ def test_name_collisions_are_resolved_by_trial_number() -> None:
     assert names.give("train-0.01", "-t7") == "train-0.01-t7"
     assert names.give("x" * 70, "-t8") == "x" * 63  # cut to a Job name's length
     assert names.give("x" * 70, "-t9") == "x" * 60 + "-t9"
+    # a confirm point: its seed, then its trial number, then a counter: never a name given before
+    assert names.give("c-0.01", "-s2", "-t9") == "c-0.01"
+    assert names.give("c-0.01", "-s2", "-t10") == "c-0.01-s2"
+    assert names.give("c-0.01", "-s2", "-t11") == "c-0.01-s2-t11"
+    assert names.give("c-0.01", "-s2", "-t11") == "c-0.01-s2-t11-2"
+
+
+def test_names_are_made_valid_kubernetes_names() -> None:
+    names = Names()
+    assert name_value(1034.5) == "1.03e+03"
+    assert names.give("train-1.03e+03", "-t1") == "train-1.03e03"  # no '+' in a Job name
+    assert names.give("-0.5-Train_x", "-t2") == "0.5-train-x"
+    assert names.give("--", "-t3") == "trial"
+    for name in names.taken:
+        assert JOB_NAME.fullmatch(name)
+
+
+def test_confirm_points_of_configurations_that_round_alike_get_distinct_names() -> None:
+    spec = grid(axes={"lr0": [0.0100001, 0.0100002], "seed": [1]}, job={"name_template": "c-{lr0}"},
+                search={"mode": "grid"}, confirm={"top": 2, "seeds": [2]})
+    history = finished([{"lr0": 0.0100001, "seed": 1}, {"lr0": 0.0100002, "seed": 1}], [0.5, 0.4])
+    names = Names({"c-0.0100001", "c-0.0100002"})
+    confirm = [p.name for _, p in confirm_points(spec, history, dataset_md5=MD5, names=names)]
+    assert len(set(confirm)) == 2
+
+
+def test_a_discrete_space_is_not_sampled_twice_at_the_same_point() -> None:
+    spec = tpe(axes={"imgsz": [320, 416], "lr0": {"choice": [0.005, 0.01]}},
+               search={"mode": "random", "trials": 4, "seed": 0})
+    points = expand(spec, dataset_md5=MD5)
+    assert len({repr(sorted(p.params.items())) for p in points}) == 4
 
 
 # --- early stopping ---------------------------------------------------------------------------------------
@@ -274,19 +305,32 @@ def test_a_pending_search_is_not_finalized() -> None:
     ({"axes": {"lr0": {"loguniform": [0.001, 0.1]}}}, "axes.lr0: a distribution needs search.mode random or tpe"),
     ({"search": {"mode": "tpe"}}, "search.trials: is required by search.mode tpe"),
     ({"search": {"mode": "grid", "trials": 3}}, "search.trials: is for search.mode random or tpe"),
-    ({"search": "tpe", "axes": {"imgsz": {"int": [320, 416, 30]}}}, "axes.imgsz.int: step 30 must be > 0 and divide"),
-    ({"search": "tpe", "axes": {"imgsz": {"int": [320, 400]}}}, "axes.imgsz.int[1]: must be a positive multiple of 32"),
-    ({"search": "tpe", "axes": {"lr0": {"loguniform": [0, 0.1]}}}, "needs low > 0"),
-    ({"search": "tpe", "axes": {"lr0": {"uniform": [0.1, 0.01]}}}, "low 0.1 must be < high 0.01"),
-    ({"search": "tpe", "axes": {"lr0": {"uniform": [0.01, 2]}}}, "axes.lr0.uniform[1]: must be <= 1"),
-    ({"search": "tpe", "axes": {"lr0": {"gauss": [0, 1]}}}, "must be a list of values or one distribution"),
-    ({"search": "tpe", "axes": {"seed": {"uniform": [1, 2]}}}, "seed is not a real-valued argument"),
-    ({"search": "tpe", "axes": {"lr0": {"int": [1, 2]}}}, "lr0 is not an integer argument"),
-    ({"search": "tpe", "axes": {"imgsz": {"choice": [320, 33]}}}, "axes.imgsz.choice[1]: must be a positive multiple"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"imgsz": {"int": [320, 416, 30]}}}, "axes.imgsz.int: step 30 must be > 0 and divide"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"imgsz": {"int": [320, 400]}}}, "axes.imgsz.int[1]: must be a positive multiple of 32"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"lr0": {"loguniform": [0, 0.1]}}}, "needs low > 0"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"lr0": {"uniform": [0.1, 0.01]}}}, "low 0.1 must be < high 0.01"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"lr0": {"uniform": [0.01, 2]}}}, "axes.lr0.uniform[1]: must be <= 1"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"lr0": {"gauss": [0, 1]}}}, "must be a list of values or one distribution"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"seed": {"uniform": [1, 2]}}}, "seed is not a real-valued argument"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"lr0": {"int": [1, 2]}}}, "lr0 is not an integer argument"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"imgsz": {"choice": [320, 33]}}}, "axes.imgsz.choice[1]: must be a positive multiple"),
     ({"early_stopping": {"rule": "median", "metric": "epoch/map"}}, "did you mean epoch/mAP50"),
     ({"early_stopping": {"rule": "threshold"}}, "threshold is required by rule threshold"),
     ({"early_stopping": {"rule": "median", "min_epochs": 0}}, "early_stopping.min_epochs: must be >= 1"),
-    ({"confirm": {"seeds": [1, 1]}}, "confirm.seeds: has duplicate seeds"),
+    ({"confirm": {"seeds": [1, 2, 1]}}, "confirm.seeds: has duplicate seeds: [1]"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"imgsz": {"int": [320, 416]}}},
+     "axes.imgsz.int: without a step every integer from 320 to 416 is sampled, and 321 is not a valid imgsz"),
+    ({"search": {"mode": "tpe", "trials": 4}, "axes": {"lr0": {"uniform": [0.001, float("nan")]}}},
+     "axes.lr0.uniform[1]: must be a finite number"),
+    ({"search": {"mode": "random", "trials": 5}, "axes": {"imgsz": [320, 416], "lr0": {"choice": [0.01, 0.02]}}},
+     "search.trials: 5 is more than the 4 distinct points of these axes"),
+    ({"search": {"mode": "random", "trials": 4, "startup_trials": 2}, "axes": {"lr0": {"uniform": [0.01, 0.02]}}},
+     "search.startup_trials: is for search.mode tpe"),
+    ({"search": {"mode": "tpe", "trials": 4, "startup_trials": 5}, "axes": {"lr0": {"uniform": [0.01, 0.02]}}},
+     "search.startup_trials: 5 is more than search.trials (4)"),
+    ({"early_stopping": {"rule": "median", "min_epochs": 3}},
+     "early_stopping.min_epochs: 3 is not below train.epochs (3): no point could ever be stopped"),
+    ({"search": "tpe"}, "search: must be a mapping"),
     ({"confirm": {"seeds": [1], "top": 1}}, "confirm.top: must be between 2 and 20"),
     ({"confirm": {"seeds": [1], "tie": "coin"}}, "confirm.tie: must be one of"),
     ({"objective": {"second": {"metric": "mAP50-95"}}}, "second.metric must differ"),
@@ -300,7 +344,8 @@ def test_bad_search_settings_are_refused_by_name(changes: dict[str, Any], expect
 def test_points_count_trials_and_confirm_runs_against_the_limit(tmp_path: Path) -> None:
     spec = tpe(search={"mode": "tpe", "trials": 8}, confirm={"top": 2, "seeds": [2, 3]})
     assert spec.n_points == 12
-    with pytest.raises(InvalidInput, match="gives 12 points, more than the limit of 10"):
+    with pytest.raises(InvalidInput, match=r"search.trials: gives 12 points, with confirm's 4 re-runs, more than "
+                       r"the limit of 10"):
         parse_grid(lab_grid(search={"mode": "tpe", "trials": 8}, confirm={"top": 2, "seeds": [2, 3]}),
                    source="grid.yaml", base_dir=None, max_points=10)
 
