@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import hypothesis.strategies as st
 import kubernetes_validate
 import pytest
+import yaml
+from hypothesis import given, settings
 
 import contract
 from contract.grid import load_grid
+from controller.core import rendering
 from controller.core.expanding import expand, format_value
-from controller.core.rendering import RenderSettings, SecretRef, render_all, torch_threads, train_args
+from controller.core.rendering import RenderSettings, SecretRef, render_all, to_yaml, torch_threads, train_args
 from controller.errors import InvalidInput
 from tests.helpers.gridfiles import MD5, lab_grid, write_grid
 
@@ -156,3 +161,81 @@ def test_the_kind_workflow_grid_is_valid_from_the_project_root() -> None:
     assert [p.name for p in points] == ["train-160-0.005", "train-160-0.01"]
     for manifest in render_all(grid, points, SETTINGS, dataset_md5=md5):
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+
+# --- the fast path: each Job a filled-in skeleton, written by to_yaml -------------------------------------
+
+
+GPU_QUEUE_JOB = {"resources": {"cpu": "4", "memory": "8Gi", "gpu": 1}, "node_selector": {"gpu": "a100"},
+                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}], "queue": "q"}
+
+
+def rendered_one_by_one(grid, settings: RenderSettings) -> list[dict]:
+    """Each Job's template rendered with all its values and parsed back with YAML (what rendering did)."""
+    reference = []
+    for point in expand(grid, dataset_md5=MD5):
+        context = {"name": point.name, "labels": {**rendering.labels(grid, role="train", point=point.name,
+                                                                      spec_hash=point.spec_hash),
+                                                   **rendering._queue_labels(grid.job)},
+                   "params_json": rendering._tojson(point.params), "job": grid.job,
+                   "command": ["python", "-m", "jobs.train"], "args": train_args(grid, point),
+                   "env": rendering.job_env(grid, settings, dataset_md5=MD5, point=point)}
+        reference.append(rendering._render("train-job.yaml.j2", context))
+    return reference
+
+
+@pytest.mark.parametrize("changes", [{}, {"job": GPU_QUEUE_JOB}], ids=["lab", "gpu-queue"])
+def test_a_filled_skeleton_is_the_rendered_template(tmp_path: Path, changes: dict) -> None:
+    grid = load(tmp_path, **changes)
+    for render_settings in (SETTINGS, RenderSettings(tracking_uri="sqlite:///x.db", backend="local")):
+        fast = render_all(grid, expand(grid, dataset_md5=MD5), render_settings, dataset_md5=MD5)[:-1]
+        reference = rendered_one_by_one(grid, render_settings)
+        assert fast == reference
+        assert [json.dumps(m) for m in fast] == [json.dumps(m) for m in reference]  # the same key order too
+    assert json.loads(fast[0]["metadata"]["annotations"]["tp4.io/params"]) == expand(grid, dataset_md5=MD5)[0].params
+
+
+def test_each_job_is_a_copy_of_its_own(tmp_path: Path) -> None:
+    first, second, *_ = manifests(tmp_path)
+    first["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] = "1Ti"
+    first["metadata"]["labels"]["x"] = "y"
+    assert second["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] != "1Ti"
+    assert "x" not in manifests(tmp_path)[0]["metadata"]["labels"]
+
+
+def test_a_template_printing_a_per_job_value_inside_another_is_refused(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def render(template: str, context: dict) -> dict:
+        return {"metadata": {"name": f"{context['name']}-x"}}
+
+    monkeypatch.setattr(rendering, "_render", render)
+    monkeypatch.setattr(rendering, "_skeletons", {})
+    with pytest.raises(TypeError, match="inside another value"):
+        rendering._skeleton("train-job.yaml.j2", load(tmp_path).job)
+
+
+TRICKY = ["", " ", "a ", " a", "yes", "No", "ON", "off", "y", "N", "true", "False", "null", "Null", "~", "-", "--",
+          "---", "...", "- x", "a: b", "a:", "a:b", "http://mlflow:5000/x?q=1&r=2", "#x", "x #y", "x#y", "1", "-1",
+          "+1", "007", "0x1F", "0o7", "1_000", "1e3", "1.0e-05", ".5", ".inf", "-.inf", ".nan", "2001-12-14",
+          "12:30:45", "@x", "`x", "!x", "&x", "*x", "%x", "{x}", "[x]", "x,y", "x, y", "'q'", '"dq"', "back\\slash",
+          "=", "<<", "?", "? x", "|", ">", "é", "日本語", "😀", "\x7f", "\x00", "tab\tx", "new\nline", "\u2028",
+          "\x85", "\ufeff", "--data", "-c", "-m", "/app", "_x", "lr0=0.01", "tp4-trainer:0.1.0", "nvidia.com/gpu"]
+
+
+def test_to_yaml_reads_back_as_the_manifests(tmp_path: Path) -> None:
+    tricky = {"strings": TRICKY, "keys": {s: s for s in TRICKY}, "nested": [[1, [2, []]], [{}], {"a": [{"b": {}}]}],
+              "scalars": [0, -7, 10**20, 0.1, 1e-05, -2.5e20, 1.0, -0.0, True, False, None]}
+    documents = [*manifests(tmp_path), tricky, {"int key": {1: "x"}}, {"inf": float("inf")}]
+    text = to_yaml(documents)
+    assert list(yaml.safe_load_all(text)) == documents
+    assert list(yaml.load_all(text, Loader=rendering.SAFE_LOADER)) == documents
+    assert sum(line == "kind: Job" for line in text.splitlines()) == 9
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20), min_size=1, max_size=5))
+def test_to_yaml_reads_back_any_json_data(document: dict) -> None:
+    assert yaml.safe_load(to_yaml([document])) == document
