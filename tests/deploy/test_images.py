@@ -221,7 +221,8 @@ def test_controller_image_runs_its_cli_without_torch(controller_image: str) -> N
     config = docker("image", "inspect", controller_image, "--format", "{{.Config.User}}").stdout.strip()
     assert config == "1000:1000"
     size = int(docker("image", "inspect", controller_image, "--format", "{{.Size}}").stdout)
-    assert size < 400e6, f"the controller image weighs {size / 1e6:.0f} MB"
+    # ~380 MB before Optuna (the search: with numpy, SQLAlchemy and Alembic) added ~90 MB; torch alone would add GBs
+    assert size < 520e6, f"the controller image weighs {size / 1e6:.0f} MB"
     # the helm test's script imports the RBAC rules from the image
     script = docker(
         "run",
