@@ -16,7 +16,7 @@ import contract
 from jobs.common import tracking
 from jobs.train import training
 from jobs.train.job import MlflowRecorder
-from tests.jobs.test_train_job import BACKBONE, TINY_ARGS, build_tiny_dataset, dvc, job_env, start_job
+from tests.jobs.test_train_job import BACKBONE, TINY_ARGS, job_env, start_job, tiny_dvc_project
 
 EXPERIMENT = "tp4-stop"
 # An epoch of the tiny training takes about half a second here: the test sets the tag within one epoch of
@@ -51,12 +51,7 @@ def test_a_failed_read_of_the_tag_keeps_training(store, capsys: pytest.CaptureFi
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DVC project with data/tiny (8 train / 4 val person images) tracked by `dvc add`."""
-    root = tmp_path_factory.mktemp("stop-project")
-    dvc("init", "--no-scm", "-q", cwd=root)
-    build_tiny_dataset(root / "data" / "tiny")
-    dvc("add", "data/tiny", "-q", cwd=root)
-    return root
+    return tiny_dvc_project(tmp_path_factory.mktemp("stop-project"))
 
 
 def wait_for_epoch_one(*, client, job, timeout: float = 240) -> str:

@@ -318,14 +318,17 @@ def build_tiny_dataset(folder: Path, *, train: int = 8, val: int = 4) -> None:
     (folder / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: person\n")
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DVC project with data/tiny (8 train / 4 val person images) tracked by `dvc add`."""
-    root = tmp_path_factory.mktemp("project")
+def tiny_dvc_project(root: Path) -> Path:
+    """`root` made a DVC project with data/tiny (8 train / 4 val person images) tracked by `dvc add`."""
     dvc("init", "--no-scm", "-q", cwd=root)
     build_tiny_dataset(root / "data" / "tiny")
     dvc("add", "data/tiny", "-q", cwd=root)
     return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_dvc_project(tmp_path_factory.mktemp("project"))
 
 
 def job_env(project: Path, **extra: str) -> dict[str, str]:
