@@ -195,7 +195,7 @@ class Search:
                            ended=run.info.end_time / 1000 if run.info.end_time else None,
                            stop_requested=contract.TAG_STOP_REQUESTED in tags or stopped,
                            metrics={k: float(v) for k, v in metrics.items() if k in contract.TRAIN_RUN_METRICS},
-                           stop_requested_at=asked_at)
+                           stop_requested_at=asked_at, running_run_id=run.info.run_id if status == "RUNNING" else None)
 
     def _curve(self, run: Any, *, finished: bool) -> tuple[tuple[float, int, float], ...]:
         rule = self.grid.early_stopping
@@ -218,8 +218,9 @@ class Search:
         run says; `failed` ones (Job failed) are failed even when no run or a RUNNING one says otherwise."""
         history = [_with_job_phase(t, live=t.name in live, failed=t.name in failed) for t in self.history()]
         decisions = []
+        runs = {t.name: t.running_run_id for t in history}
         for decision in stop_decisions(self.grid, history):
-            run = self._running_run(decision.name)
+            run = runs[decision.name]
             if run is not None:
                 self.mlflow.log_batch(run, tags=[RunTag(contract.TAG_STOP_REQUESTED, str(decision.epoch)),
                                                  RunTag(contract.TAG_STOP_REQUESTED_AT, f"{time.time():.3f}")])
@@ -238,14 +239,6 @@ class Search:
         pending = bool(new) or (self.grid.sampled and searched < int(self.grid.search.trials or 0)) or (
             self.grid.confirm is not None and not search_done(self.grid, history))
         return Tick([t.point() for t in new], decisions, pending=pending, overdue=overdue)
-
-    def _running_run(self, name: str) -> str | None:
-        trial = next(t for t in self.trials if t.name == name)
-        query = (f"tags.`{contract.TAG_GRID}` = '{self.grid.name}' and tags.`{contract.TAG_POINT}` = '{name}' "
-                 f"and tags.`{contract.TAG_SPEC_HASH}` = '{trial.spec_hash}' and attributes.status = 'RUNNING'")
-        runs = self.mlflow.search_runs([self.experiment_id], filter_string=query, max_results=1,
-                                       order_by=["attributes.start_time DESC"])
-        return runs[0].info.run_id if runs else None
 
     def overdue(self, history: list[TrialRecord], *, now: float | None = None) -> list[str]:
         """Running points asked to stop more than early_stopping.grace_seconds ago (the time is a tag on

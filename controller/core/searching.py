@@ -54,7 +54,8 @@ class TrialRecord:
     `values`: the objective(s) of a complete or stopped run (`objective.metric`, then `objective.second`).
     `curve`: the early-stopping metric per epoch, as (timestamp s, epoch, value). `ended`: end time (s).
     `metrics`: the run's final metrics (constraints are checked on them). `stop_requested_at`: when the
-    controller asked it to stop (s since the epoch), None when it did not.
+    controller asked it to stop (s since the epoch), None when it did not. `running_run_id`: its newest
+    run when that run is RUNNING (where a stop request goes), else None.
     """
 
     name: str
@@ -69,6 +70,7 @@ class TrialRecord:
     stop_requested: bool = False
     metrics: dict[str, float] = field(default_factory=dict)
     stop_requested_at: float | None = None
+    running_run_id: str | None = None
 
     @property
     def finished(self) -> bool:
