@@ -68,6 +68,32 @@ def observe(jobs: Iterable[dict[str, Any]], *, grid: str, names: Iterable[str]) 
     return observed
 
 
+# What the controller keeps of a Job it watches (controller/cluster/informer.py, `keep`): the fields
+# `observe` and `grids_of_job` read, and the resourceVersion the mirror compares; a whole Job
+# (its pod template: image, command, env, volumes; managedFields) is ~20 KB, this is a few hundred bytes.
+KEPT_STATUS = ("active", "ready", "succeeded", "failed")
+
+
+def slim(job: dict[str, Any]) -> dict[str, Any]:
+    """The part of a Job that job_phase, failure_reason, attempts and observe read, with the same
+    shape (a Job in, a smaller Job out; new dicts throughout, nothing shared with `job`)."""
+    meta = job.get("metadata") or {}
+    kept_meta: dict[str, Any] = {key: meta[key] for key in ("name", "namespace", "resourceVersion", "uid",
+                                                            "deletionTimestamp") if key in meta}
+    kept_meta["labels"] = dict(labels(job))
+    kept: dict[str, Any] = {"metadata": kept_meta}
+    if (job.get("spec") or {}).get("suspend") is not None:
+        kept["spec"] = {"suspend": job["spec"]["suspend"]}
+    status = job.get("status") or {}
+    kept_status: dict[str, Any] = {key: status[key] for key in KEPT_STATUS if key in status}
+    if status.get("conditions"):
+        kept_status["conditions"] = [{key: c[key] for key in ("type", "status", "reason") if key in c}
+                                     for c in status["conditions"]]
+    if kept_status:
+        kept["status"] = kept_status
+    return kept
+
+
 def owner_reference(grid: dict[str, Any]) -> dict[str, Any]:
     # blockOwnerDeletion false: true would need `update` on grids/finalizers (controller/rbac.py)
     return {"apiVersion": grid["apiVersion"], "kind": grid["kind"], "name": grid["metadata"]["name"],

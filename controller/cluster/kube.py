@@ -196,13 +196,15 @@ class Kube:
         """The object; NotFound (404) when there is none."""
         return self.call(resource, "read", name=name)
 
-    def list_objects(self, resource: Resource, *, selector: str | None = None, namespace: str | None = None) -> Listing:
-        """Every object of the collection matching the selector, page by page (limit/continue)."""
+    def list_objects(self, resource: Resource, *, selector: str | None = None, namespace: str | None = None,
+                     keep: Callable[[Object], Object] | None = None) -> Listing:
+        """Every object of the collection matching the selector, page by page (limit/continue); of
+        each, `keep(object)` when given (applied page by page: one page of whole objects at a time)."""
         extra: dict[str, Any] = {"label_selector": selector} if selector else {}
         items: list[Object] = []
         while True:
             page = self.call(resource, "list", limit=PAGE, namespace=namespace or self.namespace, **extra)
-            items += page.get("items") or []
+            items += [keep(item) for item in page.get("items") or []] if keep else page.get("items") or []
             meta = page.get("metadata") or {}
             if not meta.get("continue"):
                 return Listing(items=items, resource_version=str(meta.get("resourceVersion") or ""))

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient
 import contract
 from controller.cluster.health import Health
 from controller.cluster.informer import Mirror
+from controller.cluster.jobs import slim
 from controller.cluster.kube import GRIDS, JOBS, UNREACHABLE, Kube, label_selector
 from controller.cluster.leader import LeaderElection
 from controller.cluster.orphans import sweep
@@ -88,8 +89,9 @@ class ClusterController:
         self.queue = WorkQueue()
         # one client for all: its urllib3 pool gives each watch stream a connection of its own
         self.grids = Mirror(api, resource=GRIDS, on_change=self.grid_changed, watch_seconds=watch_seconds)
+        # of each Job only what the reconciler reads (controller/cluster/jobs.py, slim)
         self.jobs = Mirror(api, resource=JOBS, label_selector=label_selector({contract.LABEL_GRID: None}),
-                           on_change=self.job_changed, watch_seconds=watch_seconds)
+                           on_change=self.job_changed, watch_seconds=watch_seconds, keep=slim)
         self.reconciler = GridController(api=api, grids=self.grids, jobs=self.jobs, mlflow=mlflow,
                                          settings=settings, root=root)
         self.reconciler.requeue = lambda name, delay: self.queue.add(name, delay=delay)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import contract
-from controller.cluster.jobs import LABEL_SUBMISSION, attempts, failure_reason, job_phase, observe, owned
+from controller.cluster.jobs import LABEL_SUBMISSION, attempts, failure_reason, job_phase, observe, owned, slim
 from controller.cluster.reconciler import desired_grid, start_time, submission_requested
 from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, grid_object, read_grid
 from controller.cluster.settings import ClusterSettings, settings_from_env
@@ -94,7 +94,22 @@ def condition(type_: str, reason: str = "") -> dict[str, Any]:
     ],
 )
 def test_job_phase_from_the_jobs_status(status: dict[str, Any], suspend: bool, phase: JobPhase) -> None:
-    assert job_phase(a_job(status=status, suspend=suspend)) is phase
+    job = a_job(status=status, suspend=suspend)
+    assert job_phase(job) is phase and job_phase(slim(job)) is phase  # the controller's mirror keeps slim(job)
+
+
+def test_a_slim_job_is_what_the_reconciler_reads_of_it_and_small() -> None:
+    job = a_job(status={"failed": 2, "active": 1, "ready": 0, "startTime": "2026-03-01T11:00:02Z",
+                        "conditions": [condition("Failed", "PodFailurePolicy")]})
+    kept = slim(job)
+    for read in (failure_reason, attempts, job_phase):
+        assert read(kept) == read(job)
+    assert observe([kept], grid="tp4-lab", names=[]) == observe([job], grid="tp4-lab", names=[])
+    assert kept["metadata"]["labels"] == job["metadata"]["labels"] and kept["metadata"]["resourceVersion"] == "9"
+    assert "template" not in kept.get("spec", {}) and len(json.dumps(kept)) < len(json.dumps(job)) / 5
+    kept["metadata"]["labels"]["x"] = "y"
+    kept["status"]["conditions"][0]["reason"] = "changed"
+    assert "x" not in job["metadata"]["labels"] and failure_reason(job) == "PodFailurePolicy"  # nothing shared
 
 
 def test_failure_reason_and_attempts() -> None:

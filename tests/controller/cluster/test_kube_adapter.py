@@ -222,6 +222,23 @@ def test_mirror_resumes_closed_watches_and_relists_expired_ones(kube: FakeKube, 
         kube.close_watches()
 
 
+def test_mirror_keeps_what_keep_returns_of_listed_watched_and_remembered_objects(kube: FakeKube, api: Kube) -> None:
+    def keep(obj: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {k: obj["metadata"][k] for k in ("name", "resourceVersion")}}
+
+    seen: list[dict[str, Any] | None] = []
+    api.create(JOBS, job("listed"))
+    mirror = Mirror(api, resource=JOBS, on_change=lambda old, new: seen.append(new), keep=keep, watch_seconds=1)
+    mirror.relist()
+    mirror.watch_once()  # nothing new: the stream ends after timeoutSeconds
+    created = api.create(JOBS, job("watched"))
+    mirror.watch_once()
+    mirror.remember({**created, "metadata": {**created["metadata"], "name": "remembered"}})
+    assert set(mirror.snapshot()) == {"listed", "watched", "remembered"}
+    assert all(set(obj) == {"metadata"} and set(obj["metadata"]) == {"name", "resourceVersion"}
+               for obj in [*mirror.snapshot().values(), *(n for n in seen if n)])
+
+
 def test_mirror_follows_bookmarks(kube: FakeKube, api: Kube) -> None:
     mirror = Mirror(api, resource=JOBS, on_change=lambda old, new: None)
     mirror.relist()
