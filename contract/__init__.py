@@ -176,6 +176,15 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 ARTIFACT_GRID_SPEC = "grid.json"
 
 
+# --- the local executor's warm start: a fork server (jobs.common.warm_start) ---
+WARM_START_MODULE = "jobs.common.warm_start"  # run as `python -m`; the controller never imports it
+WARM_START_JOB_MODULES = ("jobs.train", "jobs.finalize")  # the `python -m` entry points it may run
+# Environment variables that modules read when imported (ultralytics' settings folder and flags, thread
+# pools, Python's own, matplotlib's): a Job whose values differ from the fork server's starts cold.
+IMPORT_TIME_ENV_PREFIXES = ("YOLO_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_", "TORCH", "PYTORCH", "CUDA_",
+                            "NVIDIA_", "PYTHON", "MPL", "LD_", "ULTRALYTICS", "MLFLOW_ENABLE")
+ENV_WARM_START = "TP4_WARM_START"  # in the controller's environment: "0" starts every local Job cold
+
 # --- the embedded default (no server): everything under <project>/.tp4 ----------
 EMBEDDED_DIR = ".tp4"
 

@@ -434,6 +434,7 @@ def run_grid_locally(run: LocalRun, *, view: ProgressView) -> Outcome:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            executor.kubelet.close()
     report = report_path(run.root, run.grid)
     return Outcome(phase=phase, state=executor.state, report=report if report.exists() else None)
 

@@ -10,7 +10,10 @@ Ctrl-C or a closed terminal reaches the controller only, which then stops each
 group with SIGTERM, then SIGKILL (Windows: CTRL_BREAK_EVENT, then its process
 tree killed). Each attempt records its pid and start time, so a controller started
 later can tell whether it still runs (controller.local.processes), and gets its
-own TMPDIR under .tp4/tmp, removed when the attempt ends.
+own TMPDIR under .tp4/tmp, removed when the attempt ends. On Linux, a train or
+finalize Job is forked from a server that imported their stack once
+(controller.local.warm: a warm start, the same process otherwise); any other
+command, or any Job the server cannot serve, is started cold as above.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import contract
 from controller.core.reconciling import JobPhase
 from controller.local import processes
 from controller.local.state import Attempt, JobRecord, safe_child
+from controller.local.warm import WarmProcess, WarmStarter
 
 STOP_GRACE_SECONDS = 15.0
 
@@ -76,24 +80,38 @@ class LocalKubelet:
         self.logs_dir = logs_dir
         self.threads_per_job = threads_per_job
         self.clock = clock
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: dict[str, subprocess.Popen[bytes] | WarmProcess] = {}
+        self.warm = WarmStarter(root=root, env=self.base_env(), log=logs_dir / "warm-start.log")
+
+    def base_env(self) -> dict[str, str]:
+        """The environment every attempt starts from (the controller's, with the kubelet's own settings);
+        each Job's manifest adds its own (process_env)."""
+        threads = str(self.threads_per_job)
+        return {**os.environ, contract.ENV_TORCH_THREADS: threads, "OMP_NUM_THREADS": threads,
+                "YOLO_CONFIG_DIR": str(self.root / contract.EMBEDDED_DIR / "ultralytics"), "PYTHONUNBUFFERED": "1"}
+
+    def close(self) -> None:
+        """End the warm-start server (the attempts it forked go on)."""
+        self.warm.close()
 
     def start(self, job: JobRecord) -> None:
         number = len(job.attempts) + 1
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = new_log(self.logs_dir, job=job.name, submission=job.submission, attempt=number)
-        threads = str(self.threads_per_job)
         tmp = attempt_tmp(self.root, str(log_path))
         tmp.mkdir(parents=True, exist_ok=True)
+        base = self.base_env()
         env = process_env(job.manifest, base=dict(os.environ), overrides={
-            contract.ENV_ATTEMPT: str(number), contract.ENV_TORCH_THREADS: threads, "OMP_NUM_THREADS": threads,
-            "YOLO_CONFIG_DIR": str(self.root / contract.EMBEDDED_DIR / "ultralytics"), "PYTHONUNBUFFERED": "1",
-            "TMPDIR": str(tmp),
-        })
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                process_command(job.manifest), cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, **processes.popen_options())
+            **{k: base[k] for k in (contract.ENV_TORCH_THREADS, "OMP_NUM_THREADS", "YOLO_CONFIG_DIR",
+                                    "PYTHONUNBUFFERED")},
+            contract.ENV_ATTEMPT: str(number), "TMPDIR": str(tmp)})
+        command = process_command(job.manifest)
+        process: subprocess.Popen[bytes] | WarmProcess | None = self.warm.start(
+            command=command, env=env, cwd=self.root, log=log_path)
+        if process is None:  # a cold start
+            with open(log_path, "ab") as log:
+                process = subprocess.Popen(command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, **processes.popen_options())
         self.processes[job.name] = process
         identity = processes.identify(process.pid)
         job.attempts.append(Attempt(number=number, log=str(log_path), started=self.clock(), pid=process.pid,

@@ -1,0 +1,216 @@
+"""The controller's side of the warm start: Jobs forked from a process that imported their stack once.
+
+A cold local Job is `python -m jobs.train ...` started afresh: seconds of imports
+(MLflow and its SQLAlchemy store, ultralytics, torch) before it does anything.
+`WarmStarter` starts one fork server per kubelet (`python -m` contract.WARM_START_MODULE,
+jobs.common.warm_start: the protocol is described there), in the kubelet's
+environment, on the first Job it can serve, and asks it to fork each attempt.
+The attempt is then what a cold start would be, bar the imports: the Job's
+environment, working directory, log file, a session of its own, its pid and
+start time recorded as before (controller.local.processes), stopped by the same
+signals to its process group.
+
+A Job starts cold, as before, when any of these holds: warm start is off
+(contract.ENV_WARM_START=0 in the controller's environment, or an OS without
+fork: only Linux is served); the command is not `python -m` one of
+contract.WARM_START_JOB_MODULES (tests' and users' own commands); the Job's
+environment differs from the server's on a variable read at import time
+(contract.IMPORT_TIME_ENV_PREFIXES); the server failed to preload, is not
+ready within `READY_TIMEOUT_S`, or has ended.
+
+The attempt is the server's child, not ours: its exit status comes from the
+server (`{"pid": P, "exit": CODE}`). Should the server end first, an attempt
+that ended meanwhile has no exit status left to read: it counts as exit code
+`LOST_EXIT_CODE` (a failure, retried within the Job's backoffLimit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import contract
+from controller.local import processes
+
+READY_TIMEOUT_S = 120.0  # preloading takes ~5-10 s on 2 busy cores
+REPLY_TIMEOUT_S = 30.0
+CLOSE_TIMEOUT_S = 10.0
+LOST_EXIT_CODE = 1
+
+
+def enabled(environ: dict[str, str] | None = None) -> bool:
+    """Whether the local executor may start Jobs warm here: Linux (fork), and not turned off."""
+    env = os.environ if environ is None else environ
+    return sys.platform.startswith("linux") and env.get(contract.ENV_WARM_START, "1").strip() not in ("0", "false")
+
+
+def import_time_env(env: dict[str, str]) -> dict[str, str]:
+    """The variables of `env` that modules read when they are imported (contract.IMPORT_TIME_ENV_PREFIXES)."""
+    return {k: v for k, v in env.items() if k.startswith(contract.IMPORT_TIME_ENV_PREFIXES)}
+
+
+def job_module(command: list[str]) -> str | None:
+    """The module of a `python -m MODULE ...` command that the server may run, else None."""
+    if len(command) >= 3 and command[0] == sys.executable and command[1] == "-m" \
+            and command[2] in contract.WARM_START_JOB_MODULES:
+        return command[2]
+    return None
+
+
+class WarmProcess:
+    """An attempt forked by the server: what the kubelet uses of subprocess.Popen (pid, poll, wait,
+    returncode)."""
+
+    def __init__(self, starter: WarmStarter, pid: int, args: list[str]) -> None:
+        self.starter = starter
+        self.pid = pid
+        self.args = args
+        identity = processes.identify(pid)
+        self.started = identity.started if identity else None
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.starter.exit_code(self)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            time.sleep(0.05)
+        return code
+
+
+class WarmStarter:
+    """One fork server for one kubelet, started on first use, ended by `close`."""
+
+    def __init__(self, *, root: Path, env: dict[str, str], log: Path) -> None:
+        self.root = root
+        self.env = env
+        self.log = log
+        self.server: subprocess.Popen[bytes] | None = None
+        self.reader: threading.Thread | None = None
+        self.lock = threading.Condition()
+        self.ready: bool | None = None  # None: not answered yet
+        self.problem = ""
+        self.gone = False
+        self.replies: dict[int, dict[str, Any]] = {}
+        self.exits: dict[int, int] = {}
+        self.next_id = 0
+
+    def start(self, *, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> WarmProcess | None:
+        """Fork the attempt `command` from the server; None when it must start cold (see the module)."""
+        module = job_module(command)
+        if module is None or not enabled() or import_time_env(env) != import_time_env(self.env):
+            return None
+        if not self._ensure_ready():
+            return None
+        with self.lock:
+            self.next_id += 1
+            request_id = self.next_id
+        server = self.server.pid if self.server else "?"
+        with open(log, "a", encoding="utf-8") as note:
+            note.write(f"tp4: warm start: forked by the warm-start server (pid {server}), which imported "
+                       f"{module}'s stack once\n")
+        request = {"id": request_id, "module": module, "argv": command[3:], "env": env, "cwd": str(cwd),
+                   "log": str(log)}
+        if not self._send(request):
+            return None
+        reply = self._wait(lambda: self.replies.pop(request_id, None), timeout=REPLY_TIMEOUT_S)
+        if not reply or "pid" not in reply:
+            return None
+        return WarmProcess(self, int(reply["pid"]), command)
+
+    def exit_code(self, process: WarmProcess) -> int | None:
+        """The attempt's exit status (-N: killed by signal N), None while it runs."""
+        with self.lock:
+            if process.pid in self.exits:
+                return self.exits.pop(process.pid)
+            if not self.gone:
+                return None
+        # The server has ended: an attempt still running is watched by its pid and start time.
+        return None if processes.alive(process.pid, process.started) else LOST_EXIT_CODE
+
+    def close(self) -> None:
+        """End the server (its stdin closed); attempts it forked go on. Idempotent."""
+        server, self.server = self.server, None
+        if server is None:
+            return
+        if server.stdin:
+            try:
+                server.stdin.close()
+            except OSError:
+                pass
+        try:
+            server.wait(timeout=CLOSE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        if self.reader:
+            self.reader.join(timeout=CLOSE_TIMEOUT_S)
+
+    def _ensure_ready(self) -> bool:
+        if self.server is None and self.ready is None:
+            self._launch()
+        ready = self._wait(lambda: self.ready, timeout=READY_TIMEOUT_S)
+        return bool(ready) and not self.gone
+
+    def _launch(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.server = subprocess.Popen(
+                [sys.executable, "-m", contract.WARM_START_MODULE], cwd=self.root, env=self.env,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        self.reader = threading.Thread(target=self._read, args=(self.server.stdout,), name="tp4-warm-start",
+                                       daemon=True)
+        self.reader.start()
+
+    def _send(self, message: dict[str, Any]) -> bool:
+        server = self.server
+        if server is None or server.stdin is None or self.gone:
+            return False
+        try:
+            server.stdin.write((json.dumps(message) + "\n").encode())
+            server.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return False
+        return True
+
+    def _wait(self, take: Any, *, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while (value := take()) is None and not self.gone:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.lock.wait(left)
+            return value
+
+    def _read(self, answers: IO[bytes] | None) -> None:
+        for line in answers or ():
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            with self.lock:
+                if "ready" in message:
+                    self.ready = bool(message["ready"])
+                    self.problem = str(message.get("error", ""))
+                elif "exit" in message:
+                    self.exits[int(message["pid"])] = int(message["exit"])
+                elif "id" in message:
+                    self.replies[int(message["id"])] = message
+                self.lock.notify_all()
+        with self.lock:
+            self.gone = True
+            if self.ready is None:
+                self.ready = False
+            self.lock.notify_all()

@@ -1,0 +1,211 @@
+"""`python -m jobs.common.warm_start`: the local executor's warm start (a fork server).
+
+A train Job spends seconds before its first batch importing what every Job
+imports again: MLflow with its SQLAlchemy store, ultralytics, torch and the
+torch._dynamo that `torch.use_deterministic_algorithms` loads, plus MLflow's
+map of the installed packages (read once per process to check a logged
+model's requirements). This process pays that once per `submit-grid`, then
+forks one child per Job attempt (POSIX fork: the child shares the imported
+modules copy-on-write), so a Job starts already imported.
+
+A child is the Job as `python -m MODULE ARGS` would run it, with the Job's
+own environment (os.environ replaced), working directory, log file (stdout and
+stderr; stdin /dev/null) and a session of its own (it leads its process group,
+as a cold-started attempt does: controller.local.processes). It ends with the
+module's exit code; killed by signal N, the exit status is -N (subprocess's
+convention).
+
+Only what is read at import time is shared: the environment this server was
+started with must agree with the Job's on the variables modules read when
+they are imported (contract.IMPORT_TIME_ENV_PREFIXES); the controller checks that
+(controller.local.warm) and starts a Job cold otherwise. The standard library's
+multiprocessing forkserver is not used: it is one per interpreter, started
+with the environment of its first use (one project's YOLO_CONFIG_DIR for
+every later one), and runs a function, not `python -m MODULE`.
+
+Protocol (one JSON object per line; stdin from the controller, answers on
+the stdout the server was started with):
+- server -> controller, once: `{"ready": true, "seconds": S, "threads": T}` (S
+  seconds to preload; T threads alive, must be 1 to fork safely), or `{"ready":
+  false, "error": "..."}` then exit 1;
+- controller -> server: `{"id": N, "module": "jobs.train", "argv": [...], "env":
+  {...}, "cwd": "...", "log": "..."}`; answer `{"id": N, "pid": P}` or `{"id": N,
+  "error": "..."}`;
+- server -> controller, when child P ends: `{"pid": P, "exit": CODE}`.
+End of stdin (the controller closed it or died) ends the server; running
+children go on (adopted by init), as cold-started ones do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, TextIO
+
+import contract
+
+# Imported once, here. The first four are what the entry points (contract.WARM_START_JOB_MODULES)
+# import; the rest is what they import later, during every Job: ultralytics' model and trainer,
+# torch's deterministic mode (torch._dynamo), MLflow's SQLAlchemy store and pyfunc flavour.
+PRELOAD = ("jobs.train.cli", "jobs.train.job", "jobs.train.training", "jobs.finalize.cli",
+           "ultralytics", "ultralytics.models.yolo", "torch._dynamo",
+           "mlflow.store.tracking.sqlalchemy_store", "mlflow.pyfunc")
+POLL_S = 0.1
+
+
+def preload() -> None:
+    """Import what the Jobs import, and warm MLflow's map of installed packages."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # as jobs.train.training.configure_environment
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    # MLflow reads the metadata of every installed distribution the first time a model's requirements
+    # are checked (log_model): a cache filled once here. A private name: without it, nothing is warmed.
+    from mlflow.utils import requirements_utils
+
+    warm = getattr(requirements_utils, "_init_modules_to_packages_map", None)
+    if callable(warm):
+        warm()
+
+
+def run_child(request: dict[str, Any]) -> int:
+    """In the forked child: become the Job (`python -m module argv`), return its exit code."""
+    import runpy
+    import tempfile
+
+    os.setsid()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    for fd in (log, null):
+        os.close(fd)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # TMPDIR is the attempt's own
+    sys.argv = [request["module"], *request["argv"]]
+    code: int = 0
+    try:
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        code = _exit_code(stop.code)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    return code
+
+
+def _exit_code(value: object) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFF
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _finish_child(code: int) -> None:
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+class Server:
+    """The loop: read requests, fork, reap, answer."""
+
+    def __init__(self, answers: TextIO) -> None:
+        self.answers = answers
+        self.children: set[int] = set()
+        self.pending = b""
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.answers.write(json.dumps(message) + "\n")
+        self.answers.flush()
+
+    def start(self, request: dict[str, Any]) -> None:
+        if request.get("module") not in contract.WARM_START_JOB_MODULES:
+            self.send({"id": request.get("id"), "error": f"module {request.get('module')!r} is not one of "
+                       f"{contract.WARM_START_JOB_MODULES}"})
+            return
+        pid = os.fork()
+        if pid == 0:  # the child: never returns to the loop
+            code = 1
+            try:
+                code = run_child(request)
+            finally:
+                _finish_child(code)
+        self.children.add(pid)
+        self.send({"id": request.get("id"), "pid": pid})
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+            self.send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+
+    def serve(self, requests: int) -> None:
+        while True:
+            readable, _, _ = select.select([requests], [], [], POLL_S)
+            if readable:
+                data = os.read(requests, 1 << 16)
+                if not data:
+                    return  # the controller is gone
+                self.pending += data
+                *lines, self.pending = self.pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        self.start(json.loads(line))
+            self.reap()
+
+
+def main() -> int:
+    # Answers go to the stdout this server was started with; what imports print goes to stderr.
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller stops this server by closing its stdin
+    server = Server(answers)
+    began = time.perf_counter()
+    try:
+        preload()
+    except BaseException as error:  # noqa: BLE001 - reported, then the controller starts Jobs cold
+        server.send({"ready": False, "error": f"{type(error).__name__}: {error}"})
+        return 1
+    # A Python thread could hold a lock (logging's, the import lock) that a child would wait on for
+    # ever. Native pools (OpenBLAS, jemalloc) have fork handlers of their own, as they must for the
+    # fork()ed DataLoader workers every training already starts.
+    threads = threading.active_count()
+    if threads != 1:
+        server.send({"ready": False, "error": f"{threads} Python threads after preloading: forking is unsafe"})
+        return 1
+    server.send({"ready": True, "seconds": round(time.perf_counter() - began, 3), "threads": threads})
+    server.serve(sys.stdin.fileno())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
