@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -69,25 +70,35 @@ def observe(jobs: Iterable[dict[str, Any]], *, grid: str, names: Iterable[str]) 
 
 
 # What the controller keeps of a Job it watches (controller/cluster/informer.py, `keep`): the fields
-# `observe` and `grids_of_job` read, and the resourceVersion the mirror compares; a whole Job
-# (its pod template: image, command, env, volumes; managedFields) is ~20 KB, this is a few hundred bytes.
+# job_phase, failure_reason, attempts and observe read, and the resourceVersion the mirror compares.
+# A whole Job (its pod template: image, command, env, volumes; managedFields) is ~20 KB in memory; this
+# is ~1 KB, the strings every Job repeats (label keys, the grid, the submission, condition types) shared.
+KEPT_LABELS = (contract.LABEL_GRID, contract.LABEL_POINT, contract.LABEL_SPEC_HASH, contract.LABEL_ROLE,
+               LABEL_SUBMISSION)
+KEPT_METADATA = ("name", "resourceVersion", "deletionTimestamp")
 KEPT_STATUS = ("active", "ready", "succeeded", "failed")
+KEPT_CONDITION = ("type", "status", "reason")
+
+
+def _shared(value: Any) -> Any:
+    return sys.intern(value) if isinstance(value, str) else value
 
 
 def slim(job: dict[str, Any]) -> dict[str, Any]:
-    """The part of a Job that job_phase, failure_reason, attempts and observe read, with the same
-    shape (a Job in, a smaller Job out; new dicts throughout, nothing shared with `job`)."""
+    """The part of a Job the controller reads, in the same shape (a Job in, a smaller Job out: new
+    dicts throughout, nothing shared with `job`): name, tp4's labels, resourceVersion, spec.suspend,
+    the pod counts and the conditions (type, status, reason) of its status."""
     meta = job.get("metadata") or {}
-    kept_meta: dict[str, Any] = {key: meta[key] for key in ("name", "namespace", "resourceVersion", "uid",
-                                                            "deletionTimestamp") if key in meta}
-    kept_meta["labels"] = dict(labels(job))
+    found = labels(job)
+    kept_meta: dict[str, Any] = {key: meta[key] for key in KEPT_METADATA if key in meta}
+    kept_meta["labels"] = {key: _shared(found[key]) for key in KEPT_LABELS if key in found}
     kept: dict[str, Any] = {"metadata": kept_meta}
     if (job.get("spec") or {}).get("suspend") is not None:
         kept["spec"] = {"suspend": job["spec"]["suspend"]}
     status = job.get("status") or {}
     kept_status: dict[str, Any] = {key: status[key] for key in KEPT_STATUS if key in status}
     if status.get("conditions"):
-        kept_status["conditions"] = [{key: c[key] for key in ("type", "status", "reason") if key in c}
+        kept_status["conditions"] = [{key: _shared(c[key]) for key in KEPT_CONDITION if key in c}
                                      for c in status["conditions"]]
     if kept_status:
         kept["status"] = kept_status

@@ -228,11 +228,10 @@ def test_mirror_keeps_what_keep_returns_of_listed_watched_and_remembered_objects
 
     seen: list[dict[str, Any] | None] = []
     api.create(JOBS, job("listed"))
-    mirror = Mirror(api, resource=JOBS, on_change=lambda old, new: seen.append(new), keep=keep, watch_seconds=1)
+    mirror = Mirror(api, resource=JOBS, on_change=lambda old, new: seen.append(new), keep=keep)
     mirror.relist()
-    mirror.watch_once()  # nothing new: the stream ends after timeoutSeconds
     created = api.create(JOBS, job("watched"))
-    mirror.watch_once()
+    mirror.apply("ADDED", created)  # what watch_once does with each event
     mirror.remember({**created, "metadata": {**created["metadata"], "name": "remembered"}})
     assert set(mirror.snapshot()) == {"listed", "watched", "remembered"}
     assert all(set(obj) == {"metadata"} and set(obj["metadata"]) == {"name", "resourceVersion"}
