@@ -12,7 +12,6 @@ import contract
 from contract.errors import InvalidInput, Problem
 from contract.grid import DEFAULT_MAX_POINTS, GridSpec, load_grid
 from controller import preflight
-from controller.core import searching
 from controller.core.expanding import GridPoint, expand
 from controller.core.rendering import RenderSettings, render_all, to_yaml
 from controller.credentials import refuse_credentials_in_uri
@@ -71,6 +70,8 @@ def render_grid(*, grid_path: Path, root: Path, max_points: int = DEFAULT_MAX_PO
     points a TPE search asks (job.parallelism, else its start-up trials: the rest depend on results)."""
     grid, points, dataset_md5 = prepare(grid_path=grid_path, root=root, max_points=max_points)
     if grid.search.mode == "tpe":
+        from controller.core import searching  # Optuna and numpy: imported by a search only
+
         first = grid.job.parallelism or searching.startup_trials(grid)
         points = [p for _, p in searching.sample_points(grid, [], room=first, dataset_md5=dataset_md5,
                                                         names=searching.Names())]

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -55,8 +55,9 @@ from controller.core.reconciling import (
 )
 from controller.core.rendering import finalizer_hash, render_finalize_job, render_train_job
 from controller.errors import InvalidInput
-from controller.searching import POLL_SECONDS as SEARCH_POLL_SECONDS
-from controller.searching import Search, recorded_trials
+
+if TYPE_CHECKING:
+    from controller.searching import Search
 
 TERMINAL = (GridPhase.SUCCEEDED.value, GridPhase.FAILED.value)
 
@@ -148,7 +149,9 @@ class GridController:
         plan = reconcile(desired_grid(cluster, submission, pending=pending), observed)
         self.budget_spent[submission] = bool(plan.counts.skipped) or plan.reason == CONFIGURATION_ERROR
         if searches(cluster.spec) and plan.phase.value not in TERMINAL and self.requeue is not None:
-            self.requeue(name, SEARCH_POLL_SECONDS)
+            from controller.searching import POLL_SECONDS
+
+            self.requeue(name, POLL_SECONDS)
         conflicts = self.apply(plan, grid=grid, cluster=cluster, submission=status["parentRunId"])
         outcome = self.outcome(grid, cluster, plan, experiment_id, conflicts)
         new = grid_status(status, plan=plan, observed=observed, grid=name,
@@ -163,6 +166,8 @@ class GridController:
         """The grid with the points its search has asked so far (new ones recorded in MLflow first), and
         whether more will come. Hopeless running points get a stop request; a Job still running
         early_stopping.grace_seconds after it gets its deadline cut (the Job controller stops it)."""
+        from controller.searching import Search  # Optuna (and numpy): imported by a grid that searches
+
         search = self.searches.get(submission)
         if search is None:
             search = Search(self.mlflow, cluster.spec, experiment_id, submission, cluster.dataset_md5)
@@ -205,6 +210,8 @@ class GridController:
         # the orphan sweep (controller/cluster/orphans.py) closes only the runs of its own namespace
         self.mlflow.set_tag(parent, contract.TAG_NAMESPACE, self.api.namespace)
         if previous and searches(cluster.spec):  # the trials the superseded submission asked carry over
+            from controller.searching import Search, recorded_trials
+
             Search(self.mlflow, cluster.spec, experiment_id, parent, cluster.dataset_md5).start(
                 cluster.points, carried=tuple(recorded_trials(self.mlflow, previous)))
         started = {key: value for key, value in status.items() if key in ("conditions", "counts")}

@@ -17,7 +17,6 @@ from contract.grid import GridSpec, parse_grid
 from controller.cluster import rbac
 from controller.cluster.settings import ClusterSettings
 from controller.core.expanding import GridPoint, expand
-from controller.core.searching import startup_trials
 from controller.errors import InvalidInput, Problem
 
 API_VERSION = f"{rbac.GRID_GROUP}/{rbac.GRID_VERSION}"
@@ -74,4 +73,8 @@ def default_parallelism(grid: GridSpec, n_points: int) -> int:
     (more would be asked before any result could guide them)."""
     if grid.job.parallelism:
         return int(grid.job.parallelism)
-    return startup_trials(grid) if grid.search.mode == "tpe" else max(1, n_points)
+    if grid.search.mode == "tpe":
+        from controller.core.searching import startup_trials  # Optuna: imported by a search only
+
+        return startup_trials(grid)
+    return max(1, n_points)
