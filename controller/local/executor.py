@@ -177,6 +177,7 @@ class LocalExecutor:
         return False
 
     def begin(self) -> None:
+        self.kubelet.warm.prepare()  # the Jobs' imports load while the parent run is created
         grid = self.run.grid
         self.experiment_id = tracking.ensure_experiment(self.mlflow, name=grid.experiment, root=self.run.root,
                                                         uri=self.uri)

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 import contract
@@ -92,9 +93,11 @@ class WarmProcess:
 class WarmStarter:
     """One fork server for one kubelet, started on first use, ended by `close`."""
 
-    def __init__(self, *, root: Path, env: dict[str, str], log: Path) -> None:
+    def __init__(self, *, root: Path, env: Callable[[], dict[str, str]], log: Path) -> None:
+        """`env`: the server's environment, read when it starts (the first Job it can serve)."""
         self.root = root
-        self.env = env
+        self.server_env = env
+        self.env: dict[str, str] | None = None  # the environment the server was started with
         self.log = log
         self.server: subprocess.Popen[bytes] | None = None
         self.reader: threading.Thread | None = None
@@ -109,9 +112,11 @@ class WarmStarter:
     def start(self, *, command: list[str], env: dict[str, str], cwd: Path, log: Path) -> WarmProcess | None:
         """Fork the attempt `command` from the server; None when it must start cold (see the module)."""
         module = job_module(command)
-        if module is None or not enabled() or import_time_env(env) != import_time_env(self.env):
+        if module is None or not enabled():
             return None
-        if not self._ensure_ready():
+        if self.env is None:
+            self.env = self.server_env()
+        if import_time_env(env) != import_time_env(self.env) or not self._ensure_ready():
             return None
         with self.lock:
             self.next_id += 1
@@ -128,6 +133,13 @@ class WarmStarter:
         if not reply or "pid" not in reply:
             return None
         return WarmProcess(self, int(reply["pid"]), command)
+
+    def prepare(self) -> None:
+        """Start the server now, without waiting for it (when warm start is on): it preloads while
+        the controller does other work."""
+        if enabled() and self.server is None and self.ready is None:
+            self.env = self.server_env()
+            self._launch()
 
     def exit_code(self, process: WarmProcess) -> int | None:
         """The attempt's exit status (-N: killed by signal N), None while it runs."""
@@ -167,8 +179,8 @@ class WarmStarter:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.server = subprocess.Popen(
-                [sys.executable, "-m", contract.WARM_START_MODULE], cwd=self.root, env=self.env,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+                [sys.executable, "-m", contract.WARM_START_MODULE], cwd=self.root, env=self.env or {},
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, **processes.popen_options())
         self.reader = threading.Thread(target=self._read, args=(self.server.stdout,), name="tp4-warm-start",
                                        daemon=True)
         self.reader.start()

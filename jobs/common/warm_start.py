@@ -75,14 +75,17 @@ def preload() -> None:
         warm()
 
 
-def run_child(request: dict[str, Any]) -> int:
-    """In the forked child: become the Job (`python -m module argv`), return its exit code."""
+def run_child(request: dict[str, Any], *, answers: int) -> int:
+    """In the forked child: become the Job (`python -m module argv`), return its exit code. `answers`:
+    the server's answer pipe, closed here (the controller sees it end when the server ends)."""
     import runpy
     import tempfile
 
     os.setsid()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
+    os.close(answers)
+    # what a fresh interpreter has (SIGPIPE stays ignored, as Python sets it at start)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -150,7 +153,7 @@ class Server:
         if pid == 0:  # the child: never returns to the loop
             code = 1
             try:
-                code = run_child(request)
+                code = run_child(request, answers=self.answers.fileno())
             finally:
                 _finish_child(code)
         self.children.add(pid)
