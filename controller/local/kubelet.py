@@ -81,7 +81,7 @@ class LocalKubelet:
         self.threads_per_job = threads_per_job
         self.clock = clock
         self.processes: dict[str, subprocess.Popen[bytes] | WarmProcess] = {}
-        self.warm = WarmStarter(root=root, env=self.base_env(), log=logs_dir / "warm-start.log")
+        self.warm = WarmStarter(root=root, env=self.base_env, log=logs_dir / "warm-start.log")
 
     def base_env(self) -> dict[str, str]:
         """The environment every attempt starts from (the controller's, with the kubelet's own settings);
