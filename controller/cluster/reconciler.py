@@ -38,7 +38,7 @@ from controller.cluster.status import (
     timestamp,
     up_to_date_status,
 )
-from controller.core.expanding import finalizer_name
+from controller.core.expanding import GridPoint, finalizer_name
 from controller.core.reconciling import (
     CONFIGURATION_ERROR,
     Conflict,
@@ -227,26 +227,29 @@ class GridController:
 
     def apply(self, plan: Plan, *, grid: dict[str, Any], cluster: ClusterGrid, submission: str) -> list[Conflict]:
         conflicts = list(plan.conflicts)
+        points = {p.name: p for p in cluster.points}
         for action in plan.actions:
             if isinstance(action, Delete):
                 self.api.delete(JOBS, action.name, propagation="Background")
                 self.jobs.forget(action.name)
                 self.event(grid, "JobDeleted", f"job {action.name}: {action.reason}", point=action.name)
             elif isinstance(action, Create):
-                conflict = self.create_job(action, grid=grid, cluster=cluster, submission=submission)
+                conflict = self.create_job(action, grid=grid, cluster=cluster, points=points, submission=submission)
                 conflicts += [conflict] if conflict else []
         return conflicts
 
-    def manifest(self, action: Create, *, cluster: ClusterGrid, submission: str) -> dict[str, Any]:
+    def manifest(self, action: Create, *, cluster: ClusterGrid, points: dict[str, GridPoint],
+                 submission: str) -> dict[str, Any]:
+        """The Job that `action` creates; `points`: the grid's points by name."""
         settings = self.settings.render_settings(parent_run_id=submission)
         if action.finalizer:
             return render_finalize_job(cluster.spec, settings, dataset_md5=cluster.dataset_md5)
-        point = next(p for p in cluster.points if p.name == action.name)
-        return render_train_job(cluster.spec, point, settings, dataset_md5=cluster.dataset_md5)
+        return render_train_job(cluster.spec, points[action.name], settings, dataset_md5=cluster.dataset_md5)
 
-    def create_job(self, action: Create, *, grid: dict[str, Any], cluster: ClusterGrid,
+    def create_job(self, action: Create, *, grid: dict[str, Any], cluster: ClusterGrid, points: dict[str, GridPoint],
                    submission: str) -> Conflict | None:
-        body = owned(self.manifest(action, cluster=cluster, submission=submission), grid=grid, submission=submission)
+        body = owned(self.manifest(action, cluster=cluster, points=points, submission=submission), grid=grid,
+                     submission=submission)
         try:
             self.jobs.remember(self.api.create(JOBS, body))
         except kube.Conflict:
