@@ -159,11 +159,15 @@ class LocalKubelet:
 
     def _stop(self, name: str) -> None:
         process = self.processes.pop(name)
+        if not still_ours(process):
+            process.wait()
+            return
         processes.terminate_group(process.pid)
         try:
             process.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
-            processes.kill_group(process.pid)
+            if still_ours(process):
+                processes.kill_group(process.pid)
             process.wait()
 
     def stop(self, job: JobRecord, *, reason: str) -> None:
@@ -177,10 +181,20 @@ class LocalKubelet:
         """Stop every running process at once; returns the jobs stopped."""
         running = [name for name in self.processes if name in jobs]
         for name in running:
-            processes.terminate_group(self.processes[name].pid)
+            if still_ours(self.processes[name]):
+                processes.terminate_group(self.processes[name].pid)
         for name in running:
             self.stop(jobs[name], reason=reason)
         return running
+
+
+def still_ours(process: subprocess.Popen[bytes] | WarmProcess) -> bool:
+    """Whether `process` still runs under its pid, so that signalling that pid's group reaches it. A
+    warm attempt is reaped by the warm-start server as soon as it ends: its pid may then be reused,
+    so its start time is checked too (a cold one stays a zombie of ours until polled)."""
+    if process.poll() is not None:
+        return False
+    return not isinstance(process, WarmProcess) or processes.alive(process.pid, process.started)
 
 
 def attempt_tmp(root: Path, log: str) -> Path:

@@ -19,9 +19,12 @@ environment differs from the server's on a variable read at import time
 ready within `READY_TIMEOUT_S`, or has ended.
 
 The attempt is the server's child, not ours: its exit status comes from the
-server (`{"pid": P, "exit": CODE}`). Should the server end first, an attempt
-that ended meanwhile has no exit status left to read: it counts as exit code
-`LOST_EXIT_CODE` (a failure, retried within the Job's backoffLimit).
+server (`{"pid": P, "exit": CODE}`), or, should the server end first, from the
+exit file the attempt writes as it ends (in its TMPDIR). An attempt killed
+after its server ended leaves neither: it counts as exit code `LOST_EXIT_CODE`
+(a failure, retried within the Job's backoffLimit). The server is started when
+a submission begins (`prepare`), so it preloads while the parent run is made;
+one not ready within `READY_TIMEOUT_S` is ended, and Jobs start cold.
 """
 
 from __future__ import annotations
@@ -40,15 +43,18 @@ import contract
 from controller.local import processes
 
 READY_TIMEOUT_S = 120.0  # preloading takes ~5-10 s on 2 busy cores
-REPLY_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 10.0
 LOST_EXIT_CODE = 1
 
 
+OFF = frozenset({"0", "false", "no", "off"})
+
+
 def enabled(environ: dict[str, str] | None = None) -> bool:
-    """Whether the local executor may start Jobs warm here: Linux (fork), and not turned off."""
+    """Whether the local executor may start Jobs warm here: Linux (fork), and not turned off
+    (contract.ENV_WARM_START one of 0, false, no, off)."""
     env = os.environ if environ is None else environ
-    return sys.platform.startswith("linux") and env.get(contract.ENV_WARM_START, "1").strip() not in ("0", "false")
+    return sys.platform.startswith("linux") and env.get(contract.ENV_WARM_START, "1").strip().lower() not in OFF
 
 
 def import_time_env(env: dict[str, str]) -> dict[str, str]:
@@ -68,10 +74,11 @@ class WarmProcess:
     """An attempt forked by the server: what the kubelet uses of subprocess.Popen (pid, poll, wait,
     returncode)."""
 
-    def __init__(self, starter: WarmStarter, pid: int, args: list[str]) -> None:
+    def __init__(self, starter: WarmStarter, pid: int, args: list[str], exit_file: Path) -> None:
         self.starter = starter
         self.pid = pid
         self.args = args
+        self.exit_file = exit_file
         identity = processes.identify(pid)
         self.started = identity.started if identity else None
         self.returncode: int | None = None
@@ -103,6 +110,7 @@ class WarmStarter:
         self.reader: threading.Thread | None = None
         self.lock = threading.Condition()
         self.ready: bool | None = None  # None: not answered yet
+        self.ready_by = 0.0  # time.monotonic() by which it must be ready, else it is ended
         self.problem = ""
         self.gone = False
         self.replies: dict[int, dict[str, Any]] = {}
@@ -121,18 +129,20 @@ class WarmStarter:
         with self.lock:
             self.next_id += 1
             request_id = self.next_id
-        server = self.server.pid if self.server else "?"
-        with open(log, "a", encoding="utf-8") as note:
-            note.write(f"tp4: warm start: forked by the warm-start server (pid {server}), which imported "
-                       f"{module}'s stack once\n")
+        exit_file = Path(env.get("TMPDIR") or log.parent) / f"{log.stem}.exit"
         request = {"id": request_id, "module": module, "argv": command[3:], "env": env, "cwd": str(cwd),
-                   "log": str(log)}
+                   "log": str(log), "exit_file": str(exit_file)}
         if not self._send(request):
             return None
-        reply = self._wait(lambda: self.replies.pop(request_id, None), timeout=REPLY_TIMEOUT_S)
+        # Once sent, the answer is awaited as long as the server lives: a Job it may have forked is
+        # never started a second time, cold. (A server that ends between its fork and its answer
+        # leaves a child nobody watches; it ends on its own, as any Job does.)
+        reply = self._wait(lambda: self.replies.pop(request_id, None), timeout=None)
         if not reply or "pid" not in reply:
+            if reply and reply.get("error"):
+                self._note(f"Job started cold: {reply['error']}")
             return None
-        return WarmProcess(self, int(reply["pid"]), command)
+        return WarmProcess(self, int(reply["pid"]), command, exit_file)
 
     def prepare(self) -> None:
         """Start the server now, without waiting for it (when warm start is on): it preloads while
@@ -148,14 +158,22 @@ class WarmStarter:
                 return self.exits.pop(process.pid)
             if not self.gone:
                 return None
-        # The server has ended: an attempt still running is watched by its pid and start time.
-        return None if processes.alive(process.pid, process.started) else LOST_EXIT_CODE
+        # The server has ended: an attempt still running is watched by its pid and start time; one
+        # that ended left its exit code in its exit file (none: it was killed).
+        if processes.alive(process.pid, process.started):
+            return None
+        try:
+            return int(process.exit_file.read_text().strip())
+        except (OSError, ValueError):
+            return LOST_EXIT_CODE
 
     def close(self) -> None:
         """End the server (its stdin closed); attempts it forked go on. Idempotent."""
         server, self.server = self.server, None
         if server is None:
             return
+        if self.ready is not True:  # still preloading: it would read its stdin only once done
+            server.kill()
         if server.stdin:
             try:
                 server.stdin.close()
@@ -168,11 +186,20 @@ class WarmStarter:
             server.wait()
         if self.reader:
             self.reader.join(timeout=CLOSE_TIMEOUT_S)
+        if server.stdout:
+            server.stdout.close()
 
     def _ensure_ready(self) -> bool:
+        """Whether the server is ready, waiting for it until `ready_by` (once: a server not ready by
+        then is ended, and every later Job starts cold)."""
         if self.server is None and self.ready is None:
             self._launch()
-        ready = self._wait(lambda: self.ready, timeout=READY_TIMEOUT_S)
+        ready = self._wait(lambda: self.ready, timeout=max(0.0, self.ready_by - time.monotonic()))
+        if ready is None and not self.gone and self.server is not None:
+            self._note(f"the warm-start server was not ready within {READY_TIMEOUT_S:g} s: Jobs start cold")
+            self.server.kill()
+            with self.lock:
+                self.ready = False
         return bool(ready) and not self.gone
 
     def _launch(self) -> None:
@@ -181,6 +208,7 @@ class WarmStarter:
             self.server = subprocess.Popen(
                 [sys.executable, "-m", contract.WARM_START_MODULE], cwd=self.root, env=self.env or {},
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, **processes.popen_options())
+        self.ready_by = time.monotonic() + READY_TIMEOUT_S
         self.reader = threading.Thread(target=self._read, args=(self.server.stdout,), name="tp4-warm-start",
                                        daemon=True)
         self.reader.start()
@@ -196,33 +224,51 @@ class WarmStarter:
             return False
         return True
 
-    def _wait(self, take: Any, *, timeout: float) -> Any:
-        deadline = time.monotonic() + timeout
+    def _wait(self, take: Any, *, timeout: float | None) -> Any:
+        """`take()` once it is not None; None when the server ended or `timeout` seconds passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self.lock:
             while (value := take()) is None and not self.gone:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
                     return None
                 self.lock.wait(left)
             return value
 
+    def _note(self, text: str) -> None:
+        """A line in the server's log (the Jobs' log folder, warm-start.log)."""
+        try:
+            with open(self.log, "a", encoding="utf-8") as log:
+                log.write(f"tp4 controller: {text}\n")
+        except OSError:
+            pass
+
     def _read(self, answers: IO[bytes] | None) -> None:
-        for line in answers or ():
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
+        try:
+            for line in answers or ():
+                try:
+                    message = json.loads(line)
+                    with self.lock:
+                        self._take(message)
+                        self.lock.notify_all()
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    continue  # not an answer of this protocol
+        except (OSError, ValueError):  # the pipe closed under us (close)
+            pass
+        finally:
             with self.lock:
-                if "ready" in message:
-                    self.ready = bool(message["ready"])
-                    self.problem = str(message.get("error", ""))
-                elif "exit" in message:
-                    self.exits[int(message["pid"])] = int(message["exit"])
-                elif "id" in message:
-                    self.replies[int(message["id"])] = message
+                self.gone = True
+                if self.ready is None:
+                    self.ready = False
                 self.lock.notify_all()
-        with self.lock:
-            self.gone = True
-            if self.ready is None:
-                self.ready = False
-            self.lock.notify_all()
+
+    def _take(self, message: dict[str, Any]) -> None:
+        if "ready" in message:
+            self.ready = bool(message["ready"])
+            self.problem = str(message.get("error", ""))
+            if self.problem:
+                self._note(f"the warm-start server could not preload, Jobs start cold: {self.problem}")
+        elif "exit" in message:
+            self.exits[int(message["pid"])] = int(message["exit"])
+        elif message.get("id") is not None:
+            self.replies[int(message["id"])] = message

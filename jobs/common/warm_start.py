@@ -29,11 +29,21 @@ the stdout the server was started with):
   seconds to preload; T threads alive, must be 1 to fork safely), or `{"ready":
   false, "error": "..."}` then exit 1;
 - controller -> server: `{"id": N, "module": "jobs.train", "argv": [...], "env":
-  {...}, "cwd": "...", "log": "..."}`; answer `{"id": N, "pid": P}` or `{"id": N,
-  "error": "..."}`;
-- server -> controller, when child P ends: `{"pid": P, "exit": CODE}`.
+  {...}, "cwd": "...", "log": "...", "exit_file": "..."}`; answer `{"id": N, "pid":
+  P}` or `{"id": N, "error": "..."}` (nothing was forked: the Job starts cold);
+- server -> controller, when child P ends: `{"pid": P, "exit": CODE}`. The child
+  also writes CODE to its `exit_file` as it ends: read when the server is gone.
 End of stdin (the controller closed it or died) ends the server; running
 children go on (adopted by init), as cold-started ones do.
+
+A child ends as an interpreter does: non-daemon threads joined, atexit handlers
+run, streams flushed; an uncaught KeyboardInterrupt ends it by SIGINT. What the
+preloaded imports set in os.environ (ultralytics sets a few log levels) is in
+its environment too, as a cold Job's imports would set it. Its process title
+(`ps`, /proc/PID/cmdline) is the Job's command (setproctitle). Children of one
+server share what was decided at import: ultralytics' settings and online
+check, Python's hash seed, and the project's code as it was when the server
+started (a file edited during a submission takes effect at the next one).
 """
 
 from __future__ import annotations
@@ -75,9 +85,10 @@ def preload() -> None:
         warm()
 
 
-def run_child(request: dict[str, Any], *, answers: int) -> int:
+def run_child(request: dict[str, Any], *, answers: int, added_env: dict[str, str]) -> int:
     """In the forked child: become the Job (`python -m module argv`), return its exit code. `answers`:
-    the server's answer pipe, closed here (the controller sees it end when the server ends)."""
+    the server's answer pipe, closed here (the controller sees it end when the server ends);
+    `added_env`: what the preloaded imports set in the environment (a cold Job's imports set it too)."""
     import runpy
     import tempfile
 
@@ -93,20 +104,31 @@ def run_child(request: dict[str, Any], *, answers: int) -> int:
     os.dup2(log, 2)
     for fd in (log, null):
         os.close(fd)
+    print(f"tp4: warm start: forked by the warm-start server (pid {os.getppid()}), which imported "
+          f"{request['module']}'s stack once", flush=True)
+    _set_title(["python", "-m", request["module"], *request["argv"]])  # before environ changes: it moves it
     os.chdir(request["cwd"])
     os.environ.clear()
-    os.environ.update(request["env"])
+    os.environ.update({**added_env, **request["env"]})
     tempfile.tempdir = None  # TMPDIR is the attempt's own
     sys.argv = [request["module"], *request["argv"]]
-    code: int = 0
     try:
         runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
     except SystemExit as stop:
-        code = _exit_code(stop.code)
-    except BaseException:
+        return _exit_code(stop.code)
+    except KeyboardInterrupt:
         traceback.print_exc()
-        code = 1
-    return code
+        return -signal.SIGINT  # as an interpreter killed by an uncaught Ctrl-C: by SIGINT
+    return 0
+
+
+def _set_title(argv: list[str]) -> None:
+    """`ps` and `pgrep -f jobs.train` show the Job's command, as for a cold start (setproctitle)."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
+    setproctitle.setproctitle(" ".join(argv))
 
 
 def _exit_code(value: object) -> int:
@@ -118,10 +140,16 @@ def _exit_code(value: object) -> int:
     return 1
 
 
-def _finish_child(code: int) -> None:
+def _finish_child(code: int, *, exit_file: str | None) -> None:
+    """End the child as an interpreter ends: threads joined, atexit run, streams flushed; its exit
+    code also written to `exit_file`, read by the controller should the server be gone by then. A
+    negative code (killed by a signal) is raised as that signal."""
     import atexit
 
     try:
+        shutdown = getattr(threading, "_shutdown", None)  # joins non-daemon threads, as Py_FinalizeEx does
+        if callable(shutdown):
+            shutdown()
         atexit._run_exitfuncs()
     finally:
         for stream in (sys.stdout, sys.stderr):
@@ -129,7 +157,16 @@ def _finish_child(code: int) -> None:
                 stream.flush()
             except Exception:
                 pass
-        os._exit(code)
+        if exit_file:
+            try:
+                with open(exit_file, "w", encoding="ascii") as out:
+                    out.write(str(code))
+            except OSError:
+                pass
+        if code < 0:
+            signal.signal(-code, signal.SIG_DFL)
+            os.kill(os.getpid(), -code)
+        os._exit(code & 0xFF)
 
 
 class Server:
@@ -139,23 +176,32 @@ class Server:
         self.answers = answers
         self.children: set[int] = set()
         self.pending = b""
+        self.added_env: dict[str, str] = {}  # what the preloaded imports set in os.environ
 
     def send(self, message: dict[str, Any]) -> None:
         self.answers.write(json.dumps(message) + "\n")
         self.answers.flush()
 
     def start(self, request: dict[str, Any]) -> None:
+        """Fork the Job `request` asks for; answer its pid, or an error (the controller then starts it
+        cold: nothing was forked)."""
         if request.get("module") not in contract.WARM_START_JOB_MODULES:
             self.send({"id": request.get("id"), "error": f"module {request.get('module')!r} is not one of "
                        f"{contract.WARM_START_JOB_MODULES}"})
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as error:  # EAGAIN (a process limit), ENOMEM: this Job starts cold
+            self.send({"id": request.get("id"), "error": f"fork: {error}"})
+            return
         if pid == 0:  # the child: never returns to the loop
             code = 1
             try:
-                code = run_child(request, answers=self.answers.fileno())
+                code = run_child(request, answers=self.answers.fileno(), added_env=self.added_env)
+            except BaseException:
+                traceback.print_exc()
             finally:
-                _finish_child(code)
+                _finish_child(code, exit_file=request.get("exit_file"))
         self.children.add(pid)
         self.send({"id": request.get("id"), "pid": pid})
 
@@ -171,6 +217,15 @@ class Server:
             self.children.discard(pid)
             self.send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
 
+    def request(self, line: bytes) -> None:
+        try:
+            request = json.loads(line)
+        except ValueError as error:
+            print(f"warm start: a request that is not JSON ({error}): {line[:200]!r}", file=sys.stderr, flush=True)
+            return
+        if isinstance(request, dict):
+            self.start(request)
+
     def serve(self, requests: int) -> None:
         while True:
             readable, _, _ = select.select([requests], [], [], POLL_S)
@@ -182,7 +237,7 @@ class Server:
                 *lines, self.pending = self.pending.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        self.start(json.loads(line))
+                        self.request(line)
             self.reap()
 
 
@@ -193,16 +248,20 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller stops this server by closing its stdin
     server = Server(answers)
     began = time.perf_counter()
+    before = dict(os.environ)
     try:
         preload()
     except BaseException as error:  # noqa: BLE001 - reported, then the controller starts Jobs cold
+        traceback.print_exc()
         server.send({"ready": False, "error": f"{type(error).__name__}: {error}"})
         return 1
+    server.added_env = {k: v for k, v in os.environ.items() if before.get(k) != v}
     # A Python thread could hold a lock (logging's, the import lock) that a child would wait on for
     # ever. Native pools (OpenBLAS, jemalloc) have fork handlers of their own, as they must for the
     # fork()ed DataLoader workers every training already starts.
     threads = threading.active_count()
     if threads != 1:
+        print(f"warm start: {threads} Python threads after preloading: forking is unsafe", file=sys.stderr)
         server.send({"ready": False, "error": f"{threads} Python threads after preloading: forking is unsafe"})
         return 1
     server.send({"ready": True, "seconds": round(time.perf_counter() - began, 3), "threads": threads})

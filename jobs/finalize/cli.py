@@ -52,6 +52,9 @@ def summary(outcome: Outcome) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jobs.train.training import configure_environment
+
+    configure_environment()  # before ultralytics is imported (the test-split evaluation)
     args = parse_args(argv)
     if not args.parent_run_id:
         print(f"error: --parent-run-id or ${contract.ENV_PARENT_RUN_ID} is required", file=sys.stderr)

@@ -83,11 +83,11 @@ def test_a_warm_attempt_is_the_jobs_own_process(kubelet: LocalKubelet) -> None:
     job = new_job("train-env", ["--epochs", "1"], env=env)
     kubelet.start(job)
     attempt = job.attempts[-1]
+    wait_for_text(job, WARM_LINE)  # the child prints it once it leads its own session
     process = psutil.Process(attempt.pid)
     assert kubelet.warm.server and process.ppid() == kubelet.warm.server.pid  # forked by the server, not us
     assert os.getsid(attempt.pid) == attempt.pid  # it leads a session (and process group) of its own
     assert Path(process.cwd()) == kubelet.root
-    assert attempt.process_started and abs(process.create_time() - attempt.process_started) < 1
     wait_for(job, kubelet)
     log = log_of(job)
     assert log.startswith(WARM_LINE), log
@@ -110,10 +110,20 @@ def test_stop_reaches_a_warm_attempt_and_its_group(kubelet: LocalKubelet) -> Non
     kubelet.start(job)
     wait_for_text(job, "127.0.0.1")  # waiting for the tracking server: its signal handlers are in place
     pid = job.attempts[-1].pid
+    assert os.getpgid(pid) == pid and "jobs.train" in " ".join(psutil.Process(pid).cmdline())  # its own title
     assert kubelet.stop_all({job.name: job}, reason="Interrupted") == [job.name]
     assert job.phase is JobPhase.FAILED and job.attempts[-1].reason == "Interrupted"
     assert job.attempts[-1].exit_code == 128 + signal.SIGTERM  # jobs.common.termination's exit code
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_warm_attempt_killed_by_a_signal_exits_minus_the_signal(kubelet: LocalKubelet) -> None:
+    job = new_job("train-killed", [], env=unreachable_env(timeout_s=300))
+    kubelet.start(job)
+    wait_for_text(job, "127.0.0.1")
+    os.killpg(job.attempts[-1].pid, signal.SIGKILL)
+    wait_for(job, kubelet, timeout=30)
+    assert job.phase is JobPhase.FAILED and job.attempts[-1].exit_code == -signal.SIGKILL
 
 
 def test_jobs_the_server_cannot_serve_start_cold(kubelet: LocalKubelet, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,27 +142,40 @@ def test_jobs_the_server_cannot_serve_start_cold(kubelet: LocalKubelet, monkeypa
     assert not log_of(off).startswith(WARM_LINE) and off.attempts[0].exit_code == contract.EXIT_BAD_INPUT
 
 
-def test_an_attempt_outlives_its_server_and_then_counts_as_failed(tmp_path: Path) -> None:
+def test_attempts_outlive_their_server_and_keep_their_exit_codes(tmp_path: Path) -> None:
     kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
     try:
-        job = new_job("train-orphan", [], env=unreachable_env(timeout_s=300))
-        kubelet.start(job)
-        wait_for_text(job, "127.0.0.1")
+        stopped = new_job("train-orphan", [], env=unreachable_env(timeout_s=300))
+        killed = new_job("train-orphan-killed", [], env=unreachable_env(timeout_s=300))
+        for job in (stopped, killed):
+            kubelet.start(job)
+            wait_for_text(job, "127.0.0.1")
         server = kubelet.warm.server
         assert server is not None
         server.kill()
         server.wait()
         time.sleep(0.5)
-        assert not kubelet.poll(job) and job.phase is JobPhase.RUNNING  # it still runs, watched by its pid
-        os.killpg(job.attempts[-1].pid, signal.SIGKILL)
-        wait_for(job, kubelet, timeout=30)
-        # its exit status went with the server: a failure (retried within backoffLimit, here 0)
-        assert job.phase is JobPhase.FAILED and job.attempts[-1].exit_code == warm.LOST_EXIT_CODE
+        assert not kubelet.poll(stopped) and stopped.phase is JobPhase.RUNNING  # still runs, watched by its pid
+        # one ends by itself (SIGTERM: jobs.common.termination exits 143): its exit file tells
+        os.killpg(stopped.attempts[-1].pid, signal.SIGTERM)
+        wait_for(stopped, kubelet, timeout=30)
+        assert stopped.phase is JobPhase.FAILED and stopped.attempts[-1].exit_code == 128 + signal.SIGTERM
+        # one is killed: no exit status anywhere, a failure (retried within backoffLimit, here 0)
+        os.killpg(killed.attempts[-1].pid, signal.SIGKILL)
+        wait_for(killed, kubelet, timeout=30)
+        assert killed.phase is JobPhase.FAILED and killed.attempts[-1].exit_code == warm.LOST_EXIT_CODE
         # later Jobs start cold
         again = wait_for(new_job("train-after", ["--epochs", "x"]), kubelet)
         assert not log_of(again).startswith(WARM_LINE) and again.attempts[0].exit_code == contract.EXIT_BAD_INPUT
     finally:
         kubelet.close()
+
+
+def test_a_finalize_job_runs_warm(kubelet: LocalKubelet) -> None:
+    job = wait_for(new_job("finalize-g", [], module="jobs.finalize", backoff=0), kubelet)
+    # no parent run id: bad input, exit 2, from the forked finalizer
+    assert log_of(job).startswith(WARM_LINE) and job.attempts[0].exit_code == contract.EXIT_BAD_INPUT
+    assert "--parent-run-id" in log_of(job)
 
 
 def test_server_refuses_modules_it_does_not_serve() -> None:
@@ -164,6 +187,7 @@ def test_server_refuses_modules_it_does_not_serve() -> None:
     assert warm.import_time_env({"YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "2", "TP4_POINT": "p",
                                  "MLFLOW_TRACKING_URI": "x"}) == {"YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
     assert warm.enabled({contract.ENV_WARM_START: "0"}) is False
+    assert warm.enabled({contract.ENV_WARM_START: " Off"}) is False
 
 
 @pytest.mark.slow
