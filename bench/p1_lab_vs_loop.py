@@ -107,8 +107,9 @@ def main() -> int:
         Figure("P1", "grid wall / (sum of train_seconds / cores)", ray, "", "<= 1.15", ray <= 1.15,
                f"{sum(train_seconds):.0f} s of train_seconds, {cores} cores"),
     ]
-    warm = "off (TP4_WARM_START=0)" if os.environ.get(contract.ENV_WARM_START, "1").strip() in ("0", "false") \
-        else "on where the OS allows it (Linux)"
+    from controller.local.warm import enabled
+
+    warm = "on" if enabled() else f"off ({contract.ENV_WARM_START}, or not Linux)"
     print(f"grid {GRID_NAME}, warm start {warm}; per-phase breakdown: python bench/job_breakdown.py {GRID_NAME}")
     print(table(figures))
     return 0
