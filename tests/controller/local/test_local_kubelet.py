@@ -39,14 +39,20 @@ def manifest(code: str, *, backoff: int = 1, deadline: int = 60) -> dict:
     }
 
 
-def run(tmp_path: Path, job: JobRecord, *, timeout: float = 30) -> JobRecord:
-    kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
-    kubelet.start(job)
-    end = time.time() + timeout
-    while not job.phase.terminal and time.time() < end:
+def wait_for(job: JobRecord, kubelet: LocalKubelet, *, timeout: float = 120) -> JobRecord:
+    """The Job started (unless it was) and run to its end, or `timeout` seconds."""
+    if not job.attempts:
+        kubelet.start(job)
+    end = time.monotonic() + timeout
+    while not job.phase.terminal and time.monotonic() < end:
         kubelet.poll(job)
         time.sleep(0.05)
     return job
+
+
+def run(tmp_path: Path, job: JobRecord, *, timeout: float = 30) -> JobRecord:
+    kubelet = LocalKubelet(root=tmp_path, logs_dir=tmp_path / "logs", threads_per_job=1)
+    return wait_for(job, kubelet, timeout=timeout)
 
 
 def new_job(code: str, **kwargs) -> JobRecord:

@@ -21,6 +21,7 @@ from controller.local import warm
 from controller.local.kubelet import LocalKubelet
 from controller.local.state import JobRecord
 from devstack.processes import free_port
+from tests.controller.local.test_local_kubelet import wait_for
 
 WARM_LINE = "tp4: warm start"
 
@@ -46,17 +47,6 @@ def new_job(name: str, args: list[str], **kwargs) -> JobRecord:
 def unreachable_env(timeout_s: int) -> dict[str, str]:
     """A train Job that waits `timeout_s` for a tracking server nobody runs, then exits 1."""
     return {contract.ENV_TRACKING_URI: f"http://127.0.0.1:{free_port()}", "TP4_CONNECT_TIMEOUT_S": str(timeout_s)}
-
-
-def wait_for(job: JobRecord, kubelet: LocalKubelet, *, timeout: float = 120) -> JobRecord:
-    """The Job started (unless it was) and run to its end."""
-    if not job.attempts:
-        kubelet.start(job)
-    end = time.monotonic() + timeout
-    while not job.phase.terminal and time.monotonic() < end:
-        kubelet.poll(job)
-        time.sleep(0.05)
-    return job
 
 
 def log_of(job: JobRecord, attempt: int = -1) -> str:
