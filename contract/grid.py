@@ -683,9 +683,17 @@ class Confirm(_Section):
 
 
 class Gates(_Section):
+    """Promotion gates. `confidence` is the level of every interval the decision rests on (the separation of the two
+    best configurations over their seeds, the candidate against the champion on the test images); `tie` decides when
+    the two best configurations cannot be separated on this data: keep the `best` mean (the headline says the data
+    cannot tell), the `cheaper` (lower mean train_seconds), the `faster` (lower mean inference_ms_per_image), or `no`
+    promotion. With `confirm:`, its own `confidence` and `tie` apply instead."""
+
     min_success_fraction: Fraction = 0.75
     min_objective: Annotated[float, number()] = 0.0
     champion_margin: Annotated[float, number(ge=0)] = 0.0
+    confidence: Annotated[float, number(ge=0.5, lt=1)] = 0.95
+    tie: Literal["best", "cheaper", "faster", "no"] = "best"
 
 
 class Report(_Section):

@@ -7,8 +7,10 @@ Gates, in order:
 - min_objective: the candidate reaches gates.min_objective (a ceiling when the
   objective is minimised);
 - champion: it beats the current `champion` by more than gates.champion_margin;
-- confirm (only with `confirm:` in grid.yaml): the confirm verdict named a configuration (a winner, or a
-  tie its `tie` rule settled; jobs.finalize.verdict).
+- separation (a plain grid) or confirm (with `confirm:` in grid.yaml): the separation verdict
+  (jobs.finalize.verdict) named a configuration: the two best are separated on this data, or they cannot
+  be separated and the tie rule (`gates.tie`, `confirm.tie`) settled it; it fails only with the rule `no`,
+  or when no configuration could be judged.
 Points stopped early on purpose (early_stopping) count neither as successes nor as points in
 success_fraction.
 A candidate's metric is judged on the test split when it was evaluated there,
@@ -25,8 +27,9 @@ from typing import Any
 import contract
 from jobs.finalize.ranking import Ranking
 from jobs.finalize.records import ChampionInfo, RunRecord
+from jobs.finalize.verdict import PHASE_CONFIRM
 
-GATES = ("success_fraction", "candidate", "constraints", "min_objective", "champion", "confirm")
+GATES = ("success_fraction", "candidate", "constraints", "min_objective", "champion", "separation", "confirm")
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,8 @@ def decide(*, ranking: Ranking, candidate: RunRecord | None, champion: ChampionI
         objective_gate(ranking=ranking, candidate=candidate),
         champion_gate(ranking=ranking, candidate=candidate, champion=champion),
     ]
-    if ranking.verdict is not None:
-        gates.append(confirm_gate(ranking))
+    if ranking.separation is not None:
+        gates.append(separation_gate(ranking))
     return Decision(tuple(gates))
 
 
@@ -82,14 +85,19 @@ def success_gate(ranking: Ranking) -> Gate:
                  "fraction": fraction, "required": required})
 
 
-def confirm_gate(ranking: Ranking) -> Gate:
-    verdict = ranking.verdict
+def separation_gate(ranking: Ranking) -> Gate:
+    """"confirm" with `confirm:` (the confirm phase's verdict), else "separation" (the plain grid's)."""
+    verdict = ranking.separation
     assert verdict is not None
-    return Gate("confirm", verdict.chosen is not None,
+    return Gate(verdict.phase if verdict.phase == PHASE_CONFIRM else "separation", verdict.chosen is not None,
                 {"outcome": verdict.outcome, "tie_rule": verdict.tie_rule, "confidence": verdict.confidence,
+                 "separated": verdict.separated, "headline": verdict.headline,
                  "difference": verdict.difference.value if verdict.difference else None,
                  "low": verdict.difference.low if verdict.difference else None,
                  "high": verdict.difference.high if verdict.difference else None,
+                 "first": verdict.first.config.label if verdict.first else None,
+                 "second": verdict.second.config.label if verdict.second else None,
+                 "seeds_needed": verdict.seeds_needed,
                  "chosen": verdict.chosen.label if verdict.chosen else None})
 
 
@@ -118,19 +126,32 @@ def objective_gate(*, ranking: Ranking, candidate: RunRecord) -> Gate:
 
 
 def champion_gate(*, ranking: Ranking, candidate: RunRecord, champion: ChampionInfo | None) -> Gate:
+    """Keep the champion unless the candidate beats it by more than gates.champion_margin with the stated
+    confidence, both measured on the same test images in this finalizer run (jobs.finalize.champion: the lower
+    bound of the paired bootstrap interval of the improvement must exceed the margin). Never a number another run
+    stored. A champion whose version, run, artifacts or weights are gone is "unavailable": the gate passes, as
+    with no champion. One that could not be evaluated here is "not_comparable": the champion is kept."""
+    from jobs.finalize.champion import candidate_wins  # here: this function is the champion module's only user
+
     rules = ranking.rules
     margin = rules.champion_margin
     if champion is None:
-        return Gate("champion", True, {"status": "none", "margin": margin})
+        return Gate("champion", True, {"status": "none", "margin": margin, "metric": rules.objective,
+                                       "model": rules.registered_name, "alias": "champion"})
     base = {"version": champion.version, "champion_run_id": champion.run_id, "margin": margin,
-            "metric": rules.objective}
+            "metric": rules.objective, "model": champion.model or rules.registered_name, "alias": champion.alias}
+    if champion.missing is not None:
+        return Gate("champion", True, {**base, "status": "unavailable", "missing": champion.missing,
+                                       "detail": champion.detail, "note": champion.note})
     if champion.run_id is not None and champion.run_id == candidate.run_id:
         return Gate("champion", True, {**base, "status": "same_run"})
-    for basis, name in (("test", contract.TEST_PREFIX + rules.objective), ("val", rules.objective)):
-        ours, theirs = candidate.metric(name), champion.metric(name)
-        if math.isfinite(ours) and math.isfinite(theirs):
-            improvement = rules.sign * (ours - theirs)
-            return Gate("champion", improvement > margin,
-                        {**base, "status": "compared", "basis": basis, "candidate_value": ours,
-                         "champion_value": theirs, "improvement": improvement})
-    return Gate("champion", False, {**base, "status": "not_comparable"})
+    comparison = champion.comparison
+    if comparison is None or comparison.metric != rules.objective:
+        return Gate("champion", False, {**base, "status": "not_comparable",
+                                        "reason": champion.not_compared or "not_evaluated"})
+    return Gate("champion", candidate_wins(comparison=comparison, margin=margin), {
+        **base, "status": "compared", "basis": "test", "candidate_value": comparison.candidate,
+        "champion_value": comparison.champion, "improvement": comparison.improvement, "low": comparison.low,
+        "high": comparison.high, "confidence": comparison.confidence, "n_images": comparison.n_images,
+        "n_boxes": comparison.n_boxes, "resolvable": comparison.resolvable, "separated": comparison.separated,
+        "rule": "low_above_margin", "resamples": comparison.resamples})

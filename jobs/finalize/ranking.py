@@ -29,7 +29,7 @@ from jobs.finalize.flags import Flag, collect_flags
 from jobs.finalize.gridrules import SEED_AXIS, GridRules
 from jobs.finalize.pareto import ParetoChoice, pareto_choice
 from jobs.finalize.records import FINISHED, MISSING, RunRecord
-from jobs.finalize.verdict import Verdict, confirm_verdict
+from jobs.finalize.verdict import Verdict, confirm_verdict, grid_separation
 
 REPORTED_METRICS = contract.TRAIN_RUN_METRICS
 
@@ -72,7 +72,7 @@ class ConfigSummary:
 @dataclass(frozen=True)
 class Unranked:
     run: RunRecord
-    reason: str  # "missing", "failed", "killed", "running", "no_objective"
+    reason: str  # "missing", "failed", "killed", "running", "no_objective", "duplicate" (same config and seed)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ class Ranking:
     verdict: Verdict | None = None  # with `confirm`
     pareto: ParetoChoice | None = None  # with `objective.second`
     chosen: ConfigSummary | None = None  # the candidate's configuration
+    separation: Verdict | None = None  # every grid: the confirm verdict with `confirm`, else the plain grid's
 
     @property
     def ranked(self) -> tuple[ConfigSummary, ...]:
@@ -118,10 +119,12 @@ def rank(*, runs: Sequence[RunRecord], rules: GridRules) -> Ranking:
     metrics = metric_names(rules)
     stopped = tuple(r for r in runs if r.stopped)
     ok, unranked = split_runs(runs=[r for r in runs if not r.stopped], objective=rules.objective)
+    ok, repeats = distinct_trainings(runs=ok, rules=rules)
+    unranked += repeats
     summaries = [summarise(params=p, runs=group, rules=rules, metrics=metrics)
                  for p, group in group_by_config(runs=ok, rules=rules)]
     configs = order_configs(configs=summaries, rules=rules)
-    verdict, pareto, chosen = choose(configs=configs, rules=rules)
+    verdict, pareto, separation, chosen = choose(configs=configs, rules=rules)
     spread = pooled_seed_spread(objective_values=[[r.metric(rules.objective) for r in c.runs] for c in configs])
     effects = axis_effects(runs=ok, rules=rules, seed_spread=spread)
     return Ranking(
@@ -129,28 +132,48 @@ def rank(*, runs: Sequence[RunRecord], rules: GridRules) -> Ranking:
         candidate=pick_candidate(config=chosen, rules=rules) if chosen else None,
         unranked=tuple(unranked), effects=tuple(effects), seed_spread=spread,
         flags=tuple(collect_flags(runs=runs, ok=ok, configs=configs, effects=effects, rules=rules, stopped=stopped)),
-        metrics=metrics, stopped=stopped, verdict=verdict, pareto=pareto, chosen=chosen,
+        metrics=metrics, stopped=stopped, verdict=verdict, pareto=pareto, chosen=chosen, separation=separation,
     )
 
 
 def choose(*, configs: Sequence[ConfigSummary], rules: GridRules
-           ) -> tuple[Verdict | None, ParetoChoice | None, ConfigSummary | None]:
-    """The confirm verdict, the Pareto choice and the chosen configuration: the best ranked one; the Pareto
-    rule's pick with a second objective; the verdict's with `confirm` (when the verdict forbids promotion,
-    the best of the configurations it judged, else the best ranked one, stays the candidate to show)."""
-    chosen = next((c for c in configs if c.rank == 1), None)
+           ) -> tuple[Verdict | None, ParetoChoice | None, Verdict, ConfigSummary | None]:
+    """The confirm verdict, the Pareto choice, the separation verdict and the chosen configuration.
+
+    Chosen: the separation verdict's on a plain grid (the best ranked one, or what `gates.tie` picks when the
+    two best cannot be separated); the Pareto rule's pick with a second objective; the confirm verdict's with
+    `confirm`, which is then the separation verdict too. When a verdict forbids promotion (tie rule `no`), the
+    best configuration it judged, else the best ranked one, stays the candidate to show."""
+    best = next((c for c in configs if c.rank == 1), None)
+    gates = rules.spec.gates
+    separation = grid_separation(configs=configs, objective=rules.objective, confidence=gates.confidence,
+                                 tie=gates.tie)
+    chosen = separation.chosen or best
     pareto = verdict = None
     second = rules.spec.objective.second
     if second is not None:
         pareto = pareto_choice(configs=configs, objective=rules.objective, direction=rules.direction,
                                second=second.metric, second_direction=second.direction, tolerance=second.tolerance)
-        chosen = pareto.chosen or chosen
+        chosen = pareto.chosen or best
     confirm = rules.spec.confirm
     if confirm is not None:
-        verdict = confirm_verdict(configs=configs, objective=rules.objective, direction=rules.direction,
-                                  confidence=confirm.confidence, tie=confirm.tie)
+        verdict = separation = confirm_verdict(configs=configs, objective=rules.objective,
+                                               direction=rules.direction, confidence=confirm.confidence,
+                                               tie=confirm.tie)
         chosen = verdict.chosen or (verdict.first.config if verdict.first else chosen)
-    return verdict, pareto, chosen
+    return verdict, pareto, separation, chosen
+
+
+def distinct_trainings(*, runs: Sequence[RunRecord], rules: GridRules) -> tuple[list[RunRecord], list[Unranked]]:
+    """One run per (configuration, seed): the same configuration trained with the same seed is one training
+    (two trials of a search that asked the same point), never two seeds. The newest run is kept (start time,
+    then run id); the others are listed as "duplicate"."""
+    kept: dict[tuple[Any, ...], RunRecord] = {}
+    for run in sorted(runs, key=lambda r: (r.start_time, r.run_id or ""), reverse=True):
+        kept.setdefault((config_of(run=run, rules=rules), repr(run.params.get(SEED_AXIS))), run)
+    chosen = {id(r) for r in kept.values()}
+    return ([r for r in runs if id(r) in chosen],
+            [Unranked(run=r, reason="duplicate") for r in runs if id(r) not in chosen])
 
 
 def metric_names(rules: GridRules) -> tuple[str, ...]:
