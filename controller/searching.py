@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +31,10 @@ from controller.core.searching import (
     Names,
     TrialPhase,
     TrialRecord,
+    ask_points,
     confirm_points,
     distributions,
     in_space,
-    sample_points,
     search_done,
     stop_decisions,
 )
@@ -41,6 +42,8 @@ from controller.core.searching import (
 __all__ = ["POLL_SECONDS", "Search", "Tick", "Trial", "recorded_trials"]
 
 POLL_SECONDS = 2.0  # how often a controller reads a search's runs (each read: one search_runs, one history per run)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,13 +95,15 @@ def record(mlflow: MlflowClient, parent_run_id: str, trials: list[Trial]) -> Non
 @dataclass(frozen=True)
 class Tick:
     """What one look at a search decided: `new` points (already recorded), `stops` (tags already set),
-    whether more points may still come (`pending`: the grid must not be finalized), and the points whose
-    Job is to be stopped (`overdue`)."""
+    whether more points may still come (`pending`: the grid must not be finalized), the points whose
+    Job is to be stopped (`overdue`), and, once the sampled search can ask no new point, why it ends
+    short of its trials (`exhausted`: for the grid's status message and events)."""
 
     new: list[GridPoint]
     stops: list[Decision]
     pending: bool
     overdue: list[str] = field(default_factory=list)  # points asked to stop that did not end in time
+    exhausted: str | None = None
 
 
 def _with_job_phase(trial: TrialRecord, *, live: bool, failed: bool) -> TrialRecord:
@@ -122,6 +127,7 @@ class Search:
     parent_run_id: str
     dataset_md5: str
     trials: list[Trial] = field(default_factory=list)
+    exhausted: str | None = None  # why the search asks no more points (ask_points), once it cannot
     _curves: dict[str, tuple[tuple[float, int, float], ...]] = field(default_factory=dict)
     _last: float = 0.0
 
@@ -212,7 +218,9 @@ class Search:
 
     def tick(self, *, room: int, live: set[str], failed: set[str], budget_spent: bool = False) -> Tick:
         """One look at the search: stop what is hopeless, ask what there is `room` for (tpe), or the
-        confirm points once the search is done. New points are recorded on the parent run before they
+        confirm points once the search is done. A search that can ask no new point (ask_points: every
+        point of a discrete space asked) asks nothing more from then on and is done when its points are
+        (`Tick.exhausted` says why; logged once). New points are recorded on the parent run before they
         are returned (the caller creates their Jobs). The Jobs' phases correct what the runs say:
         `live` points (Job not created yet, or not terminal) are in flight whatever an earlier attempt's
         run says; `failed` ones (Job failed) are failed even when no run or a RUNNING one says otherwise."""
@@ -229,16 +237,24 @@ class Search:
         if budget_spent:
             return Tick([], decisions, pending=False, overdue=overdue)
         names = Names(taken={t.name for t in self.trials})
-        asked = sample_points(self.grid, history, room=room, dataset_md5=self.dataset_md5, names=names)
+        asked: list[tuple[int, GridPoint]] = []
+        if self.exhausted is None:
+            sampled = ask_points(self.grid, history, room=room, dataset_md5=self.dataset_md5, names=names)
+            asked, self.exhausted = sampled.points, sampled.exhausted
+            if self.exhausted is not None:
+                log.warning("grid %s: %s", self.grid.name, self.exhausted)
+        exhausted = self.exhausted is not None
         if not asked:
-            asked = confirm_points(self.grid, history, dataset_md5=self.dataset_md5, names=names)
+            asked = confirm_points(self.grid, history, dataset_md5=self.dataset_md5, names=names,
+                                   exhausted=exhausted)
         new = [Trial(p.name, n, p.params, p.phase, p.spec_hash) for n, p in asked]
         record(self.mlflow, self.parent_run_id, new)
         self.trials += new
         searched = sum(t.phase == contract.PHASE_SEARCH for t in self.trials)
-        pending = bool(new) or (self.grid.sampled and searched < int(self.grid.search.trials or 0)) or (
-            self.grid.confirm is not None and not search_done(self.grid, history))
-        return Tick([t.point() for t in new], decisions, pending=pending, overdue=overdue)
+        more = self.grid.sampled and not exhausted and searched < int(self.grid.search.trials or 0)
+        pending = bool(new) or more or (
+            self.grid.confirm is not None and not search_done(self.grid, history, exhausted=exhausted))
+        return Tick([t.point() for t in new], decisions, pending=pending, overdue=overdue, exhausted=self.exhausted)
 
     def overdue(self, history: list[TrialRecord], *, now: float | None = None) -> list[str]:
         """Running points asked to stop more than early_stopping.grace_seconds ago (the time is a tag on

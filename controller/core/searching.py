@@ -5,10 +5,12 @@ rebuilt on every call from `TrialRecord`s, what MLflow holds about the search (c
 them): a restarted controller, local or in a cluster, asks and decides exactly as one that never stopped
 would, without a study database.
 
-- `sample_points`: the points of `search.mode: random` (all at once: they do not depend on results) and
-  the next points of `search.mode: tpe` (as many as there is room for, given the finished ones).
-  Each trial's sampler is seeded from (`search.seed`, trial number), so the same history gives the same
-  point.
+- `ask_points` (`sample_points`: its points): the points of `search.mode: random` (all at once: they do
+  not depend on results) and the next points of `search.mode: tpe` (as many as there is room for, given
+  the finished ones). Each trial's sampler is seeded from (`search.seed`, trial number), so the same
+  history gives the same point. One configuration, one training: a point whose spec hash is already
+  in the history (or asked in the same call) is never asked again; a search that can find no other
+  point says so (`Asked.exhausted`) and ends short of its trials.
 - `stop_decisions`: the running points that `early_stopping.rule` (Optuna's pruner) finds hopeless. The
   history is replayed in the order MLflow timestamped it (each epoch value, each end), so pruners with
   state (successive halving's rungs) see what they would have seen live.
@@ -20,6 +22,7 @@ already taken gets the trial number (`-t<n>`) or, for a confirm point, its seed 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -223,42 +226,121 @@ def in_space(params: dict[str, Any], space: dict[str, BaseDistribution]) -> bool
         return False
 
 
-MAX_REASKS = 20  # a point already run is asked again, with another seed, at most this many times
+MAX_REASKS = 20  # a proposal already asked is asked again, with another seed, at most this many times
+ENUMERABLE = 10_000  # a discrete space of at most this many points is enumerated when the sampler repeats itself
 
 
-def _key(params: dict[str, Any]) -> str:
-    return repr(sorted((k, repr(v)) for k, v in params.items()))
+@dataclass(frozen=True)
+class Asked:
+    """What one look at a sampled search asks. `points`: (trial number, point), each a configuration (seed
+    included) never asked before. `exhausted`: why the search cannot ask the rest of `search.trials` (every
+    point of a discrete space asked, or no new point found), None while it can."""
+
+    points: list[tuple[int, GridPoint]]
+    exhausted: str | None = None
+
+
+def identity(grid: GridSpec, params: dict[str, Any], *, dataset_md5: str) -> str:
+    """A point's spec hash with this grid: two points with the same one are the same training."""
+    return contract.spec_hash(point_spec(grid, params, dataset_md5=dataset_md5))
 
 
 def sample_points(grid: GridSpec, history: Sequence[TrialRecord], *, room: int, dataset_md5: str,
                   names: Names) -> list[tuple[int, GridPoint]]:
-    """The next search points, (trial number, point): at most `room`, and never past `search.trials`.
+    """`ask_points`' points, (trial number, point): what `render` and a submission's first Jobs need."""
+    return ask_points(grid, history, room=room, dataset_md5=dataset_md5, names=names).points
+
+
+def ask_points(grid: GridSpec, history: Sequence[TrialRecord], *, room: int, dataset_md5: str,
+               names: Names) -> Asked:
+    """The next search points: at most `room`, never past `search.trials`, never the same training twice.
 
     Random: independent of results. TPE: from the study rebuilt from `history`; points asked in one
-    call are in flight for the next (constant liar)."""
+    call are in flight for the next (constant liar). A proposal with the spec hash of a point of
+    `history` (any phase, any status: asked, in flight, trained, failed, confirmed) or of this call is
+    asked again with another seed, up to MAX_REASKS times, the repeats kept in flight meanwhile (TPE's
+    constant liar steers away from them); then, in a discrete space of at most ENUMERABLE points, the
+    point is drawn uniformly among those never asked. When there is none (every point of a discrete
+    space asked, or a larger space that gave only repeats), asking ends: `exhausted` says why, and the
+    search stops short of its budget rather than train a point twice."""
     searched = [t for t in history if t.phase == "search"]
     count = min(room, int(grid.search.trials or 0) - len(searched))
     if grid.search.mode == "grid" or count <= 0:
-        return []
+        return Asked([])
     study = _study(grid, history)
     space = distributions(grid)
+    seen = {identity(grid, t.params, dataset_md5=dataset_md5) for t in history}
     asked: list[tuple[int, GridPoint]] = []
-    seen = {_key(t.params) for t in searched}
     number = max((t.number for t in history), default=-1) + 1
     for _ in range(count):
-        for attempt in range(MAX_REASKS + 1):  # a discrete space: TPE and random may give a point again
-            study.sampler = _sampler(grid, number, attempt)
-            trial = study.ask(space)
-            params = {axis: _plain(trial.params[axis]) for axis in grid.axes}
-            if _key(params) not in seen:
-                break
-            if attempt < MAX_REASKS:
-                study.tell(trial, state=TrialState.FAIL)
-        seen.add(_key(params))
+        params = _new_point(grid, study, space, seen, number=number, dataset_md5=dataset_md5)
+        if isinstance(params, str):
+            trials = int(grid.search.trials or 0)
+            return Asked(asked, f"{params}: the search stops at {len(searched) + len(asked)} of its {trials} "
+                                f"trials rather than train a point twice")
+        seen.add(identity(grid, params, dataset_md5=dataset_md5))
         asked.append((number, make_point(grid, params, dataset_md5=dataset_md5, names=names,
                                          suffixes=(f"-t{number}",))))
         number += 1
-    return asked
+    return Asked(asked)
+
+
+def _new_point(grid: GridSpec, study: optuna.Study, space: dict[str, BaseDistribution], seen: set[str], *,
+               number: int, dataset_md5: str) -> dict[str, Any] | str:
+    """Trial `number`'s params, whose spec hash is not in `seen`, asked to the study (in flight there);
+    or why there is none."""
+    repeats: list[optuna.trial.Trial] = []
+    found: dict[str, Any] | None = None
+    for attempt in range(MAX_REASKS + 1):
+        study.sampler = _sampler(grid, number, attempt)
+        trial = study.ask(space)
+        params = {axis: _plain(trial.params[axis]) for axis in grid.axes}
+        if identity(grid, params, dataset_md5=dataset_md5) not in seen:
+            found = params
+            break
+        repeats.append(trial)
+    for trial in repeats:
+        study.tell(trial, state=TrialState.FAIL)  # not evidence: ignored by the next asks
+    if found is not None:
+        return found
+    size = discrete_size(space)
+    if size is None or size > ENUMERABLE:
+        return (f"{MAX_REASKS + 1} asks for trial {number} gave only points already asked "
+                f"({'a continuous' if size is None else f'a {size}-point'} space)")
+    unseen = [params for params in _enumerate(space) if identity(grid, params, dataset_md5=dataset_md5) not in seen]
+    if not unseen:
+        return f"every one of the {size} points of the search space is already asked"
+    rng = numpy.random.default_rng(trial_seed(grid.search.seed, number, MAX_REASKS + 1))
+    chosen = unseen[int(rng.integers(len(unseen)))]
+    study.enqueue_trial(chosen)
+    study.ask(space)  # the enqueued point: in flight for the next asks of this call
+    return chosen
+
+
+def discrete_size(space: dict[str, BaseDistribution]) -> int | None:
+    """The number of points of a space of categorical and int axes; None when an axis is continuous."""
+    size = 1
+    for distribution in space.values():
+        if isinstance(distribution, CategoricalDistribution):
+            size *= len(distribution.choices)
+        elif isinstance(distribution, IntDistribution):
+            size *= (distribution.high - distribution.low) // distribution.step + 1
+        else:
+            return None
+    return size
+
+
+def _enumerate(space: dict[str, BaseDistribution]) -> list[dict[str, Any]]:
+    """Every point of a discrete space (`discrete_size` is not None), in the order of its axes' values."""
+    return [{axis: _plain(value) for axis, value in zip(space, point, strict=True)}
+            for point in itertools.product(*(_values(d) for d in space.values()))]
+
+
+def _values(distribution: BaseDistribution) -> list[Any]:
+    if isinstance(distribution, CategoricalDistribution):
+        return list(distribution.choices)
+    assert isinstance(distribution, IntDistribution), distribution
+    return list(range(distribution.low, distribution.high + 1, distribution.step))
 
 
 def _plain(value: Any) -> Any:
@@ -361,19 +443,20 @@ def top_configurations(grid: GridSpec, history: Sequence[TrialRecord], *, top: i
     return [{k: v for k, v in runs[0].params.items() if k != SEED} for runs in ranked[:top]]
 
 
-def search_done(grid: GridSpec, history: Sequence[TrialRecord]) -> bool:
-    """Every search point asked and finished (a grid's points are all in `history` from the start)."""
+def search_done(grid: GridSpec, history: Sequence[TrialRecord], *, exhausted: bool = False) -> bool:
+    """Every search point asked and finished (a grid's points are all in `history` from the start;
+    `exhausted`: a sampled search could ask no more, `Asked.exhausted`, and ends short of its trials)."""
     searched = [t for t in history if t.phase == "search"]
-    budget = int(grid.search.trials or 0) if grid.sampled else len(searched)
+    budget = int(grid.search.trials or 0) if grid.sampled and not exhausted else len(searched)
     return len(searched) >= budget and all(t.finished for t in searched)
 
 
 def confirm_points(grid: GridSpec, history: Sequence[TrialRecord], *, dataset_md5: str,
-                   names: Names) -> list[tuple[int, GridPoint]]:
+                   names: Names, exhausted: bool = False) -> list[tuple[int, GridPoint]]:
     """The confirm phase's points, (trial number, point): each top configuration with each confirm seed
-    it has not run with yet (nor been asked to); [] until the search is done. Asked again after a
-    restart or a resubmission, it gives only what is still missing."""
-    if grid.confirm is None or not search_done(grid, history):
+    it has not run with yet (nor been asked to); [] until the search is done (`exhausted`: as for
+    `search_done`). Asked again after a restart or a resubmission, it gives only what is still missing."""
+    if grid.confirm is None or not search_done(grid, history, exhausted=exhausted):
         return []
     # a point without a seed trained with ultralytics' default seed, 0
     ran = {(configuration(t.params), t.params.get(SEED, grid.train.get(SEED, 0))) for t in history}
