@@ -1,9 +1,9 @@
-"""tinycoco: turn COCO128 into `tiny_coco`, a person-detection dataset of the 61 COCO128 images with a person.
+"""tinycoco: turn COCO128 into `tiny_coco`, a person-detection dataset of 60 of the 61 COCO128 images with a person.
 
 Public API (used by `python -m tinycoco build`, which `python -m controller data build` runs):
 
     from tinycoco import build, default_source, DatasetError
-    built = build(source=default_source(), out_dir=Path("data/tiny_coco"), seed=3)
+    built = build(source=default_source(), out_dir=Path("data/tiny_coco"), seed=100)
     print(built.summary())
 
 Standard library only. The controller never imports it (an import-linter contract), so its image does not ship it.

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
                          "(default: $TP4_COCO128_SOURCE, else the official URL)")
     command.add_argument("--out", type=Path, default=Path("data/tiny_coco"))
     command.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                         help=f"the split's seed (default {DEFAULT_SEED}: COCO128 splits 41/10/10)")
+                         help=f"the split's seed (default {DEFAULT_SEED}: COCO128 splits 40/10/10)")
     args = parser.parse_args(argv)
     try:
         built = build(source=args.source, out_dir=args.out, seed=args.seed)

@@ -42,6 +42,13 @@ class BuiltDataset:
         card = self.card
         lines = [f"built {self.out_dir} from {self.source} (seed {card.seed})"]
         lines += [f"  {n}: {card.splits[n].images} images, {card.splits[n].boxes} person boxes" for n in SPLIT_NAMES]
+        counts = tuple(card.splits[n].images for n in SPLIT_NAMES)
+        if counts != card.split_proportions:
+            lines.append(
+                f"  note: {'/'.join(map(str, counts))}, not {'/'.join(map(str, card.split_proportions))}: each"
+                " image's split depends on its id and the seed only (docs/dataset.md, The split)"
+            )
+        lines += [f"  left out {item.stem}: {item.reason}" for item in card.left_out]
         lines.append(f"  source content sha256: {card.source_content_sha256}")
         if self.source_archive_sha256:
             lines.append(f"  source archive sha256: {self.source_archive_sha256}")
@@ -62,10 +69,12 @@ def build(
     """Turn a COCO128 source (URL, zip or folder) into an ultralytics dataset at `out_dir`.
 
     `source=None` means `default_source()`: $TP4_COCO128_SOURCE, else the official URL.
-    `split` gives the proportions of train/val/test and, summed, the fewest
-    person images the source must have; each image's split depends on its id
-    and `seed` only (`tinycoco.selection.split_of`), so sizes are near, not
-    exactly, the proportions of the person images found.
+    `split` gives the proportions of train/val/test and, summed, the number of
+    person images used (60 for 40/10/10; with more in the source, those whose
+    persons cover the least of the image are left out, and the card says which
+    and why). Each image's split depends on its id and `seed` only
+    (`tinycoco.selection.split_of`), so the counts are near the proportions;
+    COCO128 with DEFAULT_SEED (100) gives exactly 40/10/10.
 
     Raises DatasetError, naming the path or value, on bad input; `out_dir` is
     then left as it was. On success `out_dir` is replaced as a whole.
@@ -77,7 +86,7 @@ def build(
     source_files = read_source(source=source, timeout_s=timeout_s)
     inventory = take_inventory(layout=source_files.layout, contents=source_files.contents)
     plan = split_samples(inventory=inventory, seed=seed, sizes=sizes, where=source_files.where)
-    card = make_card(source=source_files, inventory=inventory, plan=plan, seed=seed)
+    card = make_card(source=source_files, inventory=inventory, plan=plan, seed=seed, sizes=sizes)
     tree = render_tree(plan=plan, card=card, contents=source_files.contents)
     try:
         write_atomically(files=tree, out_dir=target)

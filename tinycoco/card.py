@@ -8,14 +8,15 @@ md5, whether it was read from the official zip, a copy of it, or a folder.
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tinycoco.selection import SPLIT_NAMES, Inventory, Skipped, SplitPlan
+from tinycoco.selection import SPLIT_NAMES, Inventory, LeftOut, Skipped, SplitPlan
 from tinycoco.source import SourceFiles
 
-CARD_VERSION = 2
+CARD_VERSION = 3  # 3: split_proportions, left_out
 CLASS_NAMES = {0: "person"}
 DATA_YAML = """\
 # tiny_coco: person detection on COCO128, built by tinycoco (see CARD.md).
@@ -29,6 +30,13 @@ names:
 """
 
 
+LEFT_OUT_RULE = (
+    "The dataset has as many images as the split proportions add up to. When the source has more person"
+    " images, those whose person boxes cover the least of the image (the sum of the boxes' areas over the"
+    " image's area) are left out, least first, ties by id: they give a person detector the least to learn from."
+)
+
+
 @dataclass(frozen=True)
 class SplitSummary:
     images: int
@@ -39,14 +47,16 @@ class SplitSummary:
 @dataclass(frozen=True)
 class Card:
     seed: int
+    split_proportions: tuple[int, int, int]  # (train, val, test) as requested; their sum is the number of images
     splits: Mapping[str, SplitSummary]  # train, val, test
     source_content_sha256: str
     source_images: int
     source_label_files: int
     person_images: int
     images_without_person: int
-    label_notes: Mapping[str, int]  # what reading did to person boxes (polygons to boxes, clipped, ...) -> count
+    label_notes: Mapping[str, int]  # what reading did to the boxes used (polygons to boxes, clipped, ...) -> count
     skipped: tuple[Skipped, ...]
+    left_out: tuple[LeftOut, ...] = ()  # person images beyond the total (LEFT_OUT_RULE)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +65,7 @@ class Card:
             "description": "COCO128 images that contain a person; person boxes only",
             "classes": {str(k): v for k, v in CLASS_NAMES.items()},
             "seed": self.seed,
+            "split_proportions": dict(zip(SPLIT_NAMES, self.split_proportions, strict=True)),
             "splits": {
                 name: {"images": s.images, "boxes": s.boxes, "image_ids": list(s.image_ids)}
                 for name, s in self.splits.items()
@@ -67,6 +78,10 @@ class Card:
                 "person_images": self.person_images,
                 "images_without_person": self.images_without_person,
             },
+            "left_out": {
+                "rule": LEFT_OUT_RULE,
+                "images": [{"id": item.stem, "reason": item.reason} for item in self.left_out],
+            },
             "label_notes": dict(self.label_notes),
             "skipped": [_skipped_dict(s) for s in self.skipped],
         }
@@ -75,7 +90,8 @@ class Card:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def to_markdown(self) -> str:
-        return "\n".join([*_markdown_head(self), *_markdown_splits(self), *_markdown_source(self)]) + "\n"
+        parts = [*_markdown_head(self), *_markdown_splits(self), *_markdown_left_out(self), *_markdown_source(self)]
+        return "\n".join(parts) + "\n"
 
 
 def _skipped_dict(skipped: Skipped) -> dict[str, Any]:
@@ -85,7 +101,9 @@ def _skipped_dict(skipped: Skipped) -> dict[str, Any]:
     return entry
 
 
-def make_card(*, source: SourceFiles, inventory: Inventory, plan: SplitPlan, seed: int) -> Card:
+def make_card(
+    *, source: SourceFiles, inventory: Inventory, plan: SplitPlan, seed: int, sizes: tuple[int, int, int]
+) -> Card:
     splits = {
         name: SplitSummary(
             images=len(samples),
@@ -96,14 +114,16 @@ def make_card(*, source: SourceFiles, inventory: Inventory, plan: SplitPlan, see
     }
     return Card(
         seed=seed,
+        split_proportions=sizes,
         splits=splits,
         source_content_sha256=source.content_sha256,
         source_images=len(source.layout.images),
         source_label_files=len(source.layout.labels),
         person_images=len(inventory.persons),
         images_without_person=len(inventory.without_person),
-        label_notes=inventory.notes,
+        label_notes=plan.notes,
         skipped=inventory.skipped,
+        left_out=plan.left_out,
     )
 
 
@@ -117,6 +137,9 @@ def _markdown_head(card: Card) -> list[str]:
         "Built by `tinycoco` (see `docs/dataset.md`); do not edit by hand.",
         "",
         f"Seed: {card.seed}. Classes: 0 = person. Machine-readable card: `card.json`.",
+        "",
+        "Each image's split depends on its id and the seed only: `sha256(\"<seed>:<id>\")` falls in one of",
+        f"three buckets of widths {':'.join(map(str, card.split_proportions))} (train:val:test).",
         "",
     ]
 
@@ -134,6 +157,19 @@ def _markdown_splits(card: Card) -> list[str]:
     ]
 
 
+def _markdown_left_out(card: Card) -> list[str]:
+    used = sum(s.images for s in card.splits.values())
+    items = [f"- `{item.stem}`: {item.reason}" for item in card.left_out] or ["- none"]
+    return [
+        "## Person images left out",
+        "",
+        *textwrap.wrap(f"{card.person_images} images contain a person; {used} are used. {LEFT_OUT_RULE}", width=76),
+        "",
+        *items,
+        "",
+    ]
+
+
 def _markdown_source(card: Card) -> list[str]:
     skipped = [f"- `{s.where}`: {s.reason}" for s in card.skipped] or ["- nothing"]
     notes = [f"- {what}: {count}" for what, count in card.label_notes.items()]
@@ -146,8 +182,7 @@ def _markdown_source(card: Card) -> list[str]:
         "`images/train2017/*` and `labels/train2017/*.txt`: the same for the zip",
         "and its unpacked folder).",
         "",
-        f"- images with a person: {card.person_images} (all used; each image's split",
-        "  depends on its id and the seed only)",
+        f"- images with a person: {card.person_images} ({len(card.left_out)} left out, see above)",
         f"- usable images without a person: {card.images_without_person}",
         *notes,
         "",

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.helpers.paths import COCO128
-from tinycoco import SPLIT_NAMES, BuiltDataset, DatasetError, build
+from tinycoco import DEFAULT_SPLIT, SPLIT_NAMES, BuiltDataset, DatasetError, build
 from tinycoco.labels import CLIPPED, POLYGON, LabelError, parse_label
 from tinycoco.layout import image_problem
+from tinycoco.selection import split_of
 
 LABELS = COCO128 / "labels" / "train2017"
 IMAGES = COCO128 / "images" / "train2017"
@@ -208,22 +209,53 @@ def test_too_few_person_images_names_each_reason_with_an_example(tmp_path: Path)
 # --- each image's split depends on the image alone -------------------------------------------
 
 
+# COCO128 has 61 person images, the dataset 60: 000000000201 (the least person) is left out, and 000000000127 is
+# the image used with the least person, the next to go.
+LEFT_OUT, LAST_USED = "000000000201", "000000000127"
+
+
+def left_out(built: BuiltDataset) -> list[str]:
+    return [item.stem for item in built.card.left_out]
+
+
 def test_removing_any_one_image_moves_no_other_image(plain: BuiltDataset, tmp_path: Path) -> None:
     before = split_map(plain)
+    assert left_out(plain) == [LEFT_OUT] and LEFT_OUT not in before
     removed = [sorted(s for s, split in before.items() if split == name)[i] for name in SPLIT_NAMES for i in (0, -1)]
-    for n, stem in enumerate(removed):
+    for n, stem in enumerate([*removed, LEFT_OUT]):
         source = copy_of(tmp_path / str(n), image_name=lambda name, stem=stem: None if stem in name else name)
-        after = split_map(build(source=str(source), out_dir=tmp_path / str(n) / "tiny_coco", seed=0))
+        built = build(source=str(source), out_dir=tmp_path / str(n) / "tiny_coco", seed=0)
+        after = split_map(built)
+        if stem == LEFT_OUT:  # the image left out is gone: nothing else changes
+            assert after == before and left_out(built) == []
+            continue
+        # 60 person images remain: the one left out comes in, to its own bucket; no other image moves
+        assert after.pop(LEFT_OUT) == split_of(seed=0, stem=LEFT_OUT, sizes=DEFAULT_SPLIT), stem
         assert after == {s: split for s, split in before.items() if s != stem}, stem
+        assert left_out(built) == []
 
 
 def test_adding_one_image_moves_no_other_image(plain: BuiltDataset, tmp_path: Path) -> None:
     source = copy_of(tmp_path)
     shutil.copy(IMAGES / "000000000036.jpg", source / "images" / "train2017" / "000000999999.jpg")
     shutil.copy(LABELS / "000000000036.txt", source / "labels" / "train2017" / "000000999999.txt")
-    after = split_map(build(source=str(source), out_dir=tmp_path / "tiny_coco", seed=0))
-    assert after.pop("000000999999") in SPLIT_NAMES
-    assert after == split_map(plain)
+    built = build(source=str(source), out_dir=tmp_path / "tiny_coco", seed=0)
+    after = split_map(built)
+    assert after.pop("000000999999") == split_of(seed=0, stem="000000999999", sizes=DEFAULT_SPLIT)
+    # 62 person images for 60 places: the image used with the least person leaves; no other image moves
+    assert after == {s: split for s, split in split_map(plain).items() if s != LAST_USED}
+    assert left_out(built) == sorted([LEFT_OUT, LAST_USED])
+
+
+def test_adding_an_image_with_less_person_changes_nothing_else(plain: BuiltDataset, tmp_path: Path) -> None:
+    source = copy_of(tmp_path)
+    shutil.copy(IMAGES / f"{LEFT_OUT}.jpg", source / "images" / "train2017" / "000000999999.jpg")
+    person = next(line for line in (LABELS / f"{LEFT_OUT}.txt").read_text().splitlines() if line.split()[0] == "0")
+    (source / "labels" / "train2017" / "000000999999.txt").write_text(person + "\n")  # one of its two persons
+    built = build(source=str(source), out_dir=tmp_path / "tiny_coco", seed=0)
+    assert split_map(built) == split_map(plain)
+    assert left_out(built) == [LEFT_OUT, "000000999999"]
+    assert "its person box covers" in built.card.left_out[1].reason
 
 
 # --- the same verdicts as ultralytics' own reader ----------------------------------------------

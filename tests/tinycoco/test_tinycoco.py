@@ -22,6 +22,7 @@ from PIL import Image
 from tests.helpers.paths import COCO128, REPO
 from tinycoco import SPLIT_NAMES, BuiltDataset, DatasetError, build
 from tinycoco.layout import locate_layout
+from tinycoco.selection import DEFAULT_SEED, split_of
 
 KNOWN_SKIPPED = {
     "images/train2017/000000000250.jpg": "no label file (background image)",
@@ -81,7 +82,7 @@ def assert_failed_cleanly(
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltDataset:
-    return build(source=str(COCO128), out_dir=tmp_path_factory.mktemp("seed3") / "tiny_coco", seed=3)
+    return build(source=str(COCO128), out_dir=tmp_path_factory.mktemp("default") / "tiny_coco")  # the default seed
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,9 @@ def test_splits_follow_the_proportions_and_ultralytics_layout(built: BuiltDatase
         images = sorted(p.stem for p in (root / "images" / split).iterdir())
         labels = sorted(p.stem for p in (root / "labels" / split).iterdir())
         assert images == labels and built.card.splits[split].images == len(images)
-    # per-image hash buckets 40:10:10 over the 61 person images: near, not exactly, 40/10/10 (seed 3: 41/10/10)
-    assert [built.card.splits[s].images for s in SPLIT_NAMES] == [41, 10, 10]
+    # the handout's 40/10/10: 60 of the 61 person images, the default seed's hash buckets give exactly 40/10/10
+    assert [built.card.splits[s].images for s in SPLIT_NAMES] == [40, 10, 10]
+    assert built.card.seed == DEFAULT_SEED == 100
     assert sorted(p.name for p in root.iterdir()) == ["CARD.md", "card.json", "data.yaml", "images", "labels"]
 
 
@@ -113,7 +115,7 @@ def test_data_yaml_is_relative_to_its_folder(built: BuiltDataset) -> None:
 
 def test_no_image_is_in_two_splits(built: BuiltDataset) -> None:
     stems = split_stems(built.out_dir)
-    assert sum(map(len, stems.values())) == len(stems["train"] | stems["val"] | stems["test"]) == 61
+    assert sum(map(len, stems.values())) == len(stems["train"] | stems["val"] | stems["test"]) == 60
 
 
 def test_only_person_boxes_copied_from_the_source(built: BuiltDataset) -> None:
@@ -144,15 +146,59 @@ def test_skipped_files_are_reported_in_the_card(built: BuiltDataset) -> None:
     markdown = (built.out_dir / "CARD.md").read_text()
     assert all(file in markdown for file in KNOWN_SKIPPED)
     assert card["source"]["person_images"] == 61 and card["label_notes"] == {}
-    assert card["seed"] == 3 and sum(s["images"] for s in card["splits"].values()) == 61
+    assert card["seed"] == 100 and sum(s["images"] for s in card["splits"].values()) == 60
+    assert card["split_proportions"] == {"train": 40, "val": 10, "test": 10}
     assert len(card["source"]["content_sha256"]) == 64
+
+
+# --- the handout's 60 images: which person image is left out, and the seed that gives 40/10/10 -------
+
+
+def person_cover_from_the_source() -> dict[str, float]:
+    """Image id -> the summed normalized area (w * h) of its person boxes, read from COCO128's label files."""
+    images = {p.stem for p in (COCO128 / "images" / "train2017").glob("*.jpg")}
+    cover: dict[str, float] = {}
+    for label in sorted((COCO128 / "labels" / "train2017").glob("*.txt")):
+        rows = [line.split() for line in label.read_text().splitlines() if line.strip()]
+        persons = [float(row[3]) * float(row[4]) for row in rows if row[0] == "0"]
+        if persons and label.stem in images:
+            cover[label.stem] = sum(persons)
+    return cover
+
+
+def test_the_person_image_left_out_is_the_one_with_the_least_person(built: BuiltDataset) -> None:
+    cover = person_cover_from_the_source()
+    least = min(cover, key=cover.__getitem__)
+    assert len(cover) == 61 and least == "000000000201"
+    others = min(v for k, v in cover.items() if k != least)
+    assert cover[least] == pytest.approx(0.00152, abs=5e-6) and others == pytest.approx(0.00264, abs=5e-6)
+    card = json.loads((built.out_dir / "card.json").read_text())
+    assert [item["id"] for item in card["left_out"]["images"]] == [least]
+    assert "0.15% of the image" in card["left_out"]["images"][0]["reason"]
+    assert "least" in card["left_out"]["rule"]
+    markdown = (built.out_dir / "CARD.md").read_text()
+    assert "## Person images left out" in markdown and f"`{least}`: least person" in markdown
+    used = {stem for split in SPLIT_NAMES for stem in built.card.splits[split].image_ids}
+    assert used == set(cover) - {least}
+
+
+def test_the_default_seed_is_the_smallest_that_splits_the_60_images_40_10_10(built: BuiltDataset) -> None:
+    used = [stem for split in SPLIT_NAMES for stem in built.card.splits[split].image_ids]
+
+    def counts(seed: int) -> list[int]:
+        splits = [split_of(seed=seed, stem=stem, sizes=(40, 10, 10)) for stem in used]
+        return [splits.count(name) for name in SPLIT_NAMES]
+
+    assert counts(DEFAULT_SEED) == [40, 10, 10]
+    assert [seed for seed in range(DEFAULT_SEED) if counts(seed) == [40, 10, 10]] == []
+    assert counts(0) == [43, 7, 10]  # docs/dataset.md quotes it
 
 
 # --- determinism ----------------------------------------------------------------------
 
 
 def test_same_seed_gives_the_same_bytes(built: BuiltDataset, tmp_path: Path) -> None:
-    again = build(source=str(COCO128), out_dir=tmp_path / "tiny_coco", seed=3)
+    again = build(source=str(COCO128), out_dir=tmp_path / "tiny_coco", seed=DEFAULT_SEED)
     assert tree_bytes(again.out_dir) == tree_bytes(built.out_dir)
 
 
@@ -163,7 +209,7 @@ def test_another_seed_gives_another_split(built: BuiltDataset, tmp_path: Path) -
 
 
 def test_a_zip_of_the_folder_gives_the_same_bytes(built: BuiltDataset, coco_zip: Path, tmp_path: Path) -> None:
-    from_zip = build(source=str(coco_zip), out_dir=tmp_path / "tiny_coco", seed=3)
+    from_zip = build(source=str(coco_zip), out_dir=tmp_path / "tiny_coco", seed=DEFAULT_SEED)
     assert tree_bytes(from_zip.out_dir) == tree_bytes(built.out_dir)
     assert from_zip.source_archive_sha256 is not None and built.source_archive_sha256 is None
 
@@ -219,7 +265,7 @@ def http_base(coco_zip: Path) -> Iterator[str]:
 
 def test_download_gives_the_same_dataset(built: BuiltDataset, http_base: str, tmp_path: Path) -> None:
     url = f"{http_base}/coco128.zip"
-    downloaded = build(source=url, out_dir=tmp_path / "tiny_coco", seed=3)
+    downloaded = build(source=url, out_dir=tmp_path / "tiny_coco", seed=DEFAULT_SEED)
     assert tree_bytes(downloaded.out_dir) == tree_bytes(built.out_dir)
     assert downloaded.source == url and downloaded.source_archive_sha256 is not None
 
@@ -392,7 +438,9 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_dvc_repro_in_a_clone_rebuilds_the_pinned_dataset(reproduced: Path, tmp_path: Path) -> None:
     recorded = yaml.safe_load((reproduced / "data" / "tiny_coco.dvc").read_text())["outs"][0]["md5"]
     assert recorded == pinned_md5() == dvc_md5(reproduced / "data" / "tiny_coco", tmp_path / "odb")
-    assert (reproduced / "data" / "tiny_coco.dvc").read_bytes() == (REPO / "data" / "tiny_coco.dvc").read_bytes()
+    # what `git status` would see after a fresh clone's `make data`: the tracked DVC files as committed
+    for tracked in ("data/tiny_coco.dvc", "dvc.lock", "dvc.yaml"):
+        assert (reproduced / tracked).read_bytes() == (REPO / tracked).read_bytes(), tracked
 
 
 def test_dvc_push_goes_to_the_local_remote_under_the_project(reproduced: Path) -> None:
