@@ -45,6 +45,10 @@ data: $(STAMP)  ## build data/tiny_coco (DVC stage) from COCO128=$(COCO128)
 demo: data  ## run the whole lab grid locally and write the decision report
 	$(PY) -m controller submit-grid $(GRID) $(if $(WEIGHTS),--weights $(WEIGHTS),)
 
+.PHONY: baseline
+baseline: data  ## the handout's baseline run, GRID's recipe and weights, beside its runs (BASELINE_ARGS="--seed 7")
+	$(PY) -m controller baseline $(GRID) $(if $(WEIGHTS),--weights $(WEIGHTS),) $(BASELINE_ARGS)
+
 .PHONY: crd
 crd: $(STAMP)  ## regenerate the chart's Grid CRD (charts/tp4/templates/grid-crd.yaml) from the grid model (contract/grid.py)
 	$(PY) tools/generate_crd.py

@@ -80,6 +80,15 @@ TAG_PREVIOUS_CHAMPION = "tp4.previous_champion"
 TAG_CLOSED_BY = "tp4.closed_by"  # why tp4 ended a run itself: its process was gone, stopped, or setup failed
 TAG_NAMESPACE = "tp4.namespace"  # on a cluster's parent run: the Grid's namespace (the controller's orphan sweep)
 ROLE_PARENT = "parent"
+# The lab's baseline (handout step 5, `python -m controller baseline`): one train Job run outside any grid point,
+# with the grid's recipe and weights, in the grid's experiment and tagged with its grid, its TAG_ROLE = ROLE_BASELINE
+# so that nothing that collects a grid's train runs (the finalizer, a search, the orphan sweep) counts it.
+ROLE_BASELINE = "baseline"
+ENV_ROLE = "TP4_ROLE"  # the train run's TAG_ROLE: ROLE_TRAIN (unset: the default) or ROLE_BASELINE
+TRAIN_RUN_ROLES = (ROLE_TRAIN, ROLE_BASELINE)
+# The handout's baseline values (`--epochs 3 --imgsz 320`, lr0 and seed left at their defaults): the train Job's
+# flag defaults, and what the baseline takes for an axis of the grid that its command line does not set.
+BASELINE_DEFAULTS: dict[str, Any] = {"imgsz": 320, "lr0": 0.01, "seed": 0}
 # Search (grid.yaml `search:`, controller/core/searching.py): each trial the controller asks for is recorded on
 # the parent run before its Job is created, as TAG_TRIAL_PREFIX + <point name> = JSON {"number", "params", "phase",
 # "spec_hash"},

@@ -27,6 +27,17 @@ def shared_folder(root: Path) -> Path:
     return Path(os.environ.get("TP4_SHARED") or root.parent / "shared")
 
 
+def lab_weights(root: Path, weights: str | None) -> str | None:
+    """The weights the lab's verbs (demo, baseline) give the grid in place of its model.weights: `weights` when
+    asked for, else the shared COCO-pretrained backbone ($TP4_SHARED or ../shared:
+    weights/yolov5nu-coco-backbone.pt) when that file is there, else None (the grid's own model.weights).
+    `make demo` and `make baseline` pass the Makefile's WEIGHTS, the same file found by the same rule."""
+    if weights is not None:
+        return weights
+    backbone = shared_folder(root) / SHARED_WEIGHTS
+    return str(backbone) if backbone.is_file() else None
+
+
 def build_dataset_stage(*, root: Path, source: str | None, console: Console) -> None:
     """`dvc repro` of the tiny_coco stage (python -m tinycoco build, then dvc add), in a child process.
 
@@ -49,8 +60,7 @@ def run_demo(*, root: Path, grid: Path, source: str | None, weights: str | None,
     shared = shared_folder(root)
     if source is None and (shared / SHARED_COCO128).is_dir():
         source = str(shared / SHARED_COCO128)
-    if weights is None and (shared / SHARED_WEIGHTS).is_file():
-        weights = str(shared / SHARED_WEIGHTS)
+    weights = lab_weights(root, weights)
     if not (root / "data" / "tiny_coco" / "data.yaml").is_file():
         build_dataset_stage(root=root, source=source, console=console)
     backend = open_backend(kind="local", root=root)

@@ -4,7 +4,9 @@ Environment (names in contract.py): MLFLOW_TRACKING_URI (default: the
 embedded SQLite store, see jobs.common.tracking.default_tracking_uri),
 MLFLOW_TRACKING_USERNAME/PASSWORD, TP4_EXPERIMENT (else --exp-name),
 TP4_PARENT_RUN_ID (child run of it), TP4_GRID, TP4_POINT, TP4_SPEC_HASH,
-TP4_ATTEMPT, TP4_IMAGE, TP4_BACKEND (tags), TP4_DATASET_PATH (default folder
+TP4_ATTEMPT, TP4_IMAGE, TP4_BACKEND (tags), TP4_ROLE (the run's tp4.role: train,
+the default, or baseline: `python -m controller baseline` sets it and the run is
+named baseline-<imgsz>-<lr0>-<seed>), TP4_DATASET_PATH (default folder
 for --data), TP4_DATASET_MD5 (else `<dataset>.dvc`), TP4_TORCH_THREADS, and
 the AWS_* variables for S3 weights and the DVC remote.
 
@@ -34,10 +36,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="yolov8n.pt", help="weights: name, path, s3://bucket/key or arch .yaml")
     p.add_argument("--fallback-model", default="yolov8n.yaml", help="architecture used when --model can't be fetched")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--imgsz", type=int, default=320)
-    p.add_argument("--lr0", type=float, default=0.01)
+    p.add_argument("--imgsz", type=int, default=contract.BASELINE_DEFAULTS["imgsz"])
+    p.add_argument("--lr0", type=float, default=contract.BASELINE_DEFAULTS["lr0"])
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=contract.BASELINE_DEFAULTS["seed"])
     p.add_argument("--optimizer", default="SGD")
     p.add_argument("--exp-name", default="cv_yolo_tiny", help=f"experiment when {contract.ENV_EXPERIMENT} is unset")
     p.add_argument("--device", default="cpu")

@@ -36,6 +36,10 @@ from jobs.train.weights import Weights, resolve_weights
 REQUIRED_METRICS = contract.TRAIN_RUN_METRICS + (contract.METRIC_EPOCHS,)
 SCRATCH_NOTE = ("Trained FROM SCRATCH: the pretrained weights {spec} could not be fetched; "
                 "metrics after a few epochs are noise.")
+STANDALONE_NOTE = ("note: a training outside any grid: its recipe is these flags and ultralytics' defaults for the "
+                   "rest, its weights --model. The lab's baseline, comparable with the grid's runs (the grid's recipe "
+                   "and weights, in its experiment, tagged tp4.role=baseline): python -m controller baseline grid.yaml "
+                   "(make baseline).")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,16 @@ class JobContext:
     point: str | None
     threads: int | None
     tags: dict[str, str]
+    role: str = contract.ROLE_TRAIN  # one of contract.TRAIN_RUN_ROLES
+
+    @property
+    def standalone(self) -> bool:
+        """Started by hand: no grid point, no grid, no role given (the handout's `python -m jobs.train ...`)."""
+        return not self.point and contract.TAG_GRID not in self.tags and self.role == contract.ROLE_TRAIN
+
+    def run_name(self, *, options: TrainOptions) -> str:
+        """The grid point's name; else `<role>-<imgsz>-<lr0>-<seed>`, e.g. baseline-320-0.01-0."""
+        return self.point or f"{self.role}-{options.imgsz}-{options.lr0}-{options.seed}"
 
 
 def context_from_env(*, options: TrainOptions) -> JobContext:
@@ -57,12 +71,15 @@ def context_from_env(*, options: TrainOptions) -> JobContext:
                 contract.TAG_PHASE: contract.ENV_PHASE}
     if backend == "kubernetes":  # a pod runs in its image; a local process runs in no image at all
         optional[contract.TAG_IMAGE] = contract.ENV_IMAGE
+    role = env.get(contract.ENV_ROLE) or contract.ROLE_TRAIN
+    if role not in contract.TRAIN_RUN_ROLES:
+        raise BadInput(f"{contract.ENV_ROLE}={role}: expected one of {', '.join(contract.TRAIN_RUN_ROLES)}")
     tags = {tag: env[var] for tag, var in optional.items() if env.get(var)}
-    tags |= {contract.TAG_ROLE: contract.ROLE_TRAIN, contract.TAG_CODE_VERSION: contract.CODE_VERSION,
+    tags |= {contract.TAG_ROLE: role, contract.TAG_CODE_VERSION: contract.CODE_VERSION,
              contract.TAG_BACKEND: backend}
     return JobContext(experiment=env.get(contract.ENV_EXPERIMENT) or options.exp_name,
                       parent_run_id=env.get(contract.ENV_PARENT_RUN_ID) or None,
-                      point=env.get(contract.ENV_POINT) or None, threads=_threads(), tags=tags)
+                      point=env.get(contract.ENV_POINT) or None, threads=_threads(), tags=tags, role=role)
 
 
 def _threads() -> int | None:
@@ -158,6 +175,8 @@ def _failure_code(*, exc: Exception) -> int:
 def _run(*, options: TrainOptions, clock: PhaseClock) -> None:
     options = validate(options=options)
     context = context_from_env(options=options)
+    if context.standalone:
+        print(STANDALONE_NOTE, file=sys.stderr, flush=True)
     tracking.wait_for_server()
     clock.lap(contract.METRIC_PHASE_SETUP)
     data_yaml = Path(options.data)
@@ -191,7 +210,7 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
                                                                                threads=context.threads)}
     if weights.source == "scratch" and not weights.spec.endswith((".yaml", ".yml")):
         tags["mlflow.note.content"] = SCRATCH_NOTE.format(spec=weights.spec)
-    run_name = context.point or f"train-{options.imgsz}-{options.lr0}-{options.seed}"
+    run_name = context.run_name(options=options)
     with tracking.tracked_run(client=client, experiment_id=experiment_id, run_name=run_name,
                               parent_run_id=context.parent_run_id, tags=tags) as run_id:
         print(f"MLflow run {run_id} ({run_name}) in {tracking.redact_uri(client.tracking_uri)}", flush=True)
