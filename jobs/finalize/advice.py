@@ -18,6 +18,8 @@ from jobs.finalize.records import RunRecord
 
 N_RISKS = 4
 SHORT_TRAINING_EPOCHS = 10
+MIN_SEEDS = 3  # fewer distinct seeds per configuration give no usable spread
+MAX_PRACTICAL_SEEDS = 100  # a difference that needs more seeds than this is, for a lab, not there
 PR_IMBALANCE = 0.2  # |precision - recall| above this: the confidence threshold is badly placed
 
 
@@ -47,7 +49,7 @@ def _scratch_risk(ranking: Ranking) -> tuple[float, Flag] | None:
 
 def _seed_risk(ranking: Ranking) -> tuple[float, Flag]:
     gap, spread = objective_gap(ranking), ranking.seed_spread
-    seeds = max((len(c.runs) for c in ranking.configs), default=0)
+    seeds = distinct_seeds(ranking)
     close = not math.isfinite(spread) or (math.isfinite(gap) and gap <= spread)
     return (1 if close else 3, Flag("seed_variance", {"gap": gap, "spread": spread, "seeds": seeds,
                                                       "close": close, "metric": ranking.rules.objective}))
@@ -109,7 +111,7 @@ def conditions(*, ranking: Ranking, decision: Decision, candidate: RunRecord | N
     items = [Flag("monitor_constraints", {"constraints": [c.metric for c in ranking.rules.constraints]})]
     if candidate is not None and not math.isfinite(candidate.test_metric(ranking.rules.objective)):
         items.append(Flag("confirm_on_test", {}))
-    confirmed = ranking.verdict is not None and ranking.verdict.separated
+    confirmed = ranking.separation is not None and ranking.separation.separated
     if not confirmed and (any(f.code in ("single_seed", "seed_no_effect") for f in ranking.flags)
                           or _seed_risk(ranking)[1].data["close"]):
         items.append(Flag("confirm_seeds", {}))
@@ -119,13 +121,43 @@ def conditions(*, ranking: Ranking, decision: Decision, candidate: RunRecord | N
 
 
 def edge_axes(effects: list[AxisEffect] | tuple[AxisEffect, ...]) -> list[dict[str, Any]]:
-    """Axes that mattered and whose best value is at the edge of the range tried: extend the range there."""
+    """Numeric axes that mattered and whose best value is the lowest or the highest tried: extend the range on
+    that side. {"axis", "best", "side": "below" (best is the lowest value) or "above", "axis_values": sorted}.
+    An axis of names (an optimizer) has no edge to extend."""
     edges = []
     for effect in effects:
         values = [lv.value for lv in effect.levels]
-        if effect.verdict == "beyond_noise" and len(values) > 1 and effect.best_value in (values[0], values[-1]):
-            edges.append({"axis": effect.axis, "best": effect.best_value, "axis_values": values})
+        if effect.verdict != "beyond_noise" or len(values) < 2 or not all(_number(v) for v in values):
+            continue
+        ordered = sorted(values)
+        if effect.best_value == ordered[0]:
+            edges.append({"axis": effect.axis, "best": effect.best_value, "side": "below", "axis_values": ordered})
+        elif effect.best_value == ordered[-1]:
+            edges.append({"axis": effect.axis, "best": effect.best_value, "side": "above", "axis_values": ordered})
     return edges
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def distinct_seeds(ranking: Ranking) -> int:
+    """The most distinct seeds any configuration was trained with (two runs of one seed are one training)."""
+    return max((len(set(map(repr, c.seeds))) for c in ranking.configs), default=0)
+
+
+def more_seeds(ranking: Ranking) -> list[Flag]:
+    """More seeds when the best configurations have fewer than MIN_SEEDS distinct seeds, or when the two best
+    are not separated: {"seeds": distinct seeds now, "needed": seeds per configuration that would separate the
+    difference seen (None: unknown), "hopeless": no practical number would}."""
+    seeds = distinct_seeds(ranking)
+    separation = ranking.separation
+    separated = separation is not None and separation.separated
+    needed = separation.seeds_needed if separation is not None and not separated else None
+    if seeds >= MIN_SEEDS and (separated or needed is None):
+        return []
+    return [Flag("more_seeds", {"seeds": seeds, "needed": needed, "min_seeds": MIN_SEEDS,
+                                "hopeless": needed is not None and needed >= MAX_PRACTICAL_SEEDS})]
 
 
 def next_steps(*, ranking: Ranking, decision: Decision) -> dict[str, list[Flag]]:
@@ -133,7 +165,7 @@ def next_steps(*, ranking: Ranking, decision: Decision) -> dict[str, list[Flag]]
     short = [Flag(f"fix_{f.code}", dict(f.data)) for f in ranking.flags if f.code in fixable]
     short.append(Flag("serve_champion" if decision.promote else "address_gates",
                       {"failed": list(decision.failed), "model": ranking.rules.registered_name}))
-    medium = [Flag("more_seeds", {"seeds": max((len(c.runs) for c in ranking.configs), default=0)})]
+    medium = more_seeds(ranking)
     # a sampled axis's values are draws inside its distribution's bounds: their edge is not the range's
     medium += [Flag("extend_axis", edge) for edge in edge_axes(ranking.effects)
                if ranking.rules.distribution(edge["axis"]) is None]

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 import contract
-from jobs.finalize import advice, comparing, search
+from jobs.finalize import advice, comparing, search, wording
 from jobs.finalize.effects import AxisEffect
 from jobs.finalize.flags import Flag
 from jobs.finalize.gates import Decision
@@ -31,6 +31,16 @@ TEMPLATE_NAMES = {"en": "decision_template.md", "fr": "decision_template.fr.md"}
 DECISION_MD, DECISION_JSON, RUNS_CSV = "decision.md", "decision.json", "runs.csv"
 # Parameters shown for the candidate, beside its axes, when the run logged them.
 SHOWN_PARAMS = ("epochs", "imgsz", "lr0", "seed", "batch", "optimizer", "nbs", "warmup_epochs")
+# The handout's per-run comparison table (lab-tp4-original.md, "Exemple de Comparaison"): these parameters, then
+# these metrics, one row per run; other axes of the grid get a column after the seed.
+RUN_TABLE_PARAMS = ("epochs", "imgsz", "lr0", "seed")
+RUN_TABLE_METRICS = (contract.METRIC_MAP50_95, contract.METRIC_MAP50, contract.METRIC_PRECISION,
+                     contract.METRIC_RECALL)
+# A grid of more runs than RUN_TABLE_LIMIT shows its RUN_TABLE_TOP best runs and points to runs.csv.
+RUN_TABLE_LIMIT, RUN_TABLE_TOP = 50, 20
+# The handout's example reaches mAP50-95 0.2729 (3 epochs, yolov8n.pt downloaded, its own split): the figure
+# students compare with.
+HANDOUT_MAP50_95 = 0.2729
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class ReportInputs:
     plots: Sequence[str] = ()  # paths relative to the report folder
     tracking_uri: str | None = None
     errors: Sequence[str] = field(default_factory=tuple)
+    # the dataset card's summary (jobs.common.mlflow_dataset.card_profile): {"splits": {name: {"images", "boxes"}}}
+    dataset: Mapping[str, Any] | None = None
 
 
 def clean(value: Any) -> Any:
@@ -99,6 +111,9 @@ def candidate_data(*, ranking: Ranking, candidate: RunRecord | None) -> dict[str
     config = next((c for c in ranking.configs if any(r.run_id == candidate.run_id for r in c.runs)), None)
     return {"run_id": candidate.run_id, "point": candidate.point, "url": candidate.url,
             "weights_source": candidate.weights_source, "weights": candidate.weights, "params": params,
+            "weights_shown": wording.shown_path(candidate.weights or ranking.rules.weights),
+            "weights_provenance": wording.weights_provenance(spec=candidate.weights or ranking.rules.weights,
+                                                             source=candidate.weights_source),
             "configuration": config.label if config else None,
             "metrics": {m: {"val": candidate.metric(m), "test": candidate.test_metric(m),
                             "config": stat_data(config.stat(m)) if config else None}
@@ -116,7 +131,61 @@ def champion_data(champion: ChampionInfo | None) -> dict[str, Any] | None:
     if champion is None:
         return None
     return {"version": champion.version, "run_id": champion.run_id, "metrics": dict(champion.metrics),
-            "dataset_md5": champion.dataset_md5}
+            "dataset_md5": champion.dataset_md5, "missing": getattr(champion, "missing", None)}
+
+
+def _param(run: RunRecord, name: str, rules: Any) -> Any:
+    """A run's value for a parameter: its point's axis value, else what it logged, else the grid's fixed value."""
+    if name in run.params:
+        return run.params[name]
+    if name in run.logged_params:
+        return run.logged_params[name]
+    return rules.train.get(name)
+
+
+def runs_table_data(ranking: Ranking) -> dict[str, Any]:
+    """The handout's comparison table: every ranked or excluded run (finished, with its objective), best first on
+    the objective. {"rows": [{"point", "run_id", "url", "params": {name: value}, "metrics": {name: value},
+    "candidate", "excluded"}], "params": column names, "metrics": column names, "total": runs, "shown": rows,
+    "truncated": whether only the best RUN_TABLE_TOP are shown (more than RUN_TABLE_LIMIT runs)}."""
+    rules = ranking.rules
+    params = [*RUN_TABLE_PARAMS, *(a for a in rules.axes if a not in RUN_TABLE_PARAMS)]
+    candidate_id = ranking.candidate.run_id if ranking.candidate else None
+    entries = [(run, config) for config in ranking.configs for run in config.runs]
+    entries.sort(key=lambda e: (-rules.sign * e[0].metric(rules.objective), e[0].point))
+    truncated = len(entries) > RUN_TABLE_LIMIT
+    shown = entries[:RUN_TABLE_TOP] if truncated else entries
+    rows = [{"point": run.point, "run_id": run.run_id, "url": run.url,
+             "params": {p: _param(run, p, rules) for p in params},
+             "metrics": {m: run.metric(m) for m in RUN_TABLE_METRICS},
+             "candidate": run.run_id is not None and run.run_id == candidate_id, "excluded": bool(config.exclusions)}
+            for run, config in shown]
+    return {"rows": rows, "params": params, "metrics": list(RUN_TABLE_METRICS), "total": len(entries),
+            "shown": len(rows), "truncated": truncated}
+
+
+def scale_data(*, ranking: Ranking, candidate: RunRecord | None, dataset: Mapping[str, Any] | None,
+               champion_gate: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Why mAP50-95 is small here next to the handout's example: the best value seen, the handout's, the epochs,
+    the split sizes (images and boxes per split, from the dataset card; the test split's from the champion
+    comparison when the card is not known) and where the weights came from. None without a mAP50-95."""
+    metric = contract.METRIC_MAP50_95
+    values = [r.metric(metric) for c in ranking.configs for r in c.runs if math.isfinite(r.metric(metric))]
+    if not values:
+        return None
+    splits = {name: dict(sizes) for name, sizes in ((dataset or {}).get("splits") or {}).items()
+              if isinstance(sizes, Mapping)}
+    if "test" not in splits and champion_gate and champion_gate.get("n_images") is not None:
+        splits["test"] = {"images": champion_gate.get("n_images"), "boxes": champion_gate.get("n_boxes")}
+    spec = candidate.weights if candidate and candidate.weights else ranking.rules.weights
+    sources = {r.weights_source for c in ranking.configs for r in c.runs if r.weights_source}
+    source = candidate.weights_source if candidate else (next(iter(sources)) if len(sources) == 1 else None)
+    epochs = ranking.rules.train.get("epochs")
+    return {"metric": metric, "best": max(values), "handout": HANDOUT_MAP50_95,
+            "epochs": epochs if isinstance(epochs, int) else None, "splits": splits,
+            "weights_shown": wording.shown_path(spec),
+            "provenance": wording.weights_provenance(spec=spec, source=source),
+            "handout_weights": wording.HANDOUT_WEIGHTS}
 
 
 def unranked_data(ranking: Ranking) -> list[dict[str, Any]]:
@@ -145,7 +214,8 @@ def rules_data(ranking: Ranking) -> dict[str, Any]:
             "objective": {"metric": rules.objective, "direction": rules.direction},
             "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in rules.constraints],
             "gates_config": {"min_success_fraction": rules.min_success_fraction,
-                             "min_objective": rules.min_objective, "champion_margin": rules.champion_margin},
+                             "min_objective": rules.min_objective, "champion_margin": rules.champion_margin,
+                             "confidence": rules.spec.gates.confidence, "tie": rules.spec.gates.tie},
             "axes": {a: list(v) for a, v in rules.axes.items()},
             "distributions": {a: dict(d) for a in rules.axes if (d := rules.distribution(a)) is not None},
             "dataset": rules.dataset_path,
@@ -241,6 +311,7 @@ def report_data(inputs: ReportInputs) -> dict[str, Any]:
     """Everything the report says, as plain data: decision.json, and the templates' context."""
     ranking, decision = inputs.ranking, inputs.decision
     steps = advice.next_steps(ranking=ranking, decision=decision)
+    champion_gate = decision.gate("champion")
     return clean({
         **rules_data(ranking),
         "parent_run_id": inputs.parent_run_id, "generated_at": inputs.generated_at,
@@ -265,6 +336,10 @@ def report_data(inputs: ReportInputs) -> dict[str, Any]:
         "search": search_data(ranking=ranking, plots=inputs.plots), "confirm": confirm_data(ranking),
         "pareto": pareto_data(ranking=ranking, plots=inputs.plots),
         "plots": list(inputs.plots), "errors": list(inputs.errors),
+        "runs_table": runs_table_data(ranking),
+        "scale": scale_data(ranking=ranking, candidate=inputs.candidate, dataset=inputs.dataset,
+                            champion_gate=champion_gate.data if champion_gate else None),
+        "weights_shown": wording.shown_path(ranking.rules.weights),
     })
 
 
@@ -286,7 +361,8 @@ def fmt_stat(stat: Mapping[str, Any] | None, digits: int = 4) -> str:
     return f"{fmt_number(stat['mean'], digits)} ± {fmt_number(stat['std'], digits)}"
 
 
-def environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
+def environment(templates_dir: Path = TEMPLATES_DIR, language: str = "en") -> jinja2.Environment:
+    """The templates' Jinja environment; `language` words the `metric` and `direction` filters."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir)), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters["num"] = fmt_number
@@ -294,11 +370,16 @@ def environment(templates_dir: Path = TEMPLATES_DIR) -> jinja2.Environment:
     env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.0f} %"
     env.filters["conf"] = lambda v: "—" if v is None else f"{round(100 * v, 1):g} %"  # a confidence level
     env.filters["join_values"] = lambda values: ", ".join(str(v) for v in values)
+    env.filters["metric"] = lambda name: wording.metric_label(str(name), language)
+    env.filters["direction"] = lambda name: wording.direction_label(str(name), language)
+    env.filters["path"] = wording.shown_path  # an absolute local path by its file name
+    env.filters["scrub"] = lambda value: wording.scrub_paths(None if value is None else str(value))
     return env
 
 
 def render_markdown(*, data: Mapping[str, Any], templates_dir: Path = TEMPLATES_DIR) -> str:
-    template = environment(templates_dir).get_template(TEMPLATE_NAMES[data["language"]])
+    language = data["language"]
+    template = environment(templates_dir, language).get_template(TEMPLATE_NAMES[language])
     return template.render(**data, contract={"TEST_PREFIX": contract.TEST_PREFIX})
 
 
