@@ -25,6 +25,7 @@ from jobs.finalize.gates import Decision
 from jobs.finalize.pareto import PLOT as PARETO_PLOT
 from jobs.finalize.ranking import ConfigSummary, Exclusion, Ranking, Stat
 from jobs.finalize.records import ChampionInfo, RunRecord
+from jobs.finalize.verdict import MAX_SEEDS_NEEDED
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
 TEMPLATE_NAMES = {"en": "decision_template.md", "fr": "decision_template.fr.md"}
@@ -289,6 +290,31 @@ def confirm_data(ranking: Ranking) -> dict[str, Any] | None:
     }
 
 
+def separation_data(ranking: Ranking) -> dict[str, Any] | None:
+    """Whether the data separates the candidate's configuration from the runner-up (jobs.finalize.verdict), on
+    every grid: the confirm verdict with `confirm:`, else the plain grid's. None only when nothing was ranked."""
+    verdict = ranking.separation
+    if verdict is None:
+        return None
+    difference = verdict.difference
+    return {
+        "phase": verdict.phase, "confidence": verdict.confidence, "tie_rule": verdict.tie_rule,
+        "outcome": verdict.outcome, "separated": verdict.separated, "promotable": verdict.chosen is not None,
+        "headline": verdict.headline,
+        "rows": [interval_data(r) for r in verdict.rows], "single": [c.label for c in verdict.single],
+        "first": interval_data(verdict.first) if verdict.first else None,
+        "second": interval_data(verdict.second) if verdict.second else None,
+        "difference": None if difference is None else {"value": difference.value, "low": difference.low,
+                                                       "high": difference.high, "df": difference.df},
+        "chosen": verdict.chosen.label if verdict.chosen else None,
+        "chosen_is_first": verdict.chosen is not None and verdict.first is not None
+        and verdict.chosen is verdict.first.config,
+        "tie_metric": verdict.tie_metric, "tie_values": list(verdict.tie_values) if verdict.tie_values else None,
+        "seeds_needed": verdict.seeds_needed, "seeds_needed_capped": verdict.seeds_needed == MAX_SEEDS_NEEDED,
+        "seeds": max((r.n for r in (verdict.first, verdict.second) if r is not None), default=0),
+    }
+
+
 def pareto_data(*, ranking: Ranking, plots: Sequence[str]) -> dict[str, Any] | None:
     """The two-objective section (jobs.finalize.pareto), None without `objective.second`."""
     pareto = ranking.pareto
@@ -334,6 +360,7 @@ def report_data(inputs: ReportInputs) -> dict[str, Any]:
         "n_points": ranking.n_points, "n_success": ranking.n_success, "n_stopped": ranking.n_stopped,
         "n_confirm_points": sum(p.phase == contract.PHASE_CONFIRM for p in ranking.rules.points),
         "search": search_data(ranking=ranking, plots=inputs.plots), "confirm": confirm_data(ranking),
+        "separation": separation_data(ranking),
         "pareto": pareto_data(ranking=ranking, plots=inputs.plots),
         "plots": list(inputs.plots), "errors": list(inputs.errors),
         "runs_table": runs_table_data(ranking),

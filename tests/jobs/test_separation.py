@@ -30,9 +30,9 @@ DEMO = {(416, 0.005): (0.0390, 0.0560), (320, 0.01): (0.0416, 0.0525),
 
 def lab_ranking(objectives: Mapping[tuple[int, float], tuple[float, ...]], *, tie: str = "best",
                 min_objective: float = 0.01, costs: Mapping[int, float] | None = None,
-                extra_runs: list[RunRecord] | None = None) -> Ranking:
+                extra_runs: list[RunRecord] | None = None, language: str = "en") -> Ranking:
     rules = lab_rules(constraints=[], gates={"min_success_fraction": 0.75, "min_objective": min_objective,
-                                             "champion_margin": 0.0, "tie": tie})
+                                             "champion_margin": 0.0, "tie": tie}, report={"language": language})
     runs = [run_of(rules, p.name, p.params, objectives, costs) for p in rules.points]
     return rank(runs=runs + (extra_runs or []), rules=rules)
 
@@ -148,3 +148,41 @@ def test_seeds_needed_separates_in_simulation() -> None:
         hits += low > 0
     assert 0.7 <= hits / 400 <= 0.9
     assert math.isfinite(hits)
+
+
+def render(ranking: Ranking) -> tuple[dict[str, Any], str]:
+    from jobs.finalize.reporting import EvaluationStatus, ReportInputs, render_markdown, report_data
+
+    decision = decide(ranking=ranking, candidate=ranking.candidate, champion=None)
+    data = report_data(ReportInputs(ranking=ranking, decision=decision, candidate=ranking.candidate, champion=None,
+                                    parent_run_id="parent", generated_at="2026-12-07T00:00:00+00:00",
+                                    test=EvaluationStatus(evaluated=False, reason="disabled")))
+    return data, render_markdown(data=data)
+
+
+def headline(markdown: str) -> str:
+    return next(line for line in markdown.splitlines() if line.startswith(("**Decision", "**Décision")))
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_the_headline_agrees_with_the_separation_and_the_risks(language: str) -> None:
+    """The report never says YES unqualified while its own risk section says the ranking could flip."""
+    for tie in ("best", "cheaper", "no"):
+        ranking = lab_ranking(DEMO, tie=tie, language=language)
+        data, markdown = render(ranking)
+        separation = data["separation"]
+        assert separation["headline"] == "not_separated" and separation["difference"]["low"] < 0
+        line = headline(markdown)
+        flip = ("could flip" if language == "en" else "pourrait s'inverser")
+        assert flip in markdown
+        if data["decision"]["promote"]:
+            assert ("qualified" if language == "en" else "sous réserve") in line, line
+            assert tie in line
+        else:
+            assert tie == "no" and ("NO" in line or "NON" in line)
+        assert ("cannot be separated" if language == "en" else "ne peuvent pas être départagées") in markdown
+        assert str(separation["seeds_needed"]) in markdown
+    clear = lab_ranking({**DEMO, (416, 0.005): (0.0900, 0.0910), (320, 0.01): (0.0416, 0.0420)}, language=language)
+    data, markdown = render(clear)
+    assert data["separation"]["separated"] and "qualified" not in headline(markdown)
+    assert ("separates the candidate" if language == "en" else "départagent la configuration") in markdown
