@@ -1,8 +1,14 @@
 """`python -m jobs.finalize`: rank a finished grid, write and log its decision report.
 
 Exit codes: 0 when the report was written (a NO decision included); 2 when
-the grid spec (the parent run or its grid.json) is missing or bad; 1 on any
-other failure, including a failed model registration after the report was written.
+running it again cannot help: the grid spec (the parent run or its grid.json)
+is missing or bad, the tracking credentials are refused, or MLflow answers
+that a request is bad or names something that does not exist (the finalize
+Job's podFailurePolicy then fails it at once, without retries); 1 on any
+other failure (the server unreachable or failing, the test evaluation),
+which a retry may pass, including a failed model registration after the
+report was written. A champion whose version, run or weights are gone is no
+failure: the decision proceeds as with no champion.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 
 import contract
 from jobs.common.errors import BadInput
-from jobs.finalize.finalizing import Options, Outcome, finalize
+from jobs.finalize.finalizing import Options, Outcome, deterministic, finalize
 from jobs.finalize.gridrules import GridSpecError
 
 
@@ -74,10 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         return contract.EXIT_BAD_INPUT
     except Exception as exc:  # the Job's log must say why, in one line at the end
         traceback.print_exc()
-        print(f"error: finalizer failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return contract.EXIT_FAILED
+        again = "retrying cannot help" if deterministic(exc) else "a retry may pass"
+        print(f"error: finalizer failed ({again}): {type(exc).__name__}: {exc}", file=sys.stderr)
+        return contract.EXIT_BAD_INPUT if deterministic(exc) else contract.EXIT_FAILED
     print(summary(outcome))
-    return contract.EXIT_FAILED if outcome.errors else contract.EXIT_OK
+    return exit_code(outcome)
+
+
+def exit_code(outcome: Outcome) -> int:
+    """0 without errors; else 1 when a retry may pass, 2 when every error is deterministic."""
+    if not outcome.errors:
+        return contract.EXIT_OK
+    return contract.EXIT_FAILED if outcome.retryable else contract.EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

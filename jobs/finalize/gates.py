@@ -6,15 +6,17 @@ Gates, in order:
 - constraints: the candidate run itself meets them;
 - min_objective: the candidate reaches gates.min_objective (a ceiling when the
   objective is minimised);
-- champion: it beats the current `champion` by more than gates.champion_margin;
+- champion: it beats the current `champion` by more than gates.champion_margin with gates.confidence, both
+  measured on the same test images in this finalizer run (a paired bootstrap, jobs.finalize.champion);
 - separation (a plain grid) or confirm (with `confirm:` in grid.yaml): the separation verdict
   (jobs.finalize.verdict) named a configuration: the two best are separated on this data, or they cannot
   be separated and the tie rule (`gates.tie`, `confirm.tie`) settled it; it fails only with the rule `no`,
   or when no configuration could be judged.
 Points stopped early on purpose (early_stopping) count neither as successes nor as points in
 success_fraction.
-A candidate's metric is judged on the test split when it was evaluated there,
-otherwise on val; the champion comparison uses the same split on both sides.
+A candidate's metric is judged on the test split when it was evaluated there, otherwise on val
+(constraints, min_objective); the champion comparison is always on the test images, never on a number
+another run stored.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import contract
 from jobs.finalize.ranking import Ranking
 from jobs.finalize.records import ChampionInfo, RunRecord
 from jobs.finalize.verdict import PHASE_CONFIRM

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import contract
+from jobs.finalize.champion import PairedComparison
 
 FINISHED = "FINISHED"
 MISSING = "MISSING"  # a point of grid.json with no train run at all
@@ -60,15 +62,50 @@ class RunRecord:
         return float(self.stopped_at) if self.stopped_at is not None else math.nan
 
 
+# What of a champion alias's target is gone (ChampionInfo.missing), in the order it is checked.
+MISSING_VERSION, MISSING_RUN, MISSING_ARTIFACTS, MISSING_WEIGHTS = "version", "run", "artifacts", "weights"
+MISSING_WHAT = {MISSING_VERSION: "model version", MISSING_RUN: "run", MISSING_ARTIFACTS: "run's artifacts",
+                MISSING_WEIGHTS: "run's weights"}
+
+
 @dataclass(frozen=True)
 class ChampionInfo:
-    """The model version that holds the `champion` alias before this grid decides."""
+    """The model version that holds the `champion` alias before this grid decides.
+
+    `missing` says what of it is gone ("version" | "run" | "artifacts" | "weights", `detail` how it was found
+    out): the decision proceeds as with no champion. `comparison` is the candidate against it on the same test
+    images in this finalizer run; `not_compared` says why there is none (a short reason code).
+    """
 
     version: str
     run_id: str | None
     metrics: Mapping[str, float] = field(default_factory=dict)
     dataset_md5: str | None = None
+    model: str = ""  # the registered model's name
+    alias: str = "champion"
+    missing: str | None = None
+    detail: str | None = None
+    comparison: PairedComparison | None = None
+    not_compared: str | None = None
 
     def metric(self, name: str) -> float:
         value = self.metrics.get(name)
         return float(value) if value is not None else math.nan
+
+    @property
+    def note(self) -> str | None:
+        """One sentence naming the model, the alias and what is missing; None when nothing is."""
+        if self.missing is None:
+            return None
+        what = MISSING_WHAT.get(self.missing, self.missing)
+        run = f" (run {self.run_id})" if self.run_id and self.missing != MISSING_VERSION else ""
+        why = f": {self.detail}" if self.detail else ""
+        return (f"The alias @{self.alias} of model {self.model} points to version {self.version}{run}, whose {what} "
+                f"is gone{why}; the decision proceeds as with no champion.")
+
+
+def not_compared(champion: ChampionInfo | None, reason: str) -> ChampionInfo | None:
+    """The champion, saying why it was not compared with the candidate in this run (unless it is gone)."""
+    if champion is None or champion.missing is not None:
+        return champion
+    return dataclasses.replace(champion, not_compared=reason)

@@ -18,10 +18,10 @@ from mlflow.tracking import MlflowClient
 
 import contract
 from jobs.common import model
-from jobs.finalize.evaluating import BEST_WEIGHTS, Skip, download_weights
+from jobs.finalize.evaluating import Skip, download_weights
 from jobs.finalize.gridrules import GridRules
 from jobs.finalize.records import RunRecord
-from jobs.finalize.results import CHALLENGER, CHAMPION, aliases
+from jobs.finalize.results import BEST_WEIGHTS, CHALLENGER, CHAMPION, aliases
 
 
 def existing_version(*, client: MlflowClient, name: str, run_id: str) -> str | None:

@@ -7,6 +7,7 @@ train run whose spec hash matches is kept, whichever submission produced it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from collections.abc import Iterator
@@ -19,9 +20,18 @@ from mlflow.tracking import MlflowClient
 
 import contract
 from jobs.finalize.gridrules import GridRules, GridSpecError, rules_from_grid_json
-from jobs.finalize.records import MISSING, ChampionInfo, RunRecord
+from jobs.finalize.records import (
+    MISSING,
+    MISSING_ARTIFACTS,
+    MISSING_RUN,
+    MISSING_VERSION,
+    MISSING_WEIGHTS,
+    ChampionInfo,
+    RunRecord,
+)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+BEST_WEIGHTS = f"{contract.ARTIFACT_WEIGHTS_DIR}/best.pt"  # what the test split evaluates and the registry serves
 PAGE = 500
 NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
@@ -152,22 +162,53 @@ def aliases(*, client: MlflowClient, name: str) -> dict[str, str]:
 
 
 def fetch_champion(*, client: MlflowClient, name: str) -> ChampionInfo | None:
-    """The version holding the `champion` alias, with its run's metrics (val and test_*)."""
+    """The version holding the `champion` alias, with its run's metrics (val and test_*); None without one.
+
+    The registry's state is checked, not assumed: when the version, its run (deleted, garbage-collected),
+    the run's artifacts (moved, removed) or its weights/best.pt are gone, the ChampionInfo says which
+    (`missing`) and the decision proceeds as with no champion. Other MLflow errors (server unreachable,
+    permission denied) are raised."""
     version = aliases(client=client, name=name).get(CHAMPION)
     if version is None:
         return None
-    model_version = client.get_model_version(name, version)
+    found = ChampionInfo(version=version, run_id=None, model=name, alias=CHAMPION)
+    try:
+        model_version = client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND:
+            raise
+        return dataclasses.replace(found, missing=MISSING_VERSION, detail=f"no such version ({exc.error_code})")
     run_id = model_version.run_id
-    metrics: dict[str, float] = {}
-    md5 = None
-    if run_id:
-        try:
-            run = client.get_run(run_id)
-            metrics, md5 = dict(run.data.metrics), run.data.tags.get(contract.TAG_DATASET_MD5)
-        except MlflowException as exc:
-            if exc.error_code not in NOT_FOUND:
-                raise
-    return ChampionInfo(version=version, run_id=run_id, metrics=metrics, dataset_md5=md5)
+    if not run_id:
+        return dataclasses.replace(found, missing=MISSING_RUN, detail="the version names no run")
+    found = dataclasses.replace(found, run_id=run_id)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND:
+            raise
+        return dataclasses.replace(found, missing=MISSING_RUN, detail=f"no such run ({exc.error_code})")
+    found = dataclasses.replace(found, metrics=dict(run.data.metrics), dataset_md5=run.data.tags.get(
+        contract.TAG_DATASET_MD5))
+    if run.info.lifecycle_stage == "deleted":
+        return dataclasses.replace(found, missing=MISSING_RUN, detail="the run is deleted")
+    missing = missing_weights(client=client, run_id=run_id)
+    return dataclasses.replace(found, missing=missing[0], detail=missing[1]) if missing else found
+
+
+def missing_weights(*, client: MlflowClient, run_id: str) -> tuple[str, str] | None:
+    """("artifacts" | "weights", how it shows) when the run's weights/best.pt is not in its artifact store."""
+    try:
+        if not client.list_artifacts(run_id):
+            return MISSING_ARTIFACTS, "the run's artifact location lists nothing"
+        names = {f.path for f in client.list_artifacts(run_id, contract.ARTIFACT_WEIGHTS_DIR)}
+    except FileNotFoundError as exc:
+        return MISSING_ARTIFACTS, f"artifact location not found ({exc})"
+    except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND:
+            raise
+        return MISSING_ARTIFACTS, f"artifact location not found ({exc.error_code})"
+    return None if BEST_WEIGHTS in names else (MISSING_WEIGHTS, f"no {BEST_WEIGHTS} among the run's artifacts")
 
 
 def log_report(*, client: MlflowClient, parent_run_id: str, directory: Path, verdict: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from jobs.finalize.champion import PairedComparison
 from jobs.finalize.comparing import alternatives
 from jobs.finalize.gates import decide
 from jobs.finalize.gridrules import GridRules, GridSpecError, rules_from_grid_json
@@ -225,30 +226,38 @@ def test_gates_pass_without_a_champion() -> None:
 
 
 def test_an_existing_better_champion_blocks_the_promotion() -> None:
+    """The champion measured better on the same test images (paired interval below 0) keeps its alias."""
     rules = lab_rules()
     ranking = rank(runs=make_runs(rules), rules=rules)
-    champion = ChampionInfo(version="3", run_id="old-run", metrics={"mAP50-95": 0.5, "test_mAP50-95": 0.3})
-    candidate = ranking.candidate.__class__(**{**vars(ranking.candidate),
-                                               "metrics": {**ranking.candidate.metrics, "test_mAP50-95": 0.12}})
-    decision = decide(ranking=ranking, candidate=candidate, champion=champion)
+    comparison = PairedComparison(metric="mAP50-95", candidate=0.12, champion=0.3, improvement=-0.18, low=-0.25,
+                                  high=-0.11, confidence=0.95, resamples=1000, n_images=10, n_boxes=61)
+    champion = ChampionInfo(version="3", run_id="old-run", metrics={"test_mAP50-95": 0.99}, comparison=comparison)
+    decision = decide(ranking=ranking, candidate=ranking.candidate, champion=champion)
     assert decision.verdict == "NO" and decision.failed == ("champion",)
     gate = decision.gate("champion").data
     assert gate["basis"] == "test" and gate["champion_value"] == 0.3 and gate["candidate_value"] == 0.12
+    assert (gate["n_images"], gate["n_boxes"]) == (10, 61)
 
 
 def test_champion_margin_and_comparison_basis() -> None:
+    """Keep the champion unless the interval's lower bound exceeds the margin; never a number stored elsewhere."""
     rules = lab_rules(gates={"min_success_fraction": 0.75, "min_objective": 0.05, "champion_margin": 0.02})
     ranking = rank(runs=make_runs(rules), rules=rules)
-    candidate = ranking.candidate  # val mAP50-95 0.142, no test metric: compared on val
-    slightly_worse = ChampionInfo(version="1", run_id="old", metrics={"mAP50-95": 0.13})
-    assert decide(ranking=ranking, candidate=candidate, champion=slightly_worse).failed == ("champion",)
-    much_worse = ChampionInfo(version="1", run_id="old", metrics={"mAP50-95": 0.10})
-    decision = decide(ranking=ranking, candidate=candidate, champion=much_worse)
-    assert decision.verdict == "YES" and decision.gate("champion").data["basis"] == "val"
+    candidate = ranking.candidate
+
+    def compared(low: float, high: float) -> ChampionInfo:
+        return ChampionInfo(version="1", run_id="old", comparison=PairedComparison(
+            metric="mAP50-95", candidate=0.15, champion=0.15 - (low + high) / 2, improvement=(low + high) / 2,
+            low=low, high=high, confidence=0.95, resamples=1000, n_images=10, n_boxes=61))
+
+    assert decide(ranking=ranking, candidate=candidate, champion=compared(0.01, 0.05)).failed == ("champion",)
+    assert decide(ranking=ranking, candidate=candidate, champion=compared(-0.01, 0.09)).failed == ("champion",)
+    assert decide(ranking=ranking, candidate=candidate, champion=compared(0.03, 0.06)).verdict == "YES"
     itself = ChampionInfo(version="2", run_id=candidate.run_id, metrics={"mAP50-95": 0.9})
     assert decide(ranking=ranking, candidate=candidate, champion=itself).gate("champion").data["status"] == "same_run"
-    not_comparable = ChampionInfo(version="1", run_id="old", metrics={})
-    assert decide(ranking=ranking, candidate=candidate, champion=not_comparable).failed == ("champion",)
+    stored_only = ChampionInfo(version="1", run_id="old", metrics={"mAP50-95": 0.01, "test_mAP50-95": 0.01})
+    decision = decide(ranking=ranking, candidate=candidate, champion=stored_only)
+    assert decision.failed == ("champion",) and decision.gate("champion").data["status"] == "not_comparable"
 
 
 def test_minimum_objective_and_candidate_constraints_are_gates() -> None:
