@@ -17,11 +17,11 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from jobs.common import tracking
+from jobs.common import mlflow_dataset, tracking
 from jobs.common.errors import BadInput
 from jobs.finalize import plotting, reporting, results
 from jobs.finalize.gates import Decision, decide
-from jobs.finalize.gridrules import GridSpecError
+from jobs.finalize.gridrules import GridRules, GridSpecError
 from jobs.finalize.ranking import Ranking, rank
 from jobs.finalize.records import ChampionInfo, RunRecord, not_compared
 from jobs.finalize.reporting import EvaluationStatus, ReportInputs
@@ -91,7 +91,7 @@ def finalize(*, client: MlflowClient, options: Options) -> Outcome:
         ranking=ranking, decision=decision, candidate=candidate, champion=champion,
         parent_run_id=options.parent_run_id, generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         test=test, registry=registry, plots=plots, tracking_uri=_public_uri(client.tracking_uri),
-        errors=errors.messages))
+        errors=errors.messages, dataset=_dataset_card(options=options, rules=rules)))
     reporting.write_report(directory=directory, data=data, markdown=reporting.render_markdown(data=data),
                            csv_text=reporting.runs_csv(ranking))
     results.log_report(client=client, parent_run_id=options.parent_run_id, directory=directory,
@@ -143,3 +143,14 @@ def register(*, client: MlflowClient, ranking: Ranking, candidate: RunRecord | N
 
 def with_metrics(run: RunRecord, metrics: Mapping[str, float]) -> RunRecord:
     return dataclasses.replace(run, metrics={**run.metrics, **metrics})
+
+
+def _dataset_card(*, options: Options, rules: GridRules) -> dict[str, Any]:
+    """The dataset card's split sizes for the report's metric-scale paragraph; {} where the folder has none (a
+    cluster finalizer that did not pull the dataset)."""
+    path = Path(options.data_path or rules.dataset_path or ".")
+    folder = path.parent if path.suffix in (".yaml", ".yml") else path
+    try:
+        return mlflow_dataset.card_profile(folder=folder)
+    except (OSError, ValueError):
+        return {}
