@@ -12,8 +12,9 @@ from rich.console import Console
 import contract
 from contract.grid import DEFAULT_MAX_POINTS
 from controller import submitting
-from controller.backend import BACKENDS, open_backend
-from controller.errors import InvalidInput, NameClash
+from controller.backend import BACKENDS, Backend, open_backend
+from controller.errors import InvalidInput, NameClash, Problem
+from controller.submitting import NotFound
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 ENV_BACKEND = contract.ENV_BACKEND
@@ -88,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     report = _command(commands, "report", help="the decision summary and where the report is")
     report.add_argument("grid", help="grid name or file")
 
+    finalize = _command(commands, "finalize", help="run the finalizer of a grid's latest submission again "
+                        "(same parent run) and print its decision")
+    finalize.add_argument("grid", help="grid name or file")
+    finalize.add_argument("--no-wait", dest="wait", action="store_false",
+                          help="kubernetes: return once the finalize Job is created again")
+
     delete = _command(commands, "delete", help="kubernetes: delete a Grid (its Jobs and pods with it)")
     delete.add_argument("grid", help="grid name or file")
 
@@ -122,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     except (InvalidInput, NameClash) as error:
         errors.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
         return EXIT_BAD_INPUT
+    except NotFound as error:
+        errors.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         errors.print("[yellow]interrupted:[/] Jobs stopped, their runs marked KILLED", highlight=False)
         return EXIT_INTERRUPTED
@@ -155,11 +165,32 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return target.show_logs(job=args.job, follow=args.follow, attempt=args.attempt)
     if args.command == "report":
         return target.show_report(grid=args.grid, console=console)
+    if args.command == "finalize":
+        return _finalize(target, grid=args.grid, wait=args.wait, console=console)
     if args.command == "delete":
         return target.delete_grid(grid=args.grid, console=console)
     if args.command == "run":
         return target.run_controller()
     raise AssertionError(args.command)
+
+
+def _finalize(target: Backend, *, grid: str, wait: bool, console: Console) -> int:
+    """`finalize` on the backend `target` opened (the Backend protocol has no such verb yet)."""
+    from controller.local.backend import LocalBackend
+
+    if isinstance(target, LocalBackend):
+        if not wait:
+            raise InvalidInput([Problem("--no-wait", "is for a cluster (--backend kubernetes): a local finalizer "
+                                        "runs in this process")])
+        return target.finalize_grid(grid=grid, console=console)
+    from controller.cluster import commands
+    from controller.cluster.backend import ClusterBackend
+
+    assert isinstance(target, ClusterBackend), target
+    try:
+        return commands.finalize_grid(api=target.api, grid=grid, wait=wait, console=console)
+    except commands.UNREACHABLE as error:
+        raise InvalidInput([Problem(f"the API server {commands.server_of(target.api)}", str(error))]) from error
 
 
 if __name__ == "__main__":

@@ -90,9 +90,26 @@ def build_dataset(*, source: str | None, out: Path, seed: int) -> int:
     return subprocess.run(command, check=False).returncode
 
 
+class NotFound(Exception):
+    """What a verb acts on does not exist (yet): exit code 1, as kubectl's for a missing object
+    (bad input, exit code 2, is contract.errors.InvalidInput)."""
+
+
+class NoSubmission(NotFound):
+    """A verb about a grid's submission (`finalize`) named a grid never submitted where it looks
+    (this project, a namespace)."""
+
+    def __init__(self, grid: str, where: str) -> None:
+        self.grid, self.where = grid, where
+        super().__init__(f"no submission of grid {grid!r} {where}")
+
+
 def grid_name(value: str) -> str:
-    """A grid given by name, or by the grid file that names it."""
+    """A grid given by name, or by the grid file that names it; a .yaml/.yml name that is no file, or
+    a grid file that is not valid, is InvalidInput (exit 2) naming the file."""
     path = Path(value)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise InvalidInput([Problem(value, "no such grid file (give a grid file, or a grid's name)")])
         return load_grid(path).name
     return value

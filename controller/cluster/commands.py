@@ -1,4 +1,5 @@
-"""The CLI's verbs against a cluster (`--backend kubernetes`): submit-grid, status, logs, report, delete, run.
+"""The CLI's verbs against a cluster (`--backend kubernetes`): submit-grid, status, logs, report, finalize,
+delete, run.
 
 `submit-grid` only writes the Grid resource: the controller in the cluster
 runs it, and the grid goes on when this process ends. Following its status
@@ -31,10 +32,10 @@ from controller.cluster.status import parse_time, timestamp
 from controller.cluster.view import grid_state, summary_lines
 from controller.core.expanding import GridPoint, finalizer_name
 from controller.core.reconciling import JobPhase
-from controller.core.summary import decision_lines
+from controller.core.summary import decision_line, decision_lines
 from controller.errors import InvalidInput, Problem
 from controller.progress import ProgressView, status_table
-from controller.submitting import grid_name, prepare
+from controller.submitting import NoSubmission, NotFound, grid_name, prepare
 
 POLL_SECONDS = 2.0
 WRITE_TRIES = 3
@@ -207,7 +208,29 @@ def submit_grid(*, api: Kube, grid_path: Path, weights: str | None, parallelism:
         return EXIT_DETACHED
     for line in summary_lines(grid):
         console.print(line, highlight=False, soft_wrap=True)
+    if decided := cluster_decision_line(grid):
+        console.print(decided, highlight=False, soft_wrap=True)
     return 0 if grid["status"]["phase"] == "Succeeded" else 1
+
+
+def cluster_decision_line(grid: dict[str, Any]) -> str | None:
+    """The one-line decision of a Grid whose submission has one: from its report's decision.json when
+    MLflow is reachable from here (MLFLOW_TRACKING_URI), else from the Grid's status (the verdict and
+    where the report is; the candidate and the separation are in the report). None: no decision yet."""
+    status = grid.get("status") or {}
+    report, verdict = status.get("report") or {}, status.get("decision")
+    if not report.get("runId") or verdict is None:
+        return None
+    where = f"runs:/{report['runId']}/{report.get('artifactPath') or cluster_results.REPORT_MD}"
+    uri = cluster_tracking_uri()
+    if uri is not None:
+        try:
+            decision = cluster_results.report_document(tracking.client(uri), run_id=report["runId"])
+        except (MlflowException, OSError) as error:
+            return f"decision: {verdict} — {where} (decision.json not read from {tracking.redact(uri)}: {error})"
+        return decision_line(decision, report=where)
+    return (f"decision: {verdict} — {where} (the candidate and its separation from the runner-up: "
+            "set MLFLOW_TRACKING_URI to the cluster's MLflow, or read the report)")
 
 
 # --- status, logs, report, delete --------------------------------------------------------------
@@ -288,6 +311,101 @@ def show_report(*, api: Kube, grid: str, console: Console) -> int:
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"report: runs:/{run_id}/{cluster_results.REPORT_MD} ({tracking.redact(uri)})",
                   highlight=False, soft_wrap=True)
+    return 0
+
+
+# --- finalize -----------------------------------------------------------------------------------
+
+# What the API server and the Job controller add to a Job they admitted: a created copy must leave them out.
+_JOB_CONTROLLER_LABELS = ("controller-uid", "job-name", kube.CONTROLLER_UID, "batch.kubernetes.io/job-name")
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RECREATE_TRIES = 20
+
+
+def recreated(job: dict[str, Any]) -> dict[str, Any]:
+    """A Job to create as `job` was created: its name, labels, owner (the Grid) and spec, without what
+    the cluster added (status, uid, the selector and the Job controller's labels); a Job of a Kueue
+    queue is created suspended again, for its queue to admit."""
+    meta = job["metadata"]
+    body: dict[str, Any] = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {
+        key: copy.deepcopy(meta[key]) for key in ("name", "namespace", "labels", "ownerReferences") if key in meta}}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("batch.kubernetes.io/")}
+    if annotations:
+        body["metadata"]["annotations"] = annotations
+    spec = body["spec"] = copy.deepcopy(job["spec"])
+    spec.pop("selector", None)
+    spec.pop("manualSelector", None)
+    template_labels = (spec.get("template") or {}).get("metadata", {}).get("labels") or {}
+    for key in _JOB_CONTROLLER_LABELS:
+        template_labels.pop(key, None)
+    if KUEUE_QUEUE_LABEL in (meta.get("labels") or {}):
+        spec["suspend"] = True
+    return body
+
+
+def finalize_grid(*, api: Kube, grid: str, wait: bool, console: Console,
+                  sleep: Callable[[float], None] = time.sleep) -> int:
+    """Run the finalizer of a finished Grid's latest submission again: its finalize Job (the one the
+    controller created, still in the namespace) is deleted and created again as it was, for the same
+    parent run; the controller leaves a finished submission alone, so the Grid's status keeps the first
+    verdict, and the new decision is read from MLflow (MLFLOW_TRACKING_URI). 0 when the Job succeeded
+    (or, wait=False, was created), 1 when it failed.
+
+    NoSubmission (exit 1): no such Grid, or the controller has not taken it up; NotFound (exit 1): its
+    finalize Job is gone (ttlSecondsAfterFinished); InvalidInput (exit 2): the Grid is still running."""
+    name = grid_name(grid)
+    try:
+        obj = api.get(GRIDS, name)
+    except kube.NotFound:
+        raise NoSubmission(name, f"in namespace {api.namespace}") from None
+    status = obj.get("status") or {}
+    submission = status.get("parentRunId")
+    if not submission:
+        raise NoSubmission(name, f"in namespace {api.namespace} (the Grid exists: the controller has not "
+                           "taken it up yet)")
+    if status.get("phase") not in TERMINAL:
+        raise InvalidInput([Problem(f"grid/{name}", f"is {status.get('phase', 'Pending')}: the controller runs "
+                                    "its finalizer once every point has ended")])
+    selector = label_selector({contract.LABEL_GRID: name, contract.LABEL_ROLE: contract.ROLE_FINALIZE,
+                               LABEL_SUBMISSION: submission})
+    found = api.list_objects(JOBS, selector=selector).items
+    if not found:
+        raise NotFound(f"grid {name!r}: the finalize Job of its latest submission ({submission}) is not in "
+                       f"namespace {api.namespace} (deleted after ttlSecondsAfterFinished, or the grid ended "
+                       "before its finalizer): submit the grid again (submit-grid)")
+    body = recreated(found[0])
+    job = body["metadata"]["name"]
+    api.delete(JOBS, job, propagation="Background")
+    for _ in range(RECREATE_TRIES):
+        try:
+            api.create(JOBS, body)
+            break
+        except kube.Conflict:  # the old Job is still being deleted
+            sleep(POLL_SECONDS)
+    else:
+        raise InvalidInput([Problem(f"job/{job}", f"still being deleted after {RECREATE_TRIES} tries")])
+    console.print(f"job {job} created again in namespace {api.namespace} for submission {submission}",
+                  highlight=False, soft_wrap=True)
+    if not wait:
+        console.print(f"follow it with: python -m controller --backend kubernetes -n {api.namespace} logs -f {job}",
+                      highlight=False, soft_wrap=True)
+        return 0
+    while not (phase := job_phase(api.get(JOBS, job))).terminal:
+        sleep(POLL_SECONDS)
+    console.print(f"{job}: {phase.value}", highlight=False, soft_wrap=True)
+    if phase is not JobPhase.SUCCEEDED:
+        console.print(f"its log: python -m controller --backend kubernetes -n {api.namespace} logs {job}",
+                      highlight=False, soft_wrap=True)
+        return 1
+    where = f"runs:/{submission}/{cluster_results.REPORT_MD}"
+    uri = cluster_tracking_uri()
+    if uri is None:
+        console.print(f"decision: see {where} (set MLFLOW_TRACKING_URI to the cluster's MLflow to print it "
+                      f"here; the Grid's status keeps its first verdict, {status.get('decision')})",
+                      highlight=False, soft_wrap=True)
+        return 0
+    decision = cluster_results.report_document(tracking.client(uri), run_id=submission)
+    console.print(decision_line(decision, report=where), highlight=False, soft_wrap=True)
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -11,10 +10,11 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 import contract
+from contract.decision import DECISION_JSON, DECISION_MD, Decision, read_decision
 from contract.objective import Direction, better
 
 PAGE, MAX_PAGES = 200, 5
-REPORT_MD = f"{contract.ARTIFACT_REPORT_DIR}/decision.md"
+REPORT_MD = f"{contract.ARTIFACT_REPORT_DIR}/{DECISION_MD}"
 
 
 def best_point(mlflow: MlflowClient, *, experiment_id: str, grid: str, metric: str, direction: Direction,
@@ -52,8 +52,9 @@ def decision(mlflow: MlflowClient, *, parent_run_id: str) -> tuple[str | None, d
     return verdict, {"runId": parent_run_id, "artifactPath": REPORT_MD}
 
 
-def report_document(mlflow: MlflowClient, *, run_id: str) -> dict[str, Any]:
-    """decision.json, the finalizer's summary of its report, from the parent run's artifacts."""
+def report_document(mlflow: MlflowClient, *, run_id: str) -> Decision:
+    """decision.json, the finalizer's summary of its report, from the parent run's artifacts
+    (contract.decision: InvalidInput when a field the controller reads has the wrong type)."""
     with tempfile.TemporaryDirectory() as folder:
-        path = mlflow.download_artifacts(run_id, f"{contract.ARTIFACT_REPORT_DIR}/decision.json", folder)
-        return json.loads(Path(path).read_text())
+        path = mlflow.download_artifacts(run_id, f"{contract.ARTIFACT_REPORT_DIR}/{DECISION_JSON}", folder)
+        return read_decision(Path(path))

@@ -14,7 +14,7 @@ from controller.core.reconciling import GridPhase
 from controller.local import inspecting
 from controller.local.executor import LocalRun, default_parallelism, run_grid_locally
 from controller.progress import ProgressView
-from controller.submitting import prepare
+from controller.submitting import grid_name, prepare
 
 
 @dataclass
@@ -45,9 +45,15 @@ class LocalBackend:
             console.print("nothing to do: every point and the finalizer already succeeded with this spec",
                           highlight=False)
         console.print(f"grid {grid.name}: {outcome.phase.value} ({outcome.state.message})", highlight=False)
-        if outcome.report is not None:
-            console.print(f"decision report: {outcome.report}", highlight=False)
+        if outcome.report is not None and (line := inspecting.local_decision_line(self.root, grid.name)):
+            console.print(line, highlight=False, soft_wrap=True)
         return 0 if outcome.phase is GridPhase.SUCCEEDED else 1
+
+    def finalize_grid(self, *, grid: str, console: Console) -> int:
+        """Run the finalizer of the grid's latest submission again (controller.local.refinalizing)."""
+        from controller.local.refinalizing import run_finalizer_again
+
+        return run_finalizer_again(root=self.root, grid=grid_name(grid), console=console)
 
     def show_status(self, *, grid: str | None, console: Console) -> int:
         return inspecting.show_status(root=self.root, grid=grid, console=console)

@@ -1,17 +1,16 @@
-"""The verbs that look at grids: `status`, `logs`, `report`."""
+"""The verbs that look at grids: `status`, `logs`, `report`; the decision line of a grid's report."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
 import contract
-from controller.core.summary import decision_lines
+from contract.decision import DECISION_JSON, DECISION_MD, Decision, read_decision
+from controller.core.summary import decision_line, decision_lines
 from controller.errors import InvalidInput, Problem
 from controller.local import relocating
 from controller.local.state import GridState, grid_dir, known_grids, load_state, safe_child
@@ -19,7 +18,6 @@ from controller.progress import status_table
 from controller.submitting import grid_name
 
 FOLLOW_POLL_SECONDS = 0.5
-REPORT_JSON = "decision.json"
 
 
 def _points(state: GridState) -> list[str]:
@@ -71,12 +69,33 @@ def show_logs(*, root: Path, job: str, follow: bool, attempt: int | None) -> int
     return 0
 
 
+def report_dir(root: Path, grid: str) -> Path:
+    """reports/<grid>/ under the project folder, where the finalizer writes decision.md and decision.json."""
+    return safe_child(root / "reports", grid)
+
+
+def shown_path(path: Path) -> str:
+    """`path` as the user reaches it from where the command runs: relative when below it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def local_decision_line(root: Path, grid: str) -> str | None:
+    """The one-line decision of reports/<grid>/decision.json, None when the grid has no report here."""
+    folder = report_dir(root, grid)
+    if not (folder / DECISION_JSON).is_file():
+        return None
+    return decision_line(read_decision(folder / DECISION_JSON), report=shown_path(folder / DECISION_MD))
+
+
 def show_report(*, root: Path, grid: str, console: Console) -> int:
     """Print the decision summary from reports/<grid>/, else from the grid's latest parent run in MLflow."""
     name = grid_name(grid)
-    local = safe_child(root / "reports", name) / REPORT_JSON
+    local = report_dir(root, name) / DECISION_JSON
     if local.exists():
-        decision, where = json.loads(local.read_text()), str(local.with_name("decision.md"))
+        decision, where = read_decision(local), shown_path(local.with_name(DECISION_MD))
     else:
         decision, where = _report_from_mlflow(root, name)
     for line in decision_lines(decision):
@@ -85,7 +104,7 @@ def show_report(*, root: Path, grid: str, console: Console) -> int:
     return 0
 
 
-def _report_from_mlflow(root: Path, grid: str) -> tuple[dict[str, Any], str]:
+def _report_from_mlflow(root: Path, grid: str) -> tuple[Decision, str]:
     from controller import tracking
 
     uri = tracking.tracking_uri(root)
@@ -98,4 +117,4 @@ def _report_from_mlflow(root: Path, grid: str) -> tuple[dict[str, Any], str]:
         raise InvalidInput([Problem("grid", f"no decision report for {grid!r} in {root / 'reports'} "
                                     f"nor on a parent run at {uri}")])
     run_id, decision = found
-    return decision, f"runs:/{run_id}/{contract.ARTIFACT_REPORT_DIR}/decision.md ({uri})"
+    return decision, f"runs:/{run_id}/{contract.ARTIFACT_REPORT_DIR}/{DECISION_MD} ({tracking.redact(uri)})"
