@@ -203,6 +203,15 @@ def embedded_tracking_uri(project_dir: Path) -> str:
     return f"sqlite:///{(project_dir / EMBEDDED_DIR / 'mlflow.db').resolve()}"
 
 
+def sqlite_store_lock(uri: str) -> Path | None:
+    """The lock file beside a SQLite tracking store (`sqlite:///<db>` -> `<db>.lock`); None for any other URI.
+    Whoever opens such a store (the controller, a Job) first creates and migrates it under this OS lock:
+    MLflow's table creation and alembic migrations race when two processes open a new store at once."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0] + ".lock")
+
+
 def embedded_artifact_location(project_dir: Path, experiment: str) -> str:
     """Artifact location given to experiments created in the embedded store
     (MLflow's own default, ./mlruns, would depend on the current directory)."""

@@ -16,14 +16,18 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 import contract
 import tracking_probe
+from contract.decision import DECISION_JSON, Decision, read_decision
 from contract.grid import GridSpec
 from controller.core.expanding import GridPoint
 from controller.credentials import refuse_credentials_in_uri
@@ -58,16 +62,47 @@ def client(uri: str) -> MlflowClient:
         raise InvalidInput([Problem(contract.ENV_TRACKING_URI, str(error))]) from error
     except tracking_probe.BadTimeout as error:
         raise InvalidInput([Problem(tracking_probe.ENV_CONNECT_TIMEOUT, str(error))]) from error
-    for attempt in range(1, STORE_TRIES + 1):
-        try:
-            return MlflowClient(tracking_uri=uri, registry_uri=uri)
-        except Exception as error:  # sqlalchemy's OperationalError, from MLflow's own table creation
-            # Two processes opening a new SQLite store at once both create its tables: the loser's
-            # "table ... already exists" goes away once the winner is done.
-            if attempt == STORE_TRIES or "already exists" not in str(error):
-                raise
-            time.sleep(0.5 * attempt)
+    with store_lock(uri):
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                if contract.sqlite_store_lock(uri) is not None:  # create and migrate both stores now, under the lock
+                    mlflow.search_experiments(max_results=1)
+                    mlflow.search_registered_models(max_results=1)
+                return mlflow
+            except Exception as error:  # sqlalchemy's OperationalError, from MLflow's own table creation
+                # A process that opens the store without the lock (an older tp4) may still be creating its
+                # tables: the loser's "table ... already exists" goes away once the winner is done.
+                if attempt == STORE_TRIES or "already exists" not in str(error):
+                    raise
+                time.sleep(0.5 * attempt)
     raise AssertionError("unreachable")
+
+
+STORE_LOCK_TIMEOUT_S = 300.0
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """For a SQLite store, an OS lock (contract.sqlite_store_lock) held while it is opened: MLflow creates
+    its tables and runs its alembic migrations on first use, and two tp4 commands started together on a
+    new project would race ("duplicate column name", "Online migration expected to match one row").
+    `InvalidInput` if another process holds it for STORE_LOCK_TIMEOUT_S."""
+    path = contract.sqlite_store_lock(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path, timeout=STORE_LOCK_TIMEOUT_S, fallback_to_soft=False, preserve_lock_file=True)
+    try:
+        lock.acquire()
+    except Timeout as error:
+        raise InvalidInput([Problem(str(path), f"another process has held the tracking store's lock for "
+                                    f"{STORE_LOCK_TIMEOUT_S:g} s")]) from error
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 redact = tracking_probe.redact_uri
@@ -266,14 +301,16 @@ def final_metrics(mlflow: MlflowClient, *, experiment_id: str, parent_run_id: st
     return None, {}
 
 
-def latest_report(mlflow: MlflowClient, *, grid: str) -> tuple[str, dict[str, Any]] | None:
-    """decision.json of the newest parent run of a grid that has one, from any experiment."""
+def latest_report(mlflow: MlflowClient, *, grid: str) -> tuple[str, Decision] | None:
+    """The newest parent run of a grid that has a decision, from any experiment, and its decision.json
+    (contract.decision: InvalidInput when a field the controller reads has the wrong type)."""
     query = f"tags.`{contract.TAG_ROLE}` = '{contract.ROLE_PARENT}' and tags.`{contract.TAG_GRID}` = '{grid}'"
     experiments = [e.experiment_id for e in mlflow.search_experiments()]
     for run in mlflow.search_runs(experiments, filter_string=query, order_by=["attributes.start_time DESC"]):
         if contract.TAG_DECISION not in run.data.tags:
             continue
         with tempfile.TemporaryDirectory() as folder:
-            path = mlflow.download_artifacts(run.info.run_id, f"{contract.ARTIFACT_REPORT_DIR}/decision.json", folder)
-            return run.info.run_id, json.loads(Path(path).read_text())
+            path = mlflow.download_artifacts(run.info.run_id, f"{contract.ARTIFACT_REPORT_DIR}/{DECISION_JSON}",
+                                             folder)
+            return run.info.run_id, read_decision(Path(path))
     return None

@@ -22,6 +22,18 @@ Kubernetes Job receives it:
 
 The pull needs neither a git checkout (a pod has none) nor a DVC cache: it
 runs with `core.no_scm` and fills the project's cache from the remote.
+
+A pull that fails is classified (`pull_fault`) from the exception DVC raises and the
+exceptions its loggers report per object, the outermost known one deciding:
+- bad input (`BadInput`, exit 2), what no retry can fix: an object missing from the
+  remote (`FileNotFoundError`, DVC's "Missing cache files" warning, `CheckoutError`), a
+  corrupt `.dir` listing (`ObjectFormatError`), access refused (`PermissionError`:
+  keys or bucket policy), DVC's configuration and argument errors;
+- transient (`retrying.Transient`): throttling (`503 SlowDown`, s3fs's `OSError`
+  EBUSY "Please reduce your request rate."), other 5xx, resets, time-outs
+  (`retrying.transient_reason`): the whole pull is tried again, `retrying.DEFAULT_BACKOFF`,
+  then `retrying.GaveUp` (exit 1);
+- anything else: `PullFailed` at once (exit 1), not bad input.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +63,7 @@ from contract.dvc_listing import (  # noqa: F401  (re-exported: the jobs' names 
     listing_md5,
     repair_commands,
 )
-from jobs.common import connecting
+from jobs.common import connecting, retrying
 from jobs.common.errors import BadInput
 
 ENV_DVC_REMOTE = contract.ENV_DVC_REMOTE
@@ -58,6 +71,8 @@ ENV_DVC_REMOTE_URL = contract.ENV_DVC_REMOTE_URL
 URL_ONLY_REMOTE = "tp4-env"  # the name given to a remote that only TP4_DVC_REMOTE_URL defines
 DVC_LOGGERS = ("dvc", "dvc_data", "dvc_objects")
 LOCK_NAME = "tp4-dataset.lock"  # in .dvc/tmp, which DVC keeps out of git
+# dvc_data/index/fetch.py: _log_missing, the warning naming objects in neither the cache nor the remote
+MISSING_WARNING = "Some of the cache files do not exist neither locally nor on remote"
 
 
 @dataclass(frozen=True)
@@ -155,32 +170,103 @@ class MessageOnly(logging.Formatter):
         return f"{record.levelname}: {record.getMessage()}" + (f" ({str(cause)[:200]})" if cause else "")
 
 
+class DvcLog(logging.StreamHandler):
+    """DVC's warnings and errors as text, and the exceptions they carry (one per object DVC failed to get)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+        self.setLevel(logging.WARNING)
+        self.setFormatter(MessageOnly())
+        self.exceptions: list[BaseException] = []
+        self.missing = False  # DVC said that objects exist neither in the cache nor in the remote
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.exceptions.append(record.exc_info[1])
+        if str(record.msg).startswith(MISSING_WARNING):
+            self.missing = True
+        super().emit(record)
+
+    def getvalue(self) -> str:
+        return self.stream.getvalue()
+
+
 @contextmanager
-def captured_dvc_log() -> Iterator[io.StringIO]:
-    """DVC's warnings and errors (they name the objects it could not fetch), for the error message."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(MessageOnly())
+def captured_dvc_log() -> Iterator[DvcLog]:
+    """DVC's warnings and errors (they name the objects it could not fetch), for the error message
+    and for `pull_fault`."""
+    handler = DvcLog()
     loggers = [logging.getLogger(name) for name in DVC_LOGGERS]
     for logger in loggers:
         logger.addHandler(handler)
     try:
-        yield buffer
+        yield handler
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
 
 
-def pull(*, path: Path, md5: str) -> None:
-    """`dvc pull <path>.dvc` from the chosen remote; BadInput naming the folder
-    (and the files DVC could not get, when it names their md5) on failure."""
+class PullFailed(RuntimeError):
+    """A pull failed in a way that is neither known to be transient nor bad input: exit code 1."""
+
+
+TRANSIENT, BAD = "transient", "bad input"
+
+
+def pull_fault(*, exc: BaseException, log: DvcLog) -> tuple[str | None, str]:
+    """(TRANSIENT, BAD or None, why) for a failed pull: the exception DVC raised and those it logged.
+
+    Each exception is judged by the first link of its cause/context chain that is known (bad input
+    before transient within one link); an object missing in the remote makes the whole pull bad input,
+    otherwise one transient fault makes it transient."""
+    if log.missing:
+        return BAD, "objects missing in the remote"
+    verdicts = [_verdict(e) for e in [exc, *log.exceptions]]
+    for kind in (BAD, TRANSIENT):
+        for verdict, why in verdicts:
+            if verdict == kind:
+                return kind, why
+    return None, f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _verdict(exc: BaseException) -> tuple[str | None, str]:
+    for link in retrying.chain(exc):
+        if why := _bad_reason(link):
+            return BAD, why
+        if why := retrying.transient_reason(link):
+            return TRANSIENT, why
+    return None, ""
+
+
+def _bad_reason(exc: BaseException) -> str | None:
+    from dvc.config import ConfigError
+    from dvc.exceptions import CheckoutError, InvalidArgumentError
+    from dvc_objects.errors import ObjectFormatError
+
+    if isinstance(exc, (FileNotFoundError, PermissionError, ObjectFormatError, CheckoutError, ConfigError,
+                        InvalidArgumentError)):
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return None
+
+
+def pull(*, path: Path, md5: str, backoff: retrying.Backoff = retrying.DEFAULT_BACKOFF) -> None:
+    """`dvc pull <path>.dvc` from the chosen remote, retried on transient faults (see the module's doc).
+
+    Raises BadInput naming the folder (and the files DVC could not get, when it names their md5)
+    when no retry can help, `retrying.GaveUp` when transient faults outlast `backoff`, `PullFailed`
+    for any other failure."""
     dvcfile = dvc_file(path=path)
     root = dvc_root(path=path)
     if root is None or not dvcfile.is_file():
         raise BadInput(f"dataset folder {path} is missing and cannot be pulled: no {dvcfile} in a DVC project")
     remote = remote_choice(env=os.environ)
     print(f"dataset {path} is missing: dvc pull {dvcfile} from {remote.describe()} ...", flush=True)
+    retrying.retry(what=f"dvc pull {dvcfile.name} from {remote.describe()}", backoff=backoff,
+                   call=lambda: _pull_once(path=path, md5=md5, root=root, remote=remote))
+
+
+def _pull_once(*, path: Path, md5: str, root: Path, remote: RemoteChoice) -> None:
+    dvcfile = dvc_file(path=path)
     with captured_dvc_log() as log, open_repo(root=root, remote=remote) as repo:
         settings = remote_settings(repo=repo, remote=remote)
         if settings is None:
@@ -189,9 +275,27 @@ def pull(*, path: Path, md5: str) -> None:
         wait_for_remote(settings=settings)
         try:
             repo.pull(targets=[str(dvcfile.resolve())])
-        except Exception as exc:  # DVC's errors have no common base worth more than this
+        except Exception as exc:  # DVC's errors have no common base worth more than this: classified below
+            _forget_collected(repo=repo)
+            kind, why = pull_fault(exc=exc, log=log)
+            if kind == TRANSIENT:
+                raise retrying.Transient(why) from exc
             output = f"{log.getvalue().strip()}\n{type(exc).__name__}: {exc}".strip()
-            raise BadInput(_pull_failure(path=path, md5=md5, remote=remote, output=output)) from exc
+            message = _pull_failure(path=path, md5=md5, remote=remote, output=output)
+            if kind == BAD:
+                raise BadInput(message) from exc
+            raise PullFailed(message) from exc
+
+
+def _forget_collected(*, repo: Any) -> None:
+    """Drop the index DVC keeps of what a fetch collected (in its site cache, shared by every pull of this
+    project on this machine): a fetch that failed while loading the `.dir` listing leaves it incomplete,
+    and the next pull would trust it, fetch nothing and fail its checkout as if objects were missing.
+    DVC drops it the same way after a fetch that transferred files."""
+    try:
+        repo.drop_data_index()
+    except Exception as exc:  # the pull's own failure is what the caller reports
+        print(f"WARNING: could not drop DVC's data index: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def _pull_failure(*, path: Path, md5: str, remote: RemoteChoice, output: str) -> str:

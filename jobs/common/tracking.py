@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -51,6 +52,7 @@ FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
 KILLED = RunStatus.to_string(RunStatus.KILLED)
 AUTH_ERRORS = {"UNAUTHENTICATED", "PERMISSION_DENIED"}
+NO_SUCH_RUN = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}  # what MLflow answers for an unknown run id
 
 def project_root() -> Path:
     """The project folder: where contract.py lives, for jobs and controller alike."""
@@ -93,12 +95,22 @@ def wait_for_server(*, uri: str | None = None) -> None:
 
 
 def make_client(*, uri: str | None = None) -> MlflowClient:
-    """A client on `uri` (default `tracking_uri()`); creates the SQLite folder."""
+    """A client on `uri` (default `tracking_uri()`); for a SQLite store, creates its folder, then the store
+    itself under its lock (contract.sqlite_store_lock)."""
     tracking_probe.prefer_proxied_transfers()
     uri = uri or tracking_uri()
     if root := local_artifact_root(uri=uri):
         root.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri)
+    lock = contract.sqlite_store_lock(uri)
+    if lock is None:
+        return MlflowClient(tracking_uri=uri)
+    # MLflow creates and migrates a SQLite store on first use; two processes doing it at once race
+    # (the controller takes the same lock: controller.tracking.store_lock)
+    with FileLock(lock, fallback_to_soft=False, preserve_lock_file=True):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    return client
 
 
 def ensure_experiment(*, client: MlflowClient, name: str) -> str:
@@ -125,11 +137,12 @@ def _artifact_location(*, client: MlflowClient, name: str) -> str | None:
 
 
 def parent_experiment_id(*, client: MlflowClient, parent_run_id: str) -> str:
-    """The experiment of the parent run; BadInput when there is no such run."""
+    """The experiment of the parent run; BadInput when the server says there is no such run. Any other
+    failure (the server throttling or failing past MLflow's own retries) propagates: exit 1, not bad input."""
     try:
         parent = client.get_run(parent_run_id)
     except MlflowException as exc:
-        if exc.error_code in AUTH_ERRORS:
+        if exc.error_code not in NO_SUCH_RUN:
             raise
         raise BadInput(
             f"{contract.ENV_PARENT_RUN_ID}={parent_run_id}: no such run in {redact_uri(client.tracking_uri)}"

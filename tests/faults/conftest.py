@@ -1,4 +1,5 @@
-"""The fault drills' shared inputs: the tiny dataset (built once) and one finished one-point project."""
+"""The fault drills' shared inputs: the tiny dataset (built once), one finished one-point project, and the
+production-like stack with the dataset pushed to its S3 remote (`stack`, `published`: one per module that asks)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from tests.controller.local.test_submit_grid import tiny_dataset
 from tests.faults import drills
 from tests.helpers.paths import COCO128
+from tests.helpers.stackfixtures import published, stack  # noqa: F401 (the stack drills: test_throttling.py)
 
 
 @pytest.fixture(scope="session")
