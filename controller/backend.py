@@ -44,6 +44,11 @@ class Backend(Protocol):
         """Delete a grid and its Jobs (its MLflow runs stay)."""
         ...
 
+    def finalize_grid(self, *, grid: str, wait: bool, console: Console) -> int:
+        """Run the finalizer of the grid's latest submission again, on the same runs, and print the decision
+        line (wait=False: return once it is started, a cluster only)."""
+        ...
+
     def run_controller(self) -> int:
         """The reconcile loop that a cluster's controller Deployment runs."""
         ...

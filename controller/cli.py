@@ -12,8 +12,9 @@ from rich.console import Console
 import contract
 from contract.grid import DEFAULT_MAX_POINTS
 from controller import submitting
-from controller.backend import BACKENDS, Backend, open_backend
-from controller.errors import InvalidInput, NameClash, Problem
+from controller.backend import BACKENDS, open_backend
+from controller.baseline import add_arguments as add_baseline_arguments
+from controller.errors import InvalidInput, NameClash
 from controller.submitting import NotFound
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -108,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--weights", default=None, help="override model.weights (default: ../shared's "
                       "COCO-pretrained backbone when present)")
 
+    baseline = commands.add_parser("baseline", help="the lab's baseline run (handout step 5): one train Job with the "
+                                   "grid's recipe and weights, in its experiment, never counted as a grid point")
+    add_baseline_arguments(baseline)
+
     ui = commands.add_parser("ui", help="the MLflow UI on this project's runs (what make ui runs)")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
@@ -117,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--source", default=None, help="coco128.zip URL, a local zip or folder "
                        "(default: $TP4_COCO128_SOURCE, else the official URL)")
     build.add_argument("--out", type=Path, default=Path("data/tiny_coco"))
-    build.add_argument("--seed", type=int, default=3, help="the split's seed (tinycoco's default, 3)")
+    build.add_argument("--seed", type=int, default=None,
+                       help="the split's seed (default: tinycoco's, 100: COCO128 gives 40/10/10)")
     return parser
 
 
@@ -153,6 +159,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
 
         grid = args.grid if args.grid.is_absolute() else root / args.grid
         return run_demo(root=root, grid=grid, source=args.source, weights=args.weights, console=console)
+    if args.command == "baseline":
+        from controller.baseline import command
+
+        return command(args, root=root, console=console)
     kind = "kubernetes" if args.command == "run" else backend(args)
     target = open_backend(kind=kind, root=root, namespace=args.namespace or os.environ.get("TP4_NAMESPACE"),
                           kubeconfig=args.kubeconfig, context=args.context)
@@ -166,31 +176,12 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "report":
         return target.show_report(grid=args.grid, console=console)
     if args.command == "finalize":
-        return _finalize(target, grid=args.grid, wait=args.wait, console=console)
+        return target.finalize_grid(grid=args.grid, wait=args.wait, console=console)
     if args.command == "delete":
         return target.delete_grid(grid=args.grid, console=console)
     if args.command == "run":
         return target.run_controller()
     raise AssertionError(args.command)
-
-
-def _finalize(target: Backend, *, grid: str, wait: bool, console: Console) -> int:
-    """`finalize` on the backend `target` opened (the Backend protocol has no such verb yet)."""
-    from controller.local.backend import LocalBackend
-
-    if isinstance(target, LocalBackend):
-        if not wait:
-            raise InvalidInput([Problem("--no-wait", "is for a cluster (--backend kubernetes): a local finalizer "
-                                        "runs in this process")])
-        return target.finalize_grid(grid=grid, console=console)
-    from controller.cluster import commands
-    from controller.cluster.backend import ClusterBackend
-
-    assert isinstance(target, ClusterBackend), target
-    try:
-        return commands.finalize_grid(api=target.api, grid=grid, wait=wait, console=console)
-    except commands.UNREACHABLE as error:
-        raise InvalidInput([Problem(f"the API server {commands.server_of(target.api)}", str(error))]) from error
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`python -m controller demo`: the whole lab without make or bash (Windows' PowerShell and CMD included).
 
 Builds data/tiny_coco through its DVC stage when it is missing, runs the lab grid (grid.yaml) with the
-local backend, and prints where the decision report is. Offline machines: a `../shared` folder beside
-the project that holds COCO128 and the COCO-pretrained backbone is used as `make demo` uses it.
+local backend, and ends with the decision line (the verdict, the candidate, the report's path). Offline
+machines: a `../shared` folder beside the project that holds COCO128 and the COCO-pretrained backbone is
+used as `make demo` uses it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def build_dataset_stage(*, root: Path, source: str | None, console: Console) -> 
 
 
 def run_demo(*, root: Path, grid: Path, source: str | None, weights: str | None, console: Console) -> int:
-    """Build the dataset if missing, run `grid` locally, print the report's path; the grid's exit code."""
+    """Build the dataset if missing, run `grid` locally (which ends with the decision line); the grid's exit
+    code."""
     shared = shared_folder(root)
     if source is None and (shared / SHARED_COCO128).is_dir():
         source = str(shared / SHARED_COCO128)
@@ -64,8 +66,5 @@ def run_demo(*, root: Path, grid: Path, source: str | None, weights: str | None,
     if not (root / "data" / "tiny_coco" / "data.yaml").is_file():
         build_dataset_stage(root=root, source=source, console=console)
     backend = open_backend(kind="local", root=root)
-    code = backend.submit_grid(grid_path=grid, weights=weights, parallelism=None, wait=True, console=console)
-    reports = sorted((root / "reports").glob("*/decision.md"), key=lambda p: p.stat().st_mtime)
-    if reports:
-        console.print(f"the lab's decision report: {reports[-1]}", highlight=False, soft_wrap=True)
-    return code
+    # submit_grid ends with the decision line (YES/NO, the candidate, separated or not, the report's path)
+    return backend.submit_grid(grid_path=grid, weights=weights, parallelism=None, wait=True, console=console)

@@ -81,10 +81,11 @@ def render_grid(*, grid_path: Path, root: Path, max_points: int = DEFAULT_MAX_PO
     return to_yaml(render_all(grid, points, settings, dataset_md5=dataset_md5))
 
 
-def build_dataset(*, source: str | None, out: Path, seed: int) -> int:
+def build_dataset(*, source: str | None, out: Path, seed: int | None) -> int:
     """`python -m tinycoco build` in a child process: the controller never imports the dataset builder
     (its image does not ship it). Returns the builder's exit code (2: bad source, the previous dataset kept)."""
-    command = [sys.executable, "-m", "tinycoco", "build", "--out", str(out), "--seed", str(seed)]
+    command = [sys.executable, "-m", "tinycoco", "build", "--out", str(out),
+               *(["--seed", str(seed)] if seed is not None else [])]
     if source:
         command += ["--source", source]
     return subprocess.run(command, check=False).returncode

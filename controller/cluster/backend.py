@@ -57,5 +57,8 @@ class ClusterBackend:
     def delete_grid(self, *, grid: str, console: Console) -> int:
         return self._call(lambda: commands.delete_grid(api=self.api, grid=grid, console=console))
 
+    def finalize_grid(self, *, grid: str, wait: bool, console: Console) -> int:
+        return self._call(lambda: commands.finalize_grid(api=self.api, grid=grid, wait=wait, console=console))
+
     def run_controller(self) -> int:
         return self._call(lambda: commands.run_controller(api=self.api, root=self.root))

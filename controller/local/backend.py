@@ -49,9 +49,14 @@ class LocalBackend:
             console.print(line, highlight=False, soft_wrap=True)
         return 0 if outcome.phase is GridPhase.SUCCEEDED else 1
 
-    def finalize_grid(self, *, grid: str, console: Console) -> int:
-        """Run the finalizer of the grid's latest submission again (controller.local.refinalizing)."""
+    def finalize_grid(self, *, grid: str, wait: bool, console: Console) -> int:
+        """Run the finalizer of the grid's latest submission again (controller.local.refinalizing); it runs in
+        this process, so `wait` must be True."""
         from controller.local.refinalizing import run_finalizer_again
+
+        if not wait:
+            raise InvalidInput([Problem("--no-wait", "is for a cluster (--backend kubernetes): a local finalizer "
+                                        "runs in this process")])
 
         return run_finalizer_again(root=self.root, grid=grid_name(grid), console=console)
 

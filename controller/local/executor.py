@@ -232,6 +232,9 @@ class LocalExecutor:
         self.points += tick.new
         self.view.points += [p.name for p in tick.new]
         self.pending = tick.pending
+        if tick.exhausted and self.state.message != tick.exhausted:  # said once: the search asks no more
+            self.state.message = tick.exhausted
+            self.view.console.print(tick.exhausted, highlight=False, soft_wrap=True)
         for decision in tick.stops:
             self.state.message = (f"{decision.name}: stop requested at epoch {decision.epoch} "
                                   f"({decision.rule}, {decision.value:.4f})")

@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 import contract
+from contract.decision import DECISION_JSON, DECISION_MD
 from jobs.finalize import advice, comparing, search, wording
 from jobs.finalize.effects import AxisEffect
 from jobs.finalize.flags import Flag
@@ -29,7 +30,7 @@ from jobs.finalize.verdict import MAX_SEEDS_NEEDED
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
 TEMPLATE_NAMES = {"en": "decision_template.md", "fr": "decision_template.fr.md"}
-DECISION_MD, DECISION_JSON, RUNS_CSV = "decision.md", "decision.json", "runs.csv"
+RUNS_CSV = "runs.csv"
 # Parameters shown for the candidate, beside its axes, when the run logged them.
 SHOWN_PARAMS = ("epochs", "imgsz", "lr0", "seed", "batch", "optimizer", "nbs", "warmup_epochs")
 # The handout's per-run comparison table (lab-tp4-original.md, "Exemple de Comparaison"): these parameters, then

@@ -80,7 +80,8 @@ def test_grid_runs_to_a_decision_report(project: Path, submitted: subprocess.Com
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     assert "train-0.005: Succeeded" in submitted.stdout and "train-0.01: Succeeded" in submitted.stdout
     report = project / "reports" / "tiny" / "decision.md"
-    assert f"decision report: {report}" in submitted.stdout.replace("\n", "")
+    last = submitted.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("decision: ") and last.endswith(" — reports/tiny/decision.md"), last
     assert report.read_text().strip() and (project / "reports" / "tiny" / "runs.csv").is_file()
 
 
