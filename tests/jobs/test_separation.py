@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import contract
 from jobs.finalize.gates import decide
 from jobs.finalize.gridrules import GridRules
 from jobs.finalize.ranking import Ranking, rank
@@ -45,7 +46,8 @@ def run_of(rules: GridRules, name: str, params: Mapping[str, Any],
     value = objectives[(params["imgsz"], params["lr0"])][seeds.index(params["seed"])]
     return RunRecord(point=name, params=params, status="FINISHED", run_id=f"run-{name}", start_time=start,
                      metrics={"mAP50-95": value, "recall": 0.5, "precision": 0.5,
-                              "train_seconds": (costs or {}).get(params["imgsz"], params["imgsz"] / 10)},
+                              "train_seconds": (costs or {}).get(params["imgsz"], params["imgsz"] / 10),
+                              **{name: 1.0 for name in contract.PHASE_METRICS}},
                      weights_source="pretrained")
 
 
@@ -186,3 +188,17 @@ def test_the_headline_agrees_with_the_separation_and_the_risks(language: str) ->
     data, markdown = render(clear)
     assert data["separation"]["separated"] and "qualified" not in headline(markdown)
     assert ("separates the candidate" if language == "en" else "départagent la configuration") in markdown
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+def test_every_table_of_the_report_is_a_table(language: str) -> None:
+    """Each Markdown table's header row stands on its own line, followed by its separator row (a template's
+    `{% endfor %}` at a line's end once glued them: Appendix E rendered as one broken line)."""
+    _, markdown = render(lab_ranking(DEMO, tie="cheaper", language=language))
+    lines = markdown.splitlines()
+    separators = [i for i, line in enumerate(lines) if line.startswith("|---")]
+    assert len(separators) >= 5  # gates, runs compared, separation, appendices (A, B, E) ...
+    for i in separators:
+        header = lines[i - 1]
+        assert header.startswith("|") and header.count("|") == lines[i].count("|"), (header, lines[i])
+    assert not any("| |---" in line for line in lines)
