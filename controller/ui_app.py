@@ -15,10 +15,11 @@ mlflow/server/js/build/static/js/main.*.js and 3878.*.chunk.js):
   (an LLM chat) opens itself over a quarter of the screen on the first visit.
 
 The index page, served with one short inline script before MLflow's own, writes those keys on the browser's
-first visit: model-training pages; for each experiment with a tp4 grid, the grid's axes and the four lab
-metrics as columns, and a first chart section holding the grid's parallel-coordinates plot and the lab
-metrics. A value the person already has is kept (their toggle, their columns), except that columns of axes
-added since the last visit are added to theirs. Nothing is written to the tracking store.
+first visit: model-training pages; for each experiment with a tp4 grid, its parent runs expanded (their
+points listed and charted), the grid's axes and the four lab metrics as columns, and a first chart section
+holding the grid's parallel-coordinates plot and the lab metrics. A value the person already has is kept
+(their toggle, their columns), except that columns of axes added since the last visit are added to theirs.
+Nothing is written to the tracking store.
 
 Served two ways: `python -m controller ui` wraps MLflow's ASGI app in this process (controller/ui.py); a
 `mlflow server` can serve it through MLflow's app plugins (`--app-name`, entry point group `mlflow.app`,
@@ -63,6 +64,7 @@ class GridView:
     experiment_id: str
     axes: tuple[str, ...]
     objective: str = contract.METRIC_MAP50_95
+    parents: tuple[str, ...] = ()  # the grids' parent run ids: expanded, so their points show in table and charts
 
 
 def column(kind: str, key: str) -> str:
@@ -95,7 +97,8 @@ def experiment_state(view: GridView) -> dict[str, Any]:
                 {"uuid": f"tp4-{view.experiment_id}-system-metrics", "name": SYSTEM_METRICS, "display": True,
                  "isReordered": False, "deleted": False, "isGenerated": True}]
     return {"selectedColumns": columns(view), "compareRunCharts": [parallel, *bars] if view.axes else bars,
-            "compareRunSections": sections, "isAccordionReordered": True}
+            "compareRunSections": sections, "isAccordionReordered": True,
+            "runsExpanded": {run_id: True for run_id in view.parents}}
 
 
 def seed_script(views: Iterable[GridView]) -> str:
@@ -126,12 +129,14 @@ def inject(index_html: bytes, script: str) -> bytes:
     return index_html[:at] + b"<script>" + script.encode() + b"</script>" + index_html[at:]
 
 
-def grid_views(parents: Iterable[tuple[str, dict[str, str]]]) -> list[GridView]:
-    """One view per experiment from its tp4 parent runs' (experiment id, parameters): the union of their axes
-    in first-seen order (the latest parent first), the latest parent's objective."""
+def grid_views(parents: Iterable[tuple[str, str, dict[str, str]]]) -> list[GridView]:
+    """One view per experiment from its tp4 parent runs' (experiment id, run id, parameters): the union of
+    their axes in first-seen order (the latest parent first), the latest parent's objective, every parent."""
     axes: dict[str, dict[str, None]] = {}
     objective: dict[str, str] = {}
-    for experiment_id, params in parents:
+    runs: dict[str, list[str]] = {}
+    for experiment_id, run_id, params in parents:
+        runs.setdefault(experiment_id, []).append(run_id)
         seen = axes.setdefault(experiment_id, {})
         for key in params:
             if key.startswith(AXIS_PARAM_PREFIX):
@@ -139,8 +144,8 @@ def grid_views(parents: Iterable[tuple[str, dict[str, str]]]) -> list[GridView]:
         metric = params.get(OBJECTIVE_PARAM, "").split(" ", 1)[0]
         if metric and experiment_id not in objective:
             objective[experiment_id] = metric
-    return [GridView(experiment_id=e, axes=tuple(a), objective=objective.get(e, contract.METRIC_MAP50_95))
-            for e, a in axes.items()]
+    return [GridView(experiment_id=e, axes=tuple(a), objective=objective.get(e, contract.METRIC_MAP50_95),
+                     parents=tuple(runs[e])) for e, a in axes.items()]
 
 
 def read_grid_views(store: Any) -> list[GridView]:
@@ -154,7 +159,7 @@ def read_grid_views(store: Any) -> list[GridView]:
         return []
     runs = store.search_runs(experiments, f"tags.`{contract.TAG_ROLE}` = 'parent'", ViewType.ACTIVE_ONLY,
                              max_results=1000, order_by=["attributes.start_time DESC"], page_token=None)
-    return grid_views((run.info.experiment_id, run.data.params) for run in runs)
+    return grid_views((run.info.experiment_id, run.info.run_id, run.data.params) for run in runs)
 
 
 class SeededUI:

@@ -2,12 +2,16 @@
 
 What a lab student looks at after `make demo` and `make ui`: the experiment opens on its training runs
 (not MLflow 3's GenAI overview), each train run shows its dataset, the grid's parent run expands into its
-children, and the registered model's page shows the `champion` alias. Screenshots are kept under
-.tp4/test-artifacts/browser/ of the repository (gitignored) for a person to look at.
+children, and the registered model's page shows the `champion` alias. The handout's path (step 7), clicked
+from the link `ui` prints in a browser that never saw MLflow: Experiments -> the experiment -> its runs ->
+a run -> back -> select the grid's runs -> Compare, on model-training pages throughout, with the grid's
+axes and the lab metrics as columns and Compare opening on them. Screenshots are kept under
+.tp4/test-artifacts/browser/ of the repository (gitignored) and /tmp/tp4-ui-*.png for a person to look at.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -47,13 +51,18 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ui(finished: Path) -> Iterator[str]:
-    """`python -m controller ui` (what `make ui` runs) on the finished project."""
+def ui_server(finished: Path) -> Iterator[tuple[str, str]]:
+    """`python -m controller ui` (what `make ui` runs) on the finished project: its URL and the link it printed."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "controller", "--root", str(finished), "ui", "--port", str(port)],
-                              cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=finished, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
+        assert server.stdout is not None
+        printed = server.stdout.readline()  # printed once the port is bound, before anything else on stdout
+        assert printed.startswith("MLflow UI on http://"), printed
+        link = printed.split()[3]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -61,17 +70,22 @@ def ui(finished: Path) -> Iterator[str]:
                     break
             except requests.RequestException:
                 pass
-            assert server.poll() is None, server.stdout.read() if server.stdout else "the UI server exited"
+            assert server.poll() is None, "the UI server exited"
             time.sleep(0.5)
         else:
             pytest.fail("the MLflow UI did not answer /health within 120 s")
-        yield url
+        yield url, link
     finally:
         server.terminate()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="module")
+def ui(ui_server: tuple[str, str]) -> str:
+    return ui_server[0]
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +120,12 @@ def _wait_for_text(driver: object, *texts: str) -> str:
     raise AssertionError(f"not on the page after {WAIT_S} s: {missing}\n--- page text ---\n{body[:3000]}")
 
 
+def _shot(driver: object, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for folder in (SCREENSHOTS, Path("/tmp")):
+        driver.save_screenshot(str(folder / f"tp4-ui-{name}.png"))  # type: ignore[attr-defined]
+
+
 def _experiment_link(finished: Path, ui: str) -> str:
     """The link tp4 gives for the grid's runs: the parent run's description holds it."""
     client = MlflowClient(ui)
@@ -125,8 +145,7 @@ def test_experiment_opens_on_training_runs_with_their_dataset(finished: Path, ui
     expanders = browser.find_elements(By.CSS_SELECTOR,  # type: ignore[attr-defined]
                                       "[role=gridcell] button[data-component-id*='runnamecellrenderer']")
     assert expanders, "the parent run has no expander"
-    expanders[0].click()
-    body = _wait_for_text(browser, "train-0.005", "train-0.01", "tiny_coco")
+    body = _wait_for_text(browser, "train-0.005", "train-0.01", "tiny_coco")  # expanded on the first visit
     browser.save_screenshot(str(SCREENSHOTS / "experiment-runs.png"))  # type: ignore[attr-defined]
     assert body.count("tiny_coco") >= 2  # each train run shows its dataset
 
@@ -155,6 +174,7 @@ def test_the_grids_runs_are_found_by_dataset_digest(finished: Path) -> None:
                                output_format="list")
     assert {r.info.run_id for r in found} >= {r.info.run_id for r in train_runs} and len(train_runs) == 2
     for run in train_runs:
+        assert run.inputs is not None
         (entry,) = [i for i in run.inputs.dataset_inputs if i.dataset.digest == digest]
         assert entry.dataset.name == "tiny_coco" and str(finished / "data" / "tiny_coco") in entry.dataset.source
         assert {t.key: t.value for t in entry.tags}["mlflow.data.context"] == "train"
@@ -185,3 +205,100 @@ def test_a_non_candidate_runs_model_serves(finished: Path, tmp_path: Path) -> No
     detections = serve_and_detect(uri, f"models:/{model_id}", image, tmp_path)
     assert isinstance(detections, list)  # 1 epoch at imgsz 64: it may find nothing, but it answers
     assert all({"x1", "y1", "x2", "y2", "score", "class_name"} <= set(d) for d in detections)
+
+
+# --- the handout's path, click by click, from the printed link -------------------------------------
+
+GENAI_ONLY = ("Observability", "Detect Issues", "Prompts & versions", "Token Usage")  # GenAI side bar and overview
+
+
+def _assert_model_training(driver: object, body: str) -> None:
+    url = driver.current_url  # type: ignore[attr-defined]
+    assert "workflowType=genai" not in url and "/overview" not in url, url
+    assert not [text for text in GENAI_ONLY if text in body], (url, body[:1500])
+
+
+def _header_columns(driver: object) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    cells = driver.find_elements(By.CSS_SELECTOR, ".ag-header-cell[col-id]")  # type: ignore[attr-defined]
+    return [cell.get_attribute("col-id") for cell in cells]
+
+
+def _click_link(driver: object, text: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + WAIT_S
+    while not (links := driver.find_elements(By.LINK_TEXT, text)):  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, f"no link {text!r} after {WAIT_S} s"
+        time.sleep(0.5)
+    links[0].click()
+
+
+def test_the_handouts_path_stays_on_the_grids_training_pages(finished: Path, ui_server: tuple[str, str],
+                                                             browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, link = ui_server
+    browser.get(f"{url}/static-files/favicon.ico")  # type: ignore[attr-defined]  # same origin, no app
+    browser.execute_script("window.localStorage.clear()")  # type: ignore[attr-defined]  # never saw MLflow
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    train = {r.info.run_name: r.info.run_id for r in client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`tp4.role` = 'train'")}
+    assert set(train) == {"train-0.005", "train-0.01"}
+
+    browser.get(link)  # type: ignore[attr-defined]
+    _wait_for_text(browser, EXPERIMENT)
+    _shot(browser, "1-experiments")
+    _click_link(browser, EXPERIMENT)  # handout step 7: Experiments -> the experiment
+    body = _wait_for_text(browser, "grid-tiny", "mAP50-95")
+    _assert_model_training(browser, body)
+    assert f"/experiments/{experiment.experiment_id}/runs" in browser.current_url  # type: ignore[attr-defined]
+    columns = _header_columns(browser)
+    wanted = ["params.`lr0`", "metrics.`mAP50`", "metrics.`mAP50-95`", "metrics.`precision`", "metrics.`recall`"]
+    assert all(c in columns for c in wanted), columns
+    _wait_for_text(browser, "train-0.005", "train-0.01")  # the grid's points, its parent run expanded
+    _shot(browser, "2-runs")
+
+    _click_link(browser, "train-0.01")  # a run
+    body = _wait_for_text(browser, "train-0.01", "Metrics", "mAP50-95")
+    _assert_model_training(browser, body)
+    assert f"/runs/{train['train-0.01']}" in browser.current_url  # type: ignore[attr-defined]
+    _shot(browser, "3-run")
+
+    browser.back()  # type: ignore[attr-defined]
+    body = _wait_for_text(browser, "grid-tiny", "train-0.005")
+    _assert_model_training(browser, body)
+    for run_id in train.values():  # select the grid's points
+        box = browser.find_element(By.CSS_SELECTOR,  # type: ignore[attr-defined]
+                                   f".ag-row[row-id='{run_id}'] .ag-selection-checkbox input")
+        browser.execute_script("arguments[0].click()", box)  # type: ignore[attr-defined]
+    compare = [b for b in browser.find_elements(By.TAG_NAME, "button")  # type: ignore[attr-defined]
+               if b.text.strip() == "Compare"]
+    assert compare, "no Compare button once runs are selected"
+    compare[0].click()
+    body = _wait_for_text(browser, "Comparing 2 Runs", "Parallel Coordinates Plot", "Metrics:")
+    _assert_model_training(browser, body)
+    assert "compare-runs" in browser.current_url  # type: ignore[attr-defined]
+    parameters = body[body.index("Parameters:") + len("Parameters:"):body.index("Metrics:")].split()
+    metrics = body[body.index("Metrics:") + len("Metrics:"):body.index("Clear All")].split()
+    assert metrics == ["mAP50-95"], metrics  # the grid's objective, not epoch/train_box_loss
+    assert "lr0" in parameters, parameters  # the grid's axis
+    _shot(browser, "4-compare")
+
+
+def test_the_charts_open_on_the_lab_metrics_not_the_learning_rates(finished: Path, ui: str, browser: object) -> None:
+    client = MlflowClient(ui)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    browser.get(f"{ui}/#/experiments/{experiment.experiment_id}/runs?compareRunsMode=CHART")  # type: ignore[attr-defined]
+    body = _wait_for_text(browser, "Model metrics", "\nepoch\n", "mAP50-95", "recall")
+    _assert_model_training(browser, body)
+    _shot(browser, "5-charts")
+    charts = body[body.index("Model metrics"):]
+    # the lab metrics' section first; the per-epoch series (losses, lr_pg0/1/2) in a later section of their own
+    first = charts[:charts.index("\nepoch\n")]
+    assert all(metric in first for metric in ("mAP50", "mAP50-95", "precision", "recall")), first[:1500]
+    assert "lr_pg0" not in first, first[:1500]
