@@ -1,14 +1,20 @@
 """The contract between the control plane (`controller`) and the Jobs (`jobs`).
 
-Both halves import this module and nothing else of each other: flag and
-environment-variable names, Job label keys, MLflow tag/metric names and the
-spec hash live here. It imports neither torch nor the kubernetes client.
+Both halves import this package and nothing else of each other. Here: environment-variable
+names, Job label keys, MLflow tag/metric names, the spec hash and the embedded store's
+places. Each fact with a shape has a module of its own, its one encoder and decoder:
+grid.yaml (contract.grid), the train Job's flags (contract.train_flags), a search's trial
+tag (contract.trial), decision.json (contract.decision), the warm-start messages
+(contract.warm_start), the Grid resource's identity (contract.grid_resource), the rule on
+credentials in a tracking URI (contract.credentials). It imports neither torch nor the
+kubernetes client.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -185,8 +191,8 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
 ARTIFACT_GRID_SPEC = "grid.json"
 
 
-# --- the local executor's warm start: a fork server (jobs.common.warm_start) ---
-WARM_START_MODULE = "jobs.common.warm_start"  # run as `python -m`; the controller never imports it
+# --- the local executor's warm start: a fork server (jobs.warm_start; its messages: contract.warm_start) ---
+WARM_START_MODULE = "jobs.warm_start"  # run as `python -m`; the controller never imports it
 WARM_START_JOB_MODULES = ("jobs.train", "jobs.finalize")  # the `python -m` entry points it may run
 # Environment variables that modules read when imported (ultralytics' settings folder and flags, thread
 # pools, Python's own, matplotlib's): a Job whose values differ from the fork server's starts cold.
@@ -196,6 +202,7 @@ ENV_WARM_START = "TP4_WARM_START"  # in the controller's environment: "0" starts
 
 # --- the embedded default (no server): everything under <project>/.tp4 ----------
 EMBEDDED_DIR = ".tp4"
+ARTIFACTS_DIR = "mlartifacts"  # beside a SQLite store's database file: <db dir>/mlartifacts/<experiment folder>
 
 
 def embedded_tracking_uri(project_dir: Path) -> str:
@@ -214,5 +221,32 @@ def sqlite_store_lock(uri: str) -> Path | None:
 
 def embedded_artifact_location(project_dir: Path, experiment: str) -> str:
     """Artifact location given to experiments created in the embedded store
-    (MLflow's own default, ./mlruns, would depend on the current directory)."""
-    return (project_dir / EMBEDDED_DIR / "mlartifacts" / experiment).resolve().as_uri()
+    (MLflow's own default, ./mlruns, would depend on the current directory); `experiment` is a folder name
+    (see artifact_folder)."""
+    return (project_dir / EMBEDDED_DIR / ARTIFACTS_DIR / experiment).resolve().as_uri()
+
+
+def artifact_folder(experiment: str) -> str:
+    """The folder of experiment `experiment`'s artifacts under a SQLite store's ARTIFACTS_DIR: the name itself
+    when it is one plain path component, else a slug plus a hash of the name (an experiment may be called
+    '../x' or '/x': its folder stays inside ARTIFACTS_DIR, and two names never share one)."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", experiment) and ".." not in experiment:
+        return experiment
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._-")[:60] or "experiment"
+    return f"{slug}-{hashlib.sha256(experiment.encode()).hexdigest()[:8]}"
+
+
+def sqlite_artifact_root(uri: str) -> Path | None:
+    """Where a SQLite store (`sqlite:///<db>`) keeps artifacts: `<db dir>/mlartifacts`; None for any other URI."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).resolve().parent / ARTIFACTS_DIR
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """The artifact location to create experiment `experiment` with in the store at `uri`: for a SQLite store
+    (the embedded default among them) `<db dir>/mlartifacts/<artifact_folder(experiment)>` as a file:// URI,
+    never the working directory (MLflow's own default, ./mlruns); None for a server or any other store (it
+    decides itself). The one rule for the controller and the Jobs."""
+    root = sqlite_artifact_root(uri)
+    return None if root is None else (root / artifact_folder(experiment)).as_uri()

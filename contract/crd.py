@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from contract.grid import GridSpec
+from contract.grid_resource import GRID
 
-GROUP, VERSION, KIND, PLURAL = "tp4.io", "v1alpha1", "Grid", "grids"
+GROUP, VERSION, KIND, PLURAL = GRID.group, GRID.version, GRID.kind, GRID.plural
 CHART_PATH = "charts/tp4/templates/grid-crd.yaml"
 _DROPPED = ("title", "default", "examples")
 

@@ -1,6 +1,6 @@
 """Write the Grid CRD (charts/tp4/templates/grid-crd.yaml) generated from the grid model: `make crd`.
 
-The schema comes from contract/grid.py (contract/crd.py makes it structural);
+The schema comes from contract/grid/ (GridSpec; contract/crd.py makes it structural);
 tests/contract/test_crd.py fails when the chart's file differs from what this writes.
 """
 

@@ -6,7 +6,8 @@ grants exactly these rules, no more, and tests/test_chart.py checks that the
 rendered Role equals this constant. Adding a call to the adapter means adding
 its verb here and in the Role, in the same change.
 
-Pure data: no kubernetes client import (the contract module's rule).
+Pure data: no kubernetes client import (the contract module's rule); the Grid's identity is
+contract.grid_resource.GRID.
 
 Owner references: a Job owned by its Grid (so that deleting the Grid deletes
 its Jobs) must set `blockOwnerDeletion: false`, or the controller needs
@@ -17,6 +18,8 @@ OwnerReferencesPermissionEnforcement admission plugin.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from contract.grid_resource import GRID
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,8 @@ def _rule(api_group: str, resource: str, *verbs: str) -> Rule:
     return Rule(api_group, resource, frozenset(verbs))
 
 
-GRID_GROUP = "tp4.io"
-GRID_VERSION = "v1alpha1"
-GRID_KIND = "Grid"
-GRID_PLURAL = "grids"
+# the Grid's identity is the contract's (contract.grid_resource.GRID); these names are kept for their importers
+GRID_GROUP, GRID_VERSION, GRID_KIND, GRID_PLURAL = GRID.group, GRID.version, GRID.kind, GRID.plural
 
 CONTROLLER_RULES: tuple[Rule, ...] = (
     # the Grids it reconciles: listed and watched, never written but their status

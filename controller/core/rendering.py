@@ -25,14 +25,13 @@ import yaml
 
 import contract
 from contract.grid import GridSpec, JobSettings
+from contract.train_flags import TrainFlags
 from controller.core.expanding import GridPoint, finalizer_name
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 # libyaml when PyYAML was built with it (same safe schema, about 10x faster on 10,000 manifests)
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-# Train flags with a name of their own (the lab's flags); any other argument goes as --arg KEY=VALUE.
-NAMED_FLAGS = ("epochs", "imgsz", "lr0", "batch", "seed", "optimizer")
 PARENT_RUN_PLACEHOLDER = "<assigned at submission>"
 # The pod's writable emptyDir (jobs/templates/_pod.yaml.j2): the image's /app is read-only,
 # so a Job pulls its dataset there.
@@ -79,24 +78,11 @@ def labels(grid: GridSpec, *, role: str, point: str, spec_hash: str) -> dict[str
     }
 
 
-def _flag_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
 def train_args(grid: GridSpec, point: GridPoint) -> list[str]:
-    """The point's hyperparameters as flags, readable in `kubectl describe`."""
-    arguments = {**grid.train, **point.params}
-    args = ["--data", f"{grid.dataset_path}/data.yaml", "--model", grid.weights,
-            "--fallback-model", grid.fallback_weights, "--exp-name", grid.experiment,
-            "--device", "0" if grid.job.resources.gpu else "cpu"]
-    for name in NAMED_FLAGS:
-        if name in arguments:
-            args += [f"--{name.replace('_', '-')}", _flag_value(arguments[name])]
-    for name in sorted(set(arguments) - set(NAMED_FLAGS)):
-        args += ["--arg", f"{name}={_flag_value(arguments[name])}"]
-    return args
+    """The point's train Job flags (contract.train_flags, the Job's own decoder), readable in `kubectl describe`."""
+    return TrainFlags(data=f"{grid.dataset_path}/data.yaml", model=grid.weights, fallback_model=grid.fallback_weights,
+                      exp_name=grid.experiment, device="0" if grid.job.resources.gpu else "cpu",
+                      arguments={**grid.train, **point.params}).to_argv()
 
 
 def torch_threads(cpu: str) -> int:

@@ -2,8 +2,8 @@
 
 A cold local Job is `python -m jobs.train ...` started afresh: seconds of imports
 (MLflow and its SQLAlchemy store, ultralytics, torch) before it does anything.
-`WarmStarter` starts one fork server per kubelet (`python -m` contract.WARM_START_MODULE,
-jobs.common.warm_start: the protocol is described there), in the kubelet's
+`WarmStarter` starts one fork server per kubelet (`python -m` contract.WARM_START_MODULE;
+its messages: contract.warm_start), in the kubelet's
 environment, on the first Job it can serve, and asks it to fork each attempt.
 The attempt is then what a cold start would be, bar the imports: the Job's
 environment, working directory, log file, a session of its own, its pid and
@@ -19,7 +19,7 @@ environment differs from the server's on a variable read at import time
 ready within `READY_TIMEOUT_S`, or has ended.
 
 The attempt is the server's child, not ours: its exit status comes from the
-server (`{"pid": P, "exit": CODE}`), or, should the server end first, from the
+server (an `Exited` message), or, should the server end first, from the
 exit file the attempt writes as it ends (in its TMPDIR). An attempt killed
 after its server ended leaves neither: it counts as exit code `LOST_EXIT_CODE`
 (a failure, retried within the Job's backoffLimit). The server is started when
@@ -29,7 +29,6 @@ one not ready within `READY_TIMEOUT_S` is ended, and Jobs start cold.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import contract
+from contract.warm_start import Answer, Exited, Ready, Reply, Request, decode_reply, encode
 from controller.local import processes
 
 READY_TIMEOUT_S = 120.0  # preloading takes ~5-10 s on 2 busy cores
@@ -113,7 +113,7 @@ class WarmStarter:
         self.ready_by = 0.0  # time.monotonic() by which it must be ready, else it is ended
         self.problem = ""
         self.gone = False
-        self.replies: dict[int, dict[str, Any]] = {}
+        self.replies: dict[int, Answer] = {}
         self.exits: dict[int, int] = {}
         self.next_id = 0
 
@@ -130,19 +130,19 @@ class WarmStarter:
             self.next_id += 1
             request_id = self.next_id
         exit_file = Path(env.get("TMPDIR") or log.parent) / f"{log.stem}.exit"
-        request = {"id": request_id, "module": module, "argv": command[3:], "env": env, "cwd": str(cwd),
-                   "log": str(log), "exit_file": str(exit_file)}
+        request = Request(id=request_id, module=module, argv=command[3:], env=env, cwd=str(cwd), log=str(log),
+                          exit_file=str(exit_file))
         if not self._send(request):
             return None
         # Once sent, the answer is awaited as long as the server lives: a Job it may have forked is
         # never started a second time, cold. (A server that ends between its fork and its answer
         # leaves a child nobody watches; it ends on its own, as any Job does.)
         reply = self._wait(lambda: self.replies.pop(request_id, None), timeout=None)
-        if not reply or "pid" not in reply:
-            if reply and reply.get("error"):
-                self._note(f"Job started cold: {reply['error']}")
+        if reply is None or reply.pid is None:
+            if reply is not None and reply.error:
+                self._note(f"Job started cold: {reply.error}")
             return None
-        return WarmProcess(self, int(reply["pid"]), command, exit_file)
+        return WarmProcess(self, reply.pid, command, exit_file)
 
     def prepare(self) -> None:
         """Start the server now, without waiting for it (when warm start is on): it preloads while
@@ -213,12 +213,12 @@ class WarmStarter:
                                        daemon=True)
         self.reader.start()
 
-    def _send(self, message: dict[str, Any]) -> bool:
+    def _send(self, message: Request) -> bool:
         server = self.server
         if server is None or server.stdin is None or self.gone:
             return False
         try:
-            server.stdin.write((json.dumps(message) + "\n").encode())
+            server.stdin.write(encode(message).encode())
             server.stdin.flush()
         except (BrokenPipeError, OSError):
             return False
@@ -247,12 +247,12 @@ class WarmStarter:
         try:
             for line in answers or ():
                 try:
-                    message = json.loads(line)
-                    with self.lock:
-                        self._take(message)
-                        self.lock.notify_all()
-                except (ValueError, TypeError, KeyError, AttributeError):
+                    message = decode_reply(line)
+                except ValueError:
                     continue  # not an answer of this protocol
+                with self.lock:
+                    self._take(message)
+                    self.lock.notify_all()
         except (OSError, ValueError):  # the pipe closed under us (close)
             pass
         finally:
@@ -262,13 +262,13 @@ class WarmStarter:
                     self.ready = False
                 self.lock.notify_all()
 
-    def _take(self, message: dict[str, Any]) -> None:
-        if "ready" in message:
-            self.ready = bool(message["ready"])
-            self.problem = str(message.get("error", ""))
+    def _take(self, message: Reply) -> None:
+        if isinstance(message, Ready):
+            self.ready = message.ready
+            self.problem = message.error or ""
             if self.problem:
                 self._note(f"the warm-start server could not preload, Jobs start cold: {self.problem}")
-        elif "exit" in message:
-            self.exits[int(message["pid"])] = int(message["exit"])
-        elif message.get("id") is not None:
-            self.replies[int(message["id"])] = message
+        elif isinstance(message, Exited):
+            self.exits[message.pid] = message.exit
+        else:
+            self.replies[message.id] = message

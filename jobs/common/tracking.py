@@ -42,11 +42,10 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 import contract
 import tracking_probe
+from contract.credentials import credentials_problem
 from jobs.common import termination
 from jobs.common.errors import BadInput, Terminated
 
-ARTIFACTS_DIR = "mlartifacts"
-SQLITE_PREFIX = "sqlite:///"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 FAILED = RunStatus.to_string(RunStatus.FAILED)
@@ -66,20 +65,16 @@ def default_tracking_uri(*, root: Path | None = None) -> str:
 
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` when set, else `default_tracking_uri()`; `BadInput` (exit 2) when it
-    carries credentials, as the controller refuses it (controller/credentials.py)."""
+    carries credentials (contract.credentials: the controller's rule too)."""
     uri = os.environ.get(contract.ENV_TRACKING_URI) or default_tracking_uri()
-    if "@" in uri.partition("://")[2].split("/")[0].split("?")[0].split("#")[0]:  # the authority, as urlsplit's
-        raise BadInput(f"{contract.ENV_TRACKING_URI}: the URI carries credentials (user:password@host): give the "
-                       f"host alone, and the credentials in {contract.ENV_TRACKING_USERNAME} and "
-                       f"{contract.ENV_TRACKING_PASSWORD}")
+    if problem := credentials_problem(uri):
+        raise BadInput(str(problem))
     return uri
 
 
 def local_artifact_root(*, uri: str) -> Path | None:
-    """Where a SQLite store keeps artifacts (`<db dir>/mlartifacts`); None otherwise."""
-    if not uri.startswith(SQLITE_PREFIX):
-        return None
-    return Path(uri[len(SQLITE_PREFIX) :]).resolve().parent / ARTIFACTS_DIR
+    """Where a SQLite store keeps artifacts (`<db dir>/mlartifacts`); None otherwise (contract.sqlite_artifact_root)."""
+    return contract.sqlite_artifact_root(uri)
 
 
 redact_uri = tracking_probe.redact_uri
@@ -114,11 +109,13 @@ def make_client(*, uri: str | None = None) -> MlflowClient:
 
 
 def ensure_experiment(*, client: MlflowClient, name: str) -> str:
-    """The id of experiment `name`, created if missing (safe under races)."""
+    """The id of experiment `name`, created if missing (safe under races), its artifacts where
+    contract.artifact_location puts them (a SQLite store: beside the database; a name like '../x' stays inside)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=_artifact_location(client=client, name=name),
+            location = contract.artifact_location(client.tracking_uri, name)
+            return client.create_experiment(name, artifact_location=location,
                                             tags={contract.TAG_EXPERIMENT_KIND: contract.EXPERIMENT_KIND_TRAINING})
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
@@ -127,13 +124,6 @@ def ensure_experiment(*, client: MlflowClient, name: str) -> str:
     if experiment is None or experiment.lifecycle_stage == "deleted":
         raise BadInput(f"MLflow experiment {name!r} is deleted: restore it or choose another name")
     return experiment.experiment_id
-
-
-def _artifact_location(*, client: MlflowClient, name: str) -> str | None:
-    root = local_artifact_root(uri=client.tracking_uri)
-    if root is None:
-        return None
-    return (root / name).resolve().as_uri()
 
 
 def parent_experiment_id(*, client: MlflowClient, parent_run_id: str) -> str:

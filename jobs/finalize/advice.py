@@ -28,7 +28,7 @@ def objective_gap(ranking: Ranking) -> float:
     ranked = ranking.ranked
     if len(ranked) < 2:
         return math.nan
-    objective = ranking.rules.objective
+    objective = ranking.rules.spec.objective_metric
     return ranking.rules.sign * (ranked[0].stat(objective).mean - ranked[1].stat(objective).mean)
 
 
@@ -52,22 +52,23 @@ def _seed_risk(ranking: Ranking) -> tuple[float, Flag]:
     seeds = distinct_seeds(ranking)
     close = not math.isfinite(spread) or (math.isfinite(gap) and gap <= spread)
     return (1 if close else 3, Flag("seed_variance", {"gap": gap, "spread": spread, "seeds": seeds,
-                                                      "close": close, "metric": ranking.rules.objective}))
+                                                      "close": close, "metric": ranking.rules.spec.objective_metric}))
 
 
 def _small_data_risk(ranking: Ranking) -> tuple[float, Flag]:
     best = ranking.best
-    std = best.stat(ranking.rules.objective).std if best else math.nan
-    return (2, Flag("small_data", {"dataset": ranking.rules.dataset_path, "std": std,
-                                   "metric": ranking.rules.objective}))
+    std = best.stat(ranking.rules.spec.objective_metric).std if best else math.nan
+    return (2, Flag("small_data", {"dataset": ranking.rules.spec.dataset_path, "std": std,
+                                   "metric": ranking.rules.spec.objective_metric}))
 
 
 def _pretraining_overlap_risk(ranking: Ranking) -> tuple[float, Flag] | None:
     pretrained = any(r.weights_source in ("pretrained", "path", "s3") for c in ranking.configs for r in c.runs)
-    from_coco = "coco" in (ranking.rules.dataset_path or "").lower()
+    from_coco = "coco" in (ranking.rules.spec.dataset_path or "").lower()
     if not (pretrained and from_coco):
         return None
-    return (2.5, Flag("pretraining_overlap", {"weights": ranking.rules.weights, "dataset": ranking.rules.dataset_path}))
+    spec = ranking.rules.spec
+    return (2.5, Flag("pretraining_overlap", {"weights": spec.weights, "dataset": spec.dataset_path}))
 
 
 def _imbalance_risk(candidate: RunRecord | None) -> tuple[float, Flag] | None:
@@ -93,7 +94,7 @@ def _failed_points_risk(ranking: Ranking) -> tuple[float, Flag] | None:
 
 
 def _short_training_risk(ranking: Ranking) -> tuple[float, Flag] | None:
-    epochs = ranking.rules.train.get("epochs")
+    epochs = ranking.rules.spec.train.get("epochs")
     if not isinstance(epochs, int) or epochs > SHORT_TRAINING_EPOCHS:
         return None
     return (3.5, Flag("short_training", {"epochs": epochs}))
@@ -108,8 +109,8 @@ def conditions(*, ranking: Ranking, decision: Decision, candidate: RunRecord | N
     """On YES, what the promotion is conditional on; on NO, what would change the answer."""
     if not decision.promote:
         return [Flag(f"remedy_{g}", dict(decision.gate(g).data)) for g in decision.failed]  # type: ignore[union-attr]
-    items = [Flag("monitor_constraints", {"constraints": [c.metric for c in ranking.rules.constraints]})]
-    if candidate is not None and not math.isfinite(candidate.test_metric(ranking.rules.objective)):
+    items = [Flag("monitor_constraints", {"constraints": [c.metric for c in ranking.rules.spec.constraints]})]
+    if candidate is not None and not math.isfinite(candidate.test_metric(ranking.rules.spec.objective_metric)):
         items.append(Flag("confirm_on_test", {}))
     confirmed = ranking.separation is not None and ranking.separation.separated
     if not confirmed and (any(f.code in ("single_seed", "seed_no_effect") for f in ranking.flags)
@@ -164,11 +165,11 @@ def next_steps(*, ranking: Ranking, decision: Decision) -> dict[str, list[Flag]]
     fixable = ("axis_no_effect", "scratch", "unranked", "seed_no_effect")
     short = [Flag(f"fix_{f.code}", dict(f.data)) for f in ranking.flags if f.code in fixable]
     short.append(Flag("serve_champion" if decision.promote else "address_gates",
-                      {"failed": list(decision.failed), "model": ranking.rules.registered_name}))
+                      {"failed": list(decision.failed), "model": ranking.rules.spec.registered_model}))
     medium = more_seeds(ranking)
     # a sampled axis's values are draws inside its distribution's bounds: their edge is not the range's
     medium += [Flag("extend_axis", edge) for edge in edge_axes(ranking.effects)
                if ranking.rules.distribution(edge["axis"]) is None]
-    medium += [Flag("more_data", {"dataset": ranking.rules.dataset_path}), Flag("tune_threshold", {})]
+    medium += [Flag("more_data", {"dataset": ranking.rules.spec.dataset_path}), Flag("tune_threshold", {})]
     long = [Flag("monitoring", {}), Flag("retraining", {}), Flag("target_benchmark", {})]
     return {"short": short, "medium": medium, "long": long}

@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 import contract
+from jobs.common.environment import configure_environment
 from jobs.common.errors import BadInput
 from jobs.finalize.finalizing import Options, Outcome, deterministic, finalize
 from jobs.finalize.gridrules import GridSpecError
@@ -58,8 +59,6 @@ def summary(outcome: Outcome) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.train.training import configure_environment
-
     configure_environment()  # before ultralytics is imported (the test-split evaluation)
     args = parse_args(argv)
     if not args.parent_run_id:

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 
 import contract
-from jobs.finalize.ranking import ConfigSummary, Exclusion, Ranking
+from jobs.finalize.configs import ConfigSummary, Exclusion
+from jobs.finalize.ranking import Ranking
 
 LOWER_IS_BETTER = frozenset(contract.COST_METRICS)
 # Differences smaller than this fraction of the candidate's value are not worth a pro or a con.
@@ -32,7 +33,7 @@ class Alternative:
 
 
 def higher_is_better(*, metric: str, ranking: Ranking) -> bool:
-    if metric == ranking.rules.objective:
+    if metric == ranking.rules.spec.objective_metric:
         return ranking.rules.sign > 0
     second = ranking.rules.spec.objective.second
     if second is not None and metric == second.metric:
@@ -70,7 +71,7 @@ def choose(ranking: Ranking) -> list[ConfigSummary]:
     best = ranking.chosen
     if best is None:
         return list(ranking.configs[:MAX_ALTERNATIVES])
-    sign, objective = ranking.rules.sign, ranking.rules.objective
+    sign, objective = ranking.rules.sign, ranking.rules.spec.objective_metric
     better_excluded = [c for c in ranking.configs if c.exclusions
                        and sign * (c.stat(objective).mean - best.stat(objective).mean) > 0]
     rest = [c for c in ranking.configs if c is not best and c not in better_excluded]
@@ -89,6 +90,6 @@ def alternatives(ranking: Ranking) -> list[Alternative]:
         pros, cons = differences(alternative=config, best=best, ranking=ranking)
         result.append(Alternative(
             config=config, pros=tuple(pros), cons=tuple(cons), exclusions=config.exclusions,
-            steadier=steadier(alternative=config, best=best, objective=ranking.rules.objective),
+            steadier=steadier(alternative=config, best=best, objective=ranking.rules.spec.objective_metric),
             fewer_seeds=len(config.runs) < len(best.runs)))
     return result

@@ -68,7 +68,7 @@ def changed_nothing(*, runs: Sequence[RunRecord], rules: GridRules, axis: str) -
 def levels_of(*, runs: Sequence[RunRecord], rules: GridRules, axis: str) -> tuple[Level, ...]:
     levels = []
     for value in rules.axes[axis]:
-        values = [r.metric(rules.objective) for r in runs if r.params.get(axis) == value]
+        values = [r.metric(rules.spec.objective_metric) for r in runs if r.params.get(axis) == value]
         finite = [v for v in values if math.isfinite(v)]
         levels.append(Level(value=value, mean=statistics.fmean(finite) if finite else math.nan, n=len(finite)))
     return tuple(levels)

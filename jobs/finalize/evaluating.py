@@ -32,27 +32,30 @@ from jobs.common.errors import BadInput
 from jobs.finalize.champion import DEFAULT_CONFIDENCE, ImageStats, is_box_metric, paired_bootstrap
 from jobs.finalize.gridrules import GridRules
 from jobs.finalize.ranking import Ranking
-from jobs.finalize.records import MISSING_ARTIFACTS, MISSING_RUN, MISSING_WEIGHTS, ChampionInfo, RunRecord, not_compared
-from jobs.finalize.reporting import EvaluationStatus
-from jobs.finalize.results import BEST_WEIGHTS, NOT_FOUND
+from jobs.finalize.records import (
+    MISSING_ARTIFACTS,
+    MISSING_RUN,
+    MISSING_WEIGHTS,
+    ChampionInfo,
+    EvaluationStatus,
+    RunRecord,
+    not_compared,
+)
+from jobs.finalize.results import NOT_FOUND, Skip, download_weights
 
 DATA_YAML = "data.yaml"
 
 
-class Skip(Exception):
-    """The test split cannot be evaluated here; the message says why."""
-
-
 def verified_dataset(*, data_path: str | None, ranking: Ranking) -> tuple[dataset.VerifiedDataset, Path]:
     """The grid's dataset folder (pulled if absent), checked against the md5 pinned at submission, and its data.yaml."""
-    given = data_path or ranking.rules.dataset_path
+    given = data_path or ranking.rules.spec.dataset_path
     if not given:
         raise Skip("no dataset path in the grid")
     path = Path(given)
     folder = path.parent if path.suffix in (".yaml", ".yml") else path
     data_yaml = path if path.suffix in (".yaml", ".yml") else folder / DATA_YAML
     try:
-        expected = ranking.rules.dataset_md5 or dataset.pinned_md5(path=folder)
+        expected = ranking.rules.spec.dataset_md5 or dataset.pinned_md5(path=folder)
         folder = dataset.in_workspace(path=folder)
         data_yaml = folder / data_yaml.name
         pulled = not folder.is_dir()
@@ -76,13 +79,6 @@ def working_data_yaml(*, data_path: str | None, ranking: Ranking,
     tracked folder's md5."""
     verified, data_yaml = verified_dataset(data_path=data_path, ranking=ranking)
     return verified, dataset.working_copy(dataset=verified, data_yaml=data_yaml, into=into)
-
-
-def download_weights(*, client: MlflowClient, run_id: str, folder: Path) -> Path:
-    names = {f.path for f in client.list_artifacts(run_id, contract.ARTIFACT_WEIGHTS_DIR)}
-    if BEST_WEIGHTS not in names:
-        raise Skip(f"run {run_id} has no {BEST_WEIGHTS}")
-    return Path(client.download_artifacts(run_id, BEST_WEIGHTS, str(folder)))
 
 
 @dataclass(frozen=True)
@@ -163,7 +159,7 @@ def evaluate_champion(*, client: MlflowClient, champion: ChampionInfo | None, ca
     results.fetch_champion checked is marked so (the gate then passes as with no champion)."""
     if champion is None or champion.missing or not champion.run_id or champion.run_id == candidate.run_id:
         return champion, False
-    if not is_box_metric(rules.objective):
+    if not is_box_metric(rules.spec.objective_metric):
         return dataclasses.replace(champion, not_compared="objective_not_box_metric"), False
     try:
         params = dict(client.get_run(champion.run_id).data.params)
@@ -181,7 +177,7 @@ def evaluate_champion(*, client: MlflowClient, champion: ChampionInfo | None, ca
         if exc.error_code not in NOT_FOUND:
             raise
         return dataclasses.replace(champion, missing=MISSING_ARTIFACTS, detail=f"{exc.error_code}: {exc}"), False
-    comparison = paired_bootstrap(candidate=ours.images, champion=theirs.images, metric=rules.objective,
+    comparison = paired_bootstrap(candidate=ours.images, champion=theirs.images, metric=rules.spec.objective_metric,
                                   sign=rules.sign, confidence=confidence(rules))
     return dataclasses.replace(champion, metrics={**champion.metrics, **theirs.metrics}, comparison=comparison), True
 

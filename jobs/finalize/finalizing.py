@@ -23,8 +23,8 @@ from jobs.finalize import plotting, reporting, results
 from jobs.finalize.gates import Decision, decide
 from jobs.finalize.gridrules import GridRules, GridSpecError
 from jobs.finalize.ranking import Ranking, rank
-from jobs.finalize.records import ChampionInfo, RunRecord, not_compared
-from jobs.finalize.reporting import EvaluationStatus, ReportInputs
+from jobs.finalize.records import ChampionInfo, EvaluationStatus, RunRecord, not_compared
+from jobs.finalize.reporting import ReportInputs
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def finalize(*, client: MlflowClient, options: Options) -> Outcome:
     decision = decide(ranking=ranking, candidate=candidate, champion=champion)
     registry = register(client=client, ranking=ranking, candidate=candidate, decision=decision,
                         options=options, errors=errors)
-    directory = options.reports_dir / rules.name
+    directory = options.reports_dir / rules.spec.name
     plots = plotting.write_plots(ranking=ranking, directory=directory)
     data = reporting.report_data(ReportInputs(
         ranking=ranking, decision=decision, candidate=candidate, champion=champion,
@@ -96,7 +96,7 @@ def finalize(*, client: MlflowClient, options: Options) -> Outcome:
                            csv_text=reporting.runs_csv(ranking))
     results.log_report(client=client, parent_run_id=options.parent_run_id, directory=directory,
                        verdict=decision.verdict)
-    return Outcome(grid=rules.name, verdict=decision.verdict, failed_gates=decision.failed, candidate=candidate,
+    return Outcome(grid=rules.spec.name, verdict=decision.verdict, failed_gates=decision.failed, candidate=candidate,
                    report_dir=directory, test=test, registry=registry, errors=tuple(errors.messages),
                    retryable=errors.retryable)
 
@@ -109,7 +109,7 @@ def evaluate(*, client: MlflowClient, ranking: Ranking, options: Options,
              errors: Failures) -> tuple[RunRecord | None, ChampionInfo | None, EvaluationStatus]:
     """The candidate (and the champion, for a fair comparison) on the held-out test split."""
     candidate = ranking.candidate
-    champion = results.fetch_champion(client=client, name=ranking.rules.registered_name)
+    champion = results.fetch_champion(client=client, name=ranking.rules.spec.registered_model)
     if candidate is None:
         return None, champion, EvaluationStatus(evaluated=False, reason="no candidate")
     if not options.evaluate_test:
@@ -148,7 +148,7 @@ def with_metrics(run: RunRecord, metrics: Mapping[str, float]) -> RunRecord:
 def _dataset_card(*, options: Options, rules: GridRules) -> dict[str, Any]:
     """The dataset card's split sizes for the report's metric-scale paragraph; {} where the folder has none (a
     cluster finalizer that did not pull the dataset)."""
-    path = Path(options.data_path or rules.dataset_path or ".")
+    path = Path(options.data_path or rules.spec.dataset_path or ".")
     folder = path.parent if path.suffix in (".yaml", ".yml") else path
     try:
         return mlflow_dataset.card_profile(folder=folder)

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from jobs.finalize.configs import ConfigSummary
 from jobs.finalize.effects import AxisEffect, changed_nothing
 from jobs.finalize.gridrules import SEED_AXIS, GridRules
 from jobs.finalize.records import RunRecord
-
-if TYPE_CHECKING:
-    from jobs.finalize.ranking import ConfigSummary
 
 # Axes that only an explicit optimizer honours (ultralytics' optimizer=auto ignores them).
 OPTIMIZER_AXES = frozenset({"lr0", "lrf", "momentum", "weight_decay", "warmup_momentum", "warmup_bias_lr"})
@@ -43,10 +41,10 @@ def collect_flags(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord], configs
 def too_few_success(*, ok: Sequence[RunRecord], rules: GridRules, n_stopped: int = 0) -> list[Flag]:
     total = len(rules.points) - n_stopped
     fraction = len(ok) / total if total else 0.0
-    if fraction >= rules.min_success_fraction and len(ok) >= 2:
+    if fraction >= rules.spec.min_success_fraction and len(ok) >= 2:
         return []
     return [Flag("too_few_success", {"n_success": len(ok), "n_points": total, "fraction": fraction,
-                                     "required": rules.min_success_fraction, "n_stopped": n_stopped})]
+                                     "required": rules.spec.min_success_fraction, "n_stopped": n_stopped})]
 
 
 def unranked_runs(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord]) -> list[Flag]:
@@ -61,7 +59,7 @@ def unranked_runs(*, runs: Sequence[RunRecord], ok: Sequence[RunRecord]) -> list
 def axes_without_effect(*, effects: Sequence[AxisEffect], rules: GridRules) -> list[Flag]:
     return [Flag("axis_no_effect", {"axis": e.axis, "axis_values": [lv.value for lv in e.levels],
                                     "optimizer_hint": e.axis in OPTIMIZER_AXES,
-                                    "optimizer": rules.train.get("optimizer")})
+                                    "optimizer": rules.spec.train.get("optimizer")})
             for e in effects if e.identical]
 
 

@@ -80,7 +80,7 @@ def decide(*, ranking: Ranking, candidate: RunRecord | None, champion: ChampionI
 def success_gate(ranking: Ranking) -> Gate:
     points = ranking.n_points - ranking.n_stopped
     fraction = ranking.n_success / points if points else 0.0
-    required = ranking.rules.min_success_fraction
+    required = ranking.rules.spec.min_success_fraction
     return Gate("success_fraction", fraction >= required and ranking.n_success > 0,
                 {"n_success": ranking.n_success, "n_points": points, "n_stopped": ranking.n_stopped,
                  "fraction": fraction, "required": required})
@@ -110,7 +110,7 @@ def judged(*, run: RunRecord, metric: str) -> tuple[float, str]:
 
 def constraints_gate(*, ranking: Ranking, candidate: RunRecord) -> Gate:
     checks = []
-    for constraint in ranking.rules.constraints:
+    for constraint in ranking.rules.spec.constraints:
         value, basis = judged(run=candidate, metric=constraint.metric)
         bound = constraint.violation(value)
         checks.append({"metric": constraint.metric, "value": value, "basis": basis,
@@ -120,10 +120,11 @@ def constraints_gate(*, ranking: Ranking, candidate: RunRecord) -> Gate:
 
 def objective_gate(*, ranking: Ranking, candidate: RunRecord) -> Gate:
     rules = ranking.rules
-    value, basis = judged(run=candidate, metric=rules.objective)
-    passed = math.isfinite(value) and rules.sign * (value - rules.min_objective) >= 0
-    return Gate("min_objective", passed, {"metric": rules.objective, "value": value, "basis": basis,
-                                          "threshold": rules.min_objective, "direction": rules.direction})
+    value, basis = judged(run=candidate, metric=rules.spec.objective_metric)
+    passed = math.isfinite(value) and rules.sign * (value - rules.spec.min_objective) >= 0
+    return Gate("min_objective", passed, {"metric": rules.spec.objective_metric, "value": value, "basis": basis,
+                                          "threshold": rules.spec.min_objective,
+                                          "direction": rules.spec.objective_direction})
 
 
 def champion_gate(*, ranking: Ranking, candidate: RunRecord, champion: ChampionInfo | None) -> Gate:
@@ -135,19 +136,20 @@ def champion_gate(*, ranking: Ranking, candidate: RunRecord, champion: ChampionI
     from jobs.finalize.champion import candidate_wins  # here: this function is the champion module's only user
 
     rules = ranking.rules
-    margin = rules.champion_margin
+    margin = rules.spec.champion_margin
     if champion is None:
-        return Gate("champion", True, {"status": "none", "margin": margin, "metric": rules.objective,
-                                       "model": rules.registered_name, "alias": "champion"})
+        return Gate("champion", True, {"status": "none", "margin": margin, "metric": rules.spec.objective_metric,
+                                       "model": rules.spec.registered_model, "alias": "champion"})
     base = {"version": champion.version, "champion_run_id": champion.run_id, "margin": margin,
-            "metric": rules.objective, "model": champion.model or rules.registered_name, "alias": champion.alias}
+            "metric": rules.spec.objective_metric, "model": champion.model or rules.spec.registered_model,
+            "alias": champion.alias}
     if champion.missing is not None:
         return Gate("champion", True, {**base, "status": "unavailable", "missing": champion.missing,
                                        "detail": champion.detail, "note": champion.note})
     if champion.run_id is not None and champion.run_id == candidate.run_id:
         return Gate("champion", True, {**base, "status": "same_run"})
     comparison = champion.comparison
-    if comparison is None or comparison.metric != rules.objective:
+    if comparison is None or comparison.metric != rules.spec.objective_metric:
         return Gate("champion", False, {**base, "status": "not_comparable",
                                         "reason": champion.not_compared or "not_evaluated"})
     return Gate("champion", candidate_wins(comparison=comparison, margin=margin), {

@@ -6,15 +6,13 @@ and read back here through the same model, contract.grid.GridSpec. Every problem
 found is reported at once, as a GridSpecError (exit code 2).
 
 A sampled search (search.mode random or tpe) and the confirm phase add points as
-the grid runs: the controller records each on the parent run as the tag
-contract.TAG_TRIAL_PREFIX + <name> = JSON {"number", "params", "phase", "spec_hash"}.
+the grid runs: the controller records each on the parent run as a trial tag (contract.trial).
 The grid's points are grid.json's and these trials, united by name. An axis that is
 a distribution has no list of values: its values are those its points ran, sorted.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -24,7 +22,8 @@ from pydantic import ValidationError
 
 import contract
 from contract.grid import Constraint, GridSpec, problems_of
-from contract.objective import Direction, sign
+from contract.objective import sign
+from contract.trial import trial_tags
 
 __all__ = ["SEED_AXIS", "Constraint", "GridRules", "GridSpecError", "Point", "rules_from_grid_json"]
 
@@ -50,18 +49,11 @@ class Point:
 
 @dataclass(frozen=True)
 class GridRules:
-    """The validated grid (`spec`) and its points, with the names the ranking code reads."""
+    """The validated grid (`spec`, whose flat views the ranking code reads: `spec.objective_metric`,
+    `spec.registered_model`, ...) and its points, with what only the points tell: each axis's values run."""
 
     spec: GridSpec
     points: tuple[Point, ...]
-
-    @property
-    def name(self) -> str:
-        return str(self.spec.name)
-
-    @property
-    def experiment(self) -> str:
-        return str(self.spec.experiment)
 
     @cached_property
     def axes(self) -> Mapping[str, tuple[Any, ...]]:
@@ -89,57 +81,9 @@ class GridRules:
         return values if isinstance(values, Mapping) else None
 
     @property
-    def objective(self) -> str:
-        return self.spec.objective_metric
-
-    @property
-    def direction(self) -> Direction:
-        return self.spec.objective_direction
-
-    @property
-    def constraints(self) -> tuple[Constraint, ...]:
-        return tuple(self.spec.constraints)
-
-    @property
-    def min_success_fraction(self) -> float:
-        return self.spec.min_success_fraction
-
-    @property
-    def min_objective(self) -> float:
-        return self.spec.min_objective
-
-    @property
-    def champion_margin(self) -> float:
-        return self.spec.champion_margin
-
-    @property
-    def language(self) -> str:
-        return self.spec.language
-
-    @property
-    def registered_name(self) -> str:
-        return self.spec.registered_model
-
-    @property
-    def dataset_path(self) -> str:
-        return self.spec.dataset_path
-
-    @property
-    def dataset_md5(self) -> str | None:
-        return self.spec.dataset_md5
-
-    @property
-    def weights(self) -> str:
-        return self.spec.weights
-
-    @property
-    def train(self) -> Mapping[str, Any]:
-        return dict(self.spec.train)
-
-    @property
     def sign(self) -> float:
         """+1 when higher objective is better, -1 otherwise (contract.objective)."""
-        return sign(self.direction)
+        return sign(self.spec.objective_direction)
 
     @property
     def config_axes(self) -> tuple[str, ...]:
@@ -210,25 +154,11 @@ def _points(raw: Any, *, problems: list[str]) -> tuple[Point, ...]:
 
 
 def trials(tags: Mapping[str, str], *, problems: list[str]) -> tuple[Point, ...]:
-    """The points recorded as trial tags on the parent run, by trial number."""
-    found = []
-    for key, value in tags.items():
-        if not key.startswith(contract.TAG_TRIAL_PREFIX):
-            continue
-        name = key.removeprefix(contract.TAG_TRIAL_PREFIX)
-        try:
-            data = json.loads(value)
-            number, params = data["number"], data["params"]
-            phase, spec_hash = data["phase"], data["spec_hash"]
-            if isinstance(number, bool) or not isinstance(number, int) or not isinstance(params, Mapping) \
-                    or phase not in (contract.PHASE_SEARCH, contract.PHASE_CONFIRM) \
-                    or not isinstance(spec_hash, str) or not name:
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"tag {key}: must be JSON {{number, params, phase, spec_hash}}, got {value!r}")
-            continue
-        found.append(Point(name=name, spec_hash=spec_hash, params=dict(params), number=number, phase=phase))
-    return tuple(sorted(found, key=lambda p: (p.number or 0, p.name)))
+    """The points recorded as trial tags on the parent run (contract.trial), by trial number."""
+    found, bad = trial_tags(tags)
+    problems += bad
+    return tuple(Point(name=t.name, spec_hash=t.spec_hash, params=t.params, number=t.number, phase=t.phase)
+                 for t in found)
 
 
 def _merge(listed: tuple[Point, ...], recorded: tuple[Point, ...]) -> tuple[Point, ...]:

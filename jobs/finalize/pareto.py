@@ -12,12 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from contract.objective import Direction, objective_key, sign
-
-if TYPE_CHECKING:
-    from jobs.finalize.ranking import ConfigSummary
+from jobs.finalize.configs import ConfigSummary
 
 PLOT = "pareto_front.png"  # plots/ file (jobs.finalize.plotting)
 EPSILON = 1e-12  # float noise: a configuration exactly `tolerance` away is within it

@@ -19,8 +19,9 @@ import matplotlib.pyplot as plt
 
 import contract
 from jobs.finalize import pareto, search
+from jobs.finalize.configs import ConfigSummary
 from jobs.finalize.gridrules import SEED_AXIS
-from jobs.finalize.ranking import ConfigSummary, Ranking
+from jobs.finalize.ranking import Ranking
 from jobs.finalize.records import RunRecord
 from jobs.finalize.wording import direction_label, metric_label
 
@@ -73,7 +74,7 @@ def _finite(value: float) -> float:
 
 def figure_objective(*, ranking: Ranking, language: str) -> plt.Figure:
     """Objective per configuration: bar = mean over seeds, error bar = std, dots = the seeds' runs."""
-    objective = ranking.rules.objective
+    objective = ranking.rules.spec.objective_metric
     configs = ranking.configs
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(configs) + 2), 4.5))
     positions = range(len(configs))
@@ -173,7 +174,7 @@ SEARCH_BEST, SEARCH_TRIALS, PARETO = search.PLOT_BEST, search.PLOT_TRIALS, paret
 
 def figure_best_so_far(*, ranking: Ranking, trials: Sequence[search.Trial], language: str) -> plt.Figure:
     """The best objective found so far (finished, non-stopped trials) against the trial number."""
-    objective = metric_label(ranking.rules.objective, language)
+    objective = metric_label(ranking.rules.spec.objective_metric, language)
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     steps = [(t.number, t.best_so_far) for t in trials if math.isfinite(t.best_so_far)]
     if steps:
@@ -183,7 +184,7 @@ def figure_best_so_far(*, ranking: Ranking, trials: Sequence[search.Trial], lang
     ax.set_xlabel(text(language, "trial"))
     ax.set_ylabel(text(language, "best_so_far", metric=objective))
     ax.set_title(text(language, "best_title", metric=objective,
-                      direction=direction_label(ranking.rules.direction, language)), fontsize=10)
+                      direction=direction_label(ranking.rules.spec.objective_direction, language)), fontsize=10)
     return fig
 
 
@@ -194,7 +195,7 @@ def plot_best_so_far(*, ranking: Ranking, trials: Sequence[search.Trial], path: 
 def figure_trials(*, ranking: Ranking, trials: Sequence[search.Trial], language: str) -> plt.Figure:
     """The objective of each trial against its number: finished ones as dots, stopped ones as crosses
     (their objective at the stop)."""
-    objective = metric_label(ranking.rules.objective, language)
+    objective = metric_label(ranking.rules.spec.objective_metric, language)
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     done = [(t.number, t.objective) for t in trials if not t.stopped and math.isfinite(t.objective)]
     stopped = [(t.number, t.objective) for t in trials if t.stopped and math.isfinite(t.objective)]
@@ -254,7 +255,7 @@ def plot_pareto(*, ranking: Ranking, path: Path, language: str = "en") -> Path:
 def write_plots(*, ranking: Ranking, directory: Path, language: str | None = None) -> list[str]:
     """Write every plot under directory/plots, worded in `language` (default: the grid's report.language);
     return their paths relative to `directory`."""
-    language = language or ranking.rules.language
+    language = language or ranking.rules.spec.language
     folder = directory / PLOTS_DIR
     written: list[Path] = []
     if search.shown(ranking.rules):
@@ -265,7 +266,7 @@ def write_plots(*, ranking: Ranking, directory: Path, language: str | None = Non
                         plot_trials(ranking=ranking, trials=trials, path=folder / SEARCH_TRIALS, language=language)]
     if not ranking.configs:
         return [str(p.relative_to(directory)) for p in written]
-    metrics = list(dict.fromkeys([*contract.FINAL_METRICS, ranking.rules.objective]))
+    metrics = list(dict.fromkeys([*contract.FINAL_METRICS, ranking.rules.spec.objective_metric]))
     written.insert(0, plot_objective(ranking=ranking, path=folder / "objective_by_configuration.png",
                                      language=language))
     for axis in ranking.rules.axes:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import contract
 from contract.objective import TIE_DIGITS, objective_key  # noqa: F401 (TIE_DIGITS: re-exported)
+from jobs.finalize.configs import ConfigSummary, Exclusion, Stat, Unranked
 from jobs.finalize.effects import AxisEffect, axis_effects, pooled_seed_spread
 from jobs.finalize.flags import Flag, collect_flags
 from jobs.finalize.gridrules import SEED_AXIS, GridRules
@@ -32,47 +33,6 @@ from jobs.finalize.records import FINISHED, MISSING, RunRecord
 from jobs.finalize.verdict import Verdict, confirm_verdict, grid_separation
 
 REPORTED_METRICS = contract.TRAIN_RUN_METRICS
-
-
-@dataclass(frozen=True)
-class Stat:
-    mean: float
-    std: float  # sample standard deviation over seeds; NaN with one seed
-    n: int
-
-
-@dataclass(frozen=True)
-class Exclusion:
-    metric: str
-    bound: str  # "min" or "max"
-    limit: float
-    value: float  # the configuration's mean; NaN when the metric is missing
-
-
-@dataclass(frozen=True)
-class ConfigSummary:
-    params: Mapping[str, Any]  # axis values but the seed
-    runs: tuple[RunRecord, ...]  # its ranked (successful) runs
-    stats: Mapping[str, Stat]
-    exclusions: tuple[Exclusion, ...]
-    rank: int | None  # 1 = best; None when excluded
-
-    @property
-    def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.params.items()) or "(single configuration)"
-
-    @property
-    def seeds(self) -> tuple[Any, ...]:
-        return tuple(r.params.get(SEED_AXIS) for r in self.runs)
-
-    def stat(self, metric: str) -> Stat:
-        return self.stats.get(metric, Stat(math.nan, math.nan, 0))
-
-
-@dataclass(frozen=True)
-class Unranked:
-    run: RunRecord
-    reason: str  # "missing", "failed", "killed", "running", "no_objective", "duplicate" (same config and seed)
 
 
 @dataclass(frozen=True)
@@ -118,14 +78,15 @@ def rank(*, runs: Sequence[RunRecord], rules: GridRules) -> Ranking:
     """The whole analysis of one grid's runs."""
     metrics = metric_names(rules)
     stopped = tuple(r for r in runs if r.stopped)
-    ok, unranked = split_runs(runs=[r for r in runs if not r.stopped], objective=rules.objective)
+    ok, unranked = split_runs(runs=[r for r in runs if not r.stopped], objective=rules.spec.objective_metric)
     ok, repeats = distinct_trainings(runs=ok, rules=rules)
     unranked += repeats
     summaries = [summarise(params=p, runs=group, rules=rules, metrics=metrics)
                  for p, group in group_by_config(runs=ok, rules=rules)]
     configs = order_configs(configs=summaries, rules=rules)
     verdict, pareto, separation, chosen = choose(configs=configs, rules=rules)
-    spread = pooled_seed_spread(objective_values=[[r.metric(rules.objective) for r in c.runs] for c in configs])
+    objective = rules.spec.objective_metric
+    spread = pooled_seed_spread(objective_values=[[r.metric(objective) for r in c.runs] for c in configs])
     effects = axis_effects(runs=ok, rules=rules, seed_spread=spread)
     return Ranking(
         rules=rules, runs=tuple(runs), configs=tuple(configs),
@@ -146,19 +107,20 @@ def choose(*, configs: Sequence[ConfigSummary], rules: GridRules
     best configuration it judged, else the best ranked one, stays the candidate to show."""
     best = next((c for c in configs if c.rank == 1), None)
     gates = rules.spec.gates
-    separation = grid_separation(configs=configs, objective=rules.objective, confidence=gates.confidence,
+    separation = grid_separation(configs=configs, objective=rules.spec.objective_metric, confidence=gates.confidence,
                                  tie=gates.tie)
     chosen = separation.chosen or best
     pareto = verdict = None
     second = rules.spec.objective.second
     if second is not None:
-        pareto = pareto_choice(configs=configs, objective=rules.objective, direction=rules.direction,
+        pareto = pareto_choice(configs=configs, objective=rules.spec.objective_metric,
+                               direction=rules.spec.objective_direction,
                                second=second.metric, second_direction=second.direction, tolerance=second.tolerance)
         chosen = pareto.chosen or best
     confirm = rules.spec.confirm
     if confirm is not None:
-        verdict = separation = confirm_verdict(configs=configs, objective=rules.objective,
-                                               direction=rules.direction, confidence=confirm.confidence,
+        verdict = separation = confirm_verdict(configs=configs, objective=rules.spec.objective_metric,
+                                               direction=rules.spec.objective_direction, confidence=confirm.confidence,
                                                tie=confirm.tie)
         chosen = verdict.chosen or (verdict.first.config if verdict.first else chosen)
     return verdict, pareto, separation, chosen
@@ -178,7 +140,8 @@ def distinct_trainings(*, runs: Sequence[RunRecord], rules: GridRules) -> tuple[
 
 def metric_names(rules: GridRules) -> tuple[str, ...]:
     second = rules.spec.objective.second
-    extra = [rules.objective, *([second.metric] if second else []), *(c.metric for c in rules.constraints)]
+    extra = [rules.spec.objective_metric, *([second.metric] if second else []),
+             *(c.metric for c in rules.spec.constraints)]
     return tuple(dict.fromkeys([*REPORTED_METRICS, *extra]))
 
 
@@ -234,7 +197,7 @@ def summarise(*, params: dict[str, Any], runs: list[RunRecord], rules: GridRules
               metrics: Sequence[str]) -> ConfigSummary:
     stats = {m: stat_of(r.metric(m) for r in runs) for m in metrics}
     exclusions = []
-    for constraint in rules.constraints:
+    for constraint in rules.spec.constraints:
         value = stats[constraint.metric].mean
         bound = constraint.violation(value)
         if bound:
@@ -244,10 +207,10 @@ def summarise(*, params: dict[str, Any], runs: list[RunRecord], rules: GridRules
 
 
 def order_key(*, config: ConfigSummary, rules: GridRules) -> tuple[Any, ...]:
-    objective = config.stat(rules.objective)
+    objective = config.stat(rules.spec.objective_metric)
     std = objective.std if math.isfinite(objective.std) else math.inf
     axes_order = tuple(value_index(rules=rules, axis=a, value=config.params.get(a)) for a in rules.config_axes)
-    return (objective_key(objective.mean, rules.direction), -objective.n, std, axes_order)
+    return (objective_key(objective.mean, rules.spec.objective_direction), -objective.n, std, axes_order)
 
 
 def order_configs(*, configs: list[ConfigSummary], rules: GridRules) -> list[ConfigSummary]:
@@ -260,13 +223,13 @@ def order_configs(*, configs: list[ConfigSummary], rules: GridRules) -> list[Con
 
 
 def meets_constraints(*, run: RunRecord, rules: GridRules) -> bool:
-    return all(c.violation(run.metric(c.metric)) is None for c in rules.constraints)
+    return all(c.violation(run.metric(c.metric)) is None for c in rules.spec.constraints)
 
 
 def pick_candidate(*, config: ConfigSummary, rules: GridRules) -> RunRecord:
     """The best run of the best configuration, preferring one that meets the constraints itself."""
     def key(run: RunRecord) -> tuple[Any, ...]:
-        objective = objective_key(run.metric(rules.objective), rules.direction)
+        objective = objective_key(run.metric(rules.spec.objective_metric), rules.spec.objective_direction)
         return (not meets_constraints(run=run, rules=rules), objective,
                 value_index(rules=rules, axis=SEED_AXIS, value=run.params.get(SEED_AXIS)), run.run_id or "")
     return min(config.runs, key=key)

@@ -16,6 +16,15 @@ MISSING = "MISSING"  # a point of grid.json with no train run at all
 
 
 @dataclass(frozen=True)
+class EvaluationStatus:
+    """Whether the candidate (and the champion) were evaluated on the test split; `reason` says why not."""
+
+    evaluated: bool
+    reason: str | None = None  # why not, when not
+    champion_evaluated: bool = False
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One grid point and the newest train run logged for it (if any)."""
 

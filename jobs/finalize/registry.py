@@ -18,10 +18,9 @@ from mlflow.tracking import MlflowClient
 
 import contract
 from jobs.common import model
-from jobs.finalize.evaluating import Skip, download_weights
 from jobs.finalize.gridrules import GridRules
 from jobs.finalize.records import RunRecord
-from jobs.finalize.results import BEST_WEIGHTS, CHALLENGER, CHAMPION, aliases
+from jobs.finalize.results import BEST_WEIGHTS, CHALLENGER, CHAMPION, Skip, aliases, download_weights
 
 
 def existing_version(*, client: MlflowClient, name: str, run_id: str) -> str | None:
@@ -45,15 +44,15 @@ def log_and_register(*, client: MlflowClient, name: str, candidate: RunRecord) -
 
 
 def tag_version(*, client: MlflowClient, rules: GridRules, candidate: RunRecord, version: str) -> None:
-    tags = {contract.TAG_GRID: rules.name, contract.TAG_POINT: candidate.point,
+    tags = {contract.TAG_GRID: rules.spec.name, contract.TAG_POINT: candidate.point,
             contract.TAG_WEIGHTS_SOURCE: candidate.weights_source or "unknown"}
     for key, value in tags.items():
-        client.set_model_version_tag(rules.registered_name, version, key, value)
+        client.set_model_version_tag(rules.spec.registered_model, version, key, value)
 
 
 def register_candidate(*, client: MlflowClient, rules: GridRules, candidate: RunRecord, promote: bool,
                        parent_run_id: str) -> dict[str, Any]:
-    name = rules.registered_name
+    name = rules.spec.registered_model
     before = aliases(client=client, name=name)
     previous = before.get(CHAMPION)
     try:

@@ -18,14 +18,15 @@ from typing import Any
 import jinja2
 
 import contract
-from contract.decision import DECISION_JSON, DECISION_MD
+from contract.decision import DECISION_JSON, DECISION_MD, parse_decision
 from jobs.finalize import advice, comparing, search, wording
+from jobs.finalize.configs import ConfigSummary, Exclusion, Stat
 from jobs.finalize.effects import AxisEffect
 from jobs.finalize.flags import Flag
 from jobs.finalize.gates import Decision
 from jobs.finalize.pareto import PLOT as PARETO_PLOT
-from jobs.finalize.ranking import ConfigSummary, Exclusion, Ranking, Stat
-from jobs.finalize.records import ChampionInfo, RunRecord
+from jobs.finalize.ranking import Ranking
+from jobs.finalize.records import ChampionInfo, EvaluationStatus, RunRecord
 from jobs.finalize.verdict import MAX_SEEDS_NEEDED
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "reports" / "templates"
@@ -43,13 +44,6 @@ RUN_TABLE_LIMIT, RUN_TABLE_TOP = 50, 20
 # The handout's example reaches mAP50-95 0.2729 (3 epochs, yolov8n.pt downloaded, its own split): the figure
 # students compare with.
 HANDOUT_MAP50_95 = 0.2729
-
-
-@dataclass(frozen=True)
-class EvaluationStatus:
-    evaluated: bool
-    reason: str | None = None  # why not, when not
-    champion_evaluated: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,8 +107,8 @@ def candidate_data(*, ranking: Ranking, candidate: RunRecord | None) -> dict[str
     config = next((c for c in ranking.configs if any(r.run_id == candidate.run_id for r in c.runs)), None)
     return {"run_id": candidate.run_id, "point": candidate.point, "url": candidate.url,
             "weights_source": candidate.weights_source, "weights": candidate.weights, "params": params,
-            "weights_shown": wording.shown_path(candidate.weights or ranking.rules.weights),
-            "weights_provenance": wording.weights_provenance(spec=candidate.weights or ranking.rules.weights,
+            "weights_shown": wording.shown_path(candidate.weights or ranking.rules.spec.weights),
+            "weights_provenance": wording.weights_provenance(spec=candidate.weights or ranking.rules.spec.weights,
                                                              source=candidate.weights_source),
             "configuration": config.label if config else None,
             "metrics": {m: {"val": candidate.metric(m), "test": candidate.test_metric(m),
@@ -142,7 +136,7 @@ def _param(run: RunRecord, name: str, rules: Any) -> Any:
         return run.params[name]
     if name in run.logged_params:
         return run.logged_params[name]
-    return rules.train.get(name)
+    return rules.spec.train.get(name)
 
 
 def runs_table_data(ranking: Ranking) -> dict[str, Any]:
@@ -154,7 +148,7 @@ def runs_table_data(ranking: Ranking) -> dict[str, Any]:
     params = [*RUN_TABLE_PARAMS, *(a for a in rules.axes if a not in RUN_TABLE_PARAMS)]
     candidate_id = ranking.candidate.run_id if ranking.candidate else None
     entries = [(run, config) for config in ranking.configs for run in config.runs]
-    entries.sort(key=lambda e: (-rules.sign * e[0].metric(rules.objective), e[0].point))
+    entries.sort(key=lambda e: (-rules.sign * e[0].metric(rules.spec.objective_metric), e[0].point))
     truncated = len(entries) > RUN_TABLE_LIMIT
     shown = entries[:RUN_TABLE_TOP] if truncated else entries
     rows = [{"point": run.point, "run_id": run.run_id, "url": run.url,
@@ -179,10 +173,10 @@ def scale_data(*, ranking: Ranking, candidate: RunRecord | None, dataset: Mappin
               if isinstance(sizes, Mapping)}
     if "test" not in splits and champion_gate and champion_gate.get("n_images") is not None:
         splits["test"] = {"images": champion_gate.get("n_images"), "boxes": champion_gate.get("n_boxes")}
-    spec = candidate.weights if candidate and candidate.weights else ranking.rules.weights
+    spec = candidate.weights if candidate and candidate.weights else ranking.rules.spec.weights
     sources = {r.weights_source for c in ranking.configs for r in c.runs if r.weights_source}
     source = candidate.weights_source if candidate else (next(iter(sources)) if len(sources) == 1 else None)
-    epochs = ranking.rules.train.get("epochs")
+    epochs = ranking.rules.spec.train.get("epochs")
     return {"metric": metric, "best": max(values), "handout": HANDOUT_MAP50_95,
             "epochs": epochs if isinstance(epochs, int) else None, "splits": splits,
             "weights_shown": wording.shown_path(spec),
@@ -212,17 +206,18 @@ def phases_data(ranking: Ranking) -> dict[str, Any]:
 
 def rules_data(ranking: Ranking) -> dict[str, Any]:
     rules = ranking.rules
-    return {"grid": rules.name, "experiment": rules.experiment, "language": rules.language,
-            "objective": {"metric": rules.objective, "direction": rules.direction},
-            "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in rules.constraints],
-            "gates_config": {"min_success_fraction": rules.min_success_fraction,
-                             "min_objective": rules.min_objective, "champion_margin": rules.champion_margin,
+    return {"grid": rules.spec.name, "experiment": rules.spec.experiment, "language": rules.spec.language,
+            "objective": {"metric": rules.spec.objective_metric, "direction": rules.spec.objective_direction},
+            "constraints": [{"metric": c.metric, "min": c.min, "max": c.max} for c in rules.spec.constraints],
+            "gates_config": {"min_success_fraction": rules.spec.min_success_fraction,
+                             "min_objective": rules.spec.min_objective, "champion_margin": rules.spec.champion_margin,
                              "confidence": rules.spec.gates.confidence, "tie": rules.spec.gates.tie},
             "axes": {a: list(v) for a, v in rules.axes.items()},
             "distributions": {a: dict(d) for a in rules.axes if (d := rules.distribution(a)) is not None},
-            "dataset": rules.dataset_path,
-            "dataset_md5": rules.dataset_md5, "weights": rules.weights, "registered_name": rules.registered_name,
-            "train": dict(rules.train)}
+            "dataset": rules.spec.dataset_path,
+            "dataset_md5": rules.spec.dataset_md5, "weights": rules.spec.weights,
+            "registered_name": rules.spec.registered_model,
+            "train": dict(rules.spec.train)}
 
 
 def search_data(*, ranking: Ranking, plots: Sequence[str]) -> dict[str, Any] | None:
@@ -367,7 +362,7 @@ def report_data(inputs: ReportInputs) -> dict[str, Any]:
         "runs_table": runs_table_data(ranking),
         "scale": scale_data(ranking=ranking, candidate=inputs.candidate, dataset=inputs.dataset,
                             champion_gate=champion_gate.data if champion_gate else None),
-        "weights_shown": wording.shown_path(ranking.rules.weights),
+        "weights_shown": wording.shown_path(ranking.rules.spec.weights),
     })
 
 
@@ -444,9 +439,13 @@ def _csv_number(value: float) -> str:
 
 
 def write_report(*, directory: Path, data: Mapping[str, Any], markdown: str, csv_text: str) -> list[Path]:
+    """decision.md, decision.json and runs.csv in `directory`. decision.json is checked first against its
+    reader's typed model (contract.decision.parse_decision): a field the controller reads with the wrong
+    shape fails here, in the finalizer, not later in `controller report`."""
+    encoded = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    parse_decision(json.loads(encoded), source=DECISION_JSON)
     directory.mkdir(parents=True, exist_ok=True)
-    files = {DECISION_MD: markdown, DECISION_JSON: json.dumps(data, indent=2, sort_keys=False, default=str) + "\n",
-             RUNS_CSV: csv_text}
+    files = {DECISION_MD: markdown, DECISION_JSON: encoded, RUNS_CSV: csv_text}
     for name, text in files.items():
         (directory / name).write_text(text, encoding="utf-8")
     return [directory / name for name in files]

@@ -36,6 +36,19 @@ PAGE = 500
 NOT_FOUND = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 
 
+class Skip(Exception):
+    """A model cannot be evaluated or registered here (its weights are gone, the test split is unusable...);
+    the message says why."""
+
+
+def download_weights(*, client: MlflowClient, run_id: str, folder: Path) -> Path:
+    """The run's weights/best.pt downloaded into `folder`; Skip when the run has none."""
+    names = {f.path for f in client.list_artifacts(run_id, contract.ARTIFACT_WEIGHTS_DIR)}
+    if BEST_WEIGHTS not in names:
+        raise Skip(f"run {run_id} has no {BEST_WEIGHTS}")
+    return Path(client.download_artifacts(run_id, BEST_WEIGHTS, str(folder)))
+
+
 def load_rules(*, client: MlflowClient, parent_run_id: str) -> tuple[GridRules, Run]:
     """The parent run and its grid.json; GridSpecError when either is missing or unreadable."""
     try:
@@ -80,7 +93,7 @@ def search_all(*, client: MlflowClient, experiment_ids: list[str], query: str) -
 
 
 def grid_experiment_ids(*, client: MlflowClient, rules: GridRules, parent: Run) -> list[str]:
-    experiment = client.get_experiment_by_name(rules.experiment) if rules.experiment else None
+    experiment = client.get_experiment_by_name(rules.spec.experiment) if rules.spec.experiment else None
     ids = {parent.info.experiment_id}
     if experiment is not None:
         ids.add(experiment.experiment_id)
@@ -102,7 +115,7 @@ def fetch_runs(*, client: MlflowClient, rules: GridRules, parent: Run) -> list[R
     """One record per grid point, in grid.json order (then the recorded trials): its newest matching train
     run, or MISSING. A run matches on its spec hash; one that also carries the point's name is preferred
     (two trials of a sampled search may share their parameters, hence their hash)."""
-    query = (f"tags.`{contract.TAG_GRID}` = '{_quote(rules.name)}' "
+    query = (f"tags.`{contract.TAG_GRID}` = '{_quote(rules.spec.name)}' "
              f"and tags.`{contract.TAG_ROLE}` = '{contract.ROLE_TRAIN}'")
     newest: dict[str, Run] = {}
     named: dict[tuple[str, str], Run] = {}

@@ -59,7 +59,7 @@ class Trial:
 
 def epochs_asked(*, run: RunRecord, rules: GridRules) -> float:
     """The epochs the run was asked to train: its point's (an axis), the logged param, else grid.yaml's train."""
-    for source in (run.params, run.logged_params, rules.train):
+    for source in (run.params, run.logged_params, rules.spec.train):
         value = _number(source, EPOCHS)
         if value is not None:
             return value
@@ -88,7 +88,7 @@ def stopped_run(*, run: RunRecord, rules: GridRules) -> StoppedRun:
     asked, trained = epochs_asked(run=run, rules=rules), run.epochs_trained
     seconds = run.metric(contract.METRIC_TRAIN_SECONDS)
     return StoppedRun(run=run, epoch=run.stopped_at, epochs_asked=asked, epochs_trained=trained,
-                      objective=run.metric(rules.objective), train_seconds=seconds,
+                      objective=run.metric(rules.spec.objective_metric), train_seconds=seconds,
                       saved_seconds=saved_seconds(train_seconds=seconds, asked=asked, trained=trained))
 
 
@@ -113,9 +113,10 @@ def trials(*, runs: Sequence[RunRecord], rules: GridRules) -> tuple[Trial, ...]:
     searched = sorted((r for r in runs if r.status != MISSING and not r.confirming), key=lambda r: (number(r), r.point))
     best = math.nan
     found = []
+    direction = rules.spec.objective_direction
     for run in searched:
-        value = run.metric(rules.objective) if run.status == FINISHED else math.nan
-        if not run.stopped and objective_key(value, rules.direction) < objective_key(best, rules.direction):
+        value = run.metric(rules.spec.objective_metric) if run.status == FINISHED else math.nan
+        if not run.stopped and objective_key(value, direction) < objective_key(best, direction):
             best = value
         found.append(Trial(number=number(run), run=run, objective=value, stopped=run.stopped, best_so_far=best))
     return tuple(found)

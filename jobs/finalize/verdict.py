@@ -26,15 +26,12 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from scipy import stats
 
 import contract
 from contract.objective import Direction, objective_key
-
-if TYPE_CHECKING:
-    from jobs.finalize.ranking import ConfigSummary
+from jobs.finalize.configs import ConfigSummary
 
 TIE_METRICS = {"cheaper": contract.METRIC_TRAIN_SECONDS, "faster": contract.METRIC_LATENCY_MS}
 MIN_RUNS = 2

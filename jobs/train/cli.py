@@ -21,6 +21,7 @@ import os
 import sys
 
 import contract
+from contract import train_flags
 from jobs.common.errors import BadInput
 from jobs.train.options import TrainOptions, parse_extra
 
@@ -31,21 +32,8 @@ def default_data() -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=default_data(), help="data.yaml inside the DVC-tracked dataset folder")
-    p.add_argument("--model", default="yolov8n.pt", help="weights: name, path, s3://bucket/key or arch .yaml")
-    p.add_argument("--fallback-model", default="yolov8n.yaml", help="architecture used when --model can't be fetched")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--imgsz", type=int, default=contract.BASELINE_DEFAULTS["imgsz"])
-    p.add_argument("--lr0", type=float, default=contract.BASELINE_DEFAULTS["lr0"])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seed", type=int, default=contract.BASELINE_DEFAULTS["seed"])
-    p.add_argument("--optimizer", default="SGD")
-    p.add_argument("--exp-name", default="cv_yolo_tiny", help=f"experiment when {contract.ENV_EXPERIMENT} is unset")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other ultralytics train argument (YAML value), repeatable: --arg nbs=8")
-    return p
+    """The train Job's flags (contract.train_flags: the controller writes them with the same module)."""
+    return train_flags.parser(prog="python -m jobs.train", description=__doc__.split("\n\n")[0], data=default_data())
 
 
 def options_from(argv: list[str] | None = None) -> TrainOptions:

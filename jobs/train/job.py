@@ -34,6 +34,13 @@ from jobs.train.options import TrainOptions, validate
 from jobs.train.weights import Weights, resolve_weights
 
 REQUIRED_METRICS = contract.TRAIN_RUN_METRICS + (contract.METRIC_EPOCHS,)
+# Every argument ultralytics trained with, as an artifact of the run, and the tag that says where it is
+# (the run's params are the arguments asked: the grid's axes and recipe).
+EFFECTIVE_ARGS_ARTIFACT = "ultralytics_args.yaml"
+TAG_EFFECTIVE_ARGS = "tp4.ultralytics_args"
+BASELINE_NOTE = ("**The lab's baseline** (handout step 5): one training with the grid's recipe and weights, tagged "
+                 f"{contract.TAG_ROLE}={contract.ROLE_BASELINE}: the reference the grid's points are compared with, "
+                 "never one of its points, never ranked by its finalizer.")
 SCRATCH_NOTE = ("Trained FROM SCRATCH: the pretrained weights {spec} could not be fetched; "
                 "metrics after a few epochs are noise.")
 STANDALONE_NOTE = ("note: a training outside any grid: its recipe is these flags and ultralytics' defaults for the "
@@ -208,8 +215,11 @@ def _tracked_training(*, options: TrainOptions, context: JobContext, verified: d
     tags = {**context.tags, contract.TAG_DATASET_MD5: verified.md5, contract.TAG_WEIGHTS: weights.spec,
             contract.TAG_WEIGHTS_SOURCE: weights.source, **training.host_tags(device=options.device,
                                                                                threads=context.threads)}
+    if context.role == contract.ROLE_BASELINE:
+        tags["mlflow.note.content"] = BASELINE_NOTE
     if weights.source == "scratch" and not weights.spec.endswith((".yaml", ".yml")):
-        tags["mlflow.note.content"] = SCRATCH_NOTE.format(spec=weights.spec)
+        tags["mlflow.note.content"] = "\n\n".join(
+            filter(None, [tags.get("mlflow.note.content"), SCRATCH_NOTE.format(spec=weights.spec)]))
     run_name = context.run_name(options=options)
     with tracking.tracked_run(client=client, experiment_id=experiment_id, run_name=run_name,
                               parent_run_id=context.parent_run_id, tags=tags) as run_id:
@@ -262,7 +272,8 @@ def _log_outcome(*, client: Any, run_id: str, options: TrainOptions, context: Jo
 
 
 class MlflowRecorder:
-    """training.Recorder writing into one MLflow run."""
+    """training.Recorder writing into one MLflow run: the asked arguments as params, the effective ones as the
+    artifact EFFECTIVE_ARGS_ARTIFACT (YAML) that the tag TAG_EFFECTIVE_ARGS points to."""
 
     def __init__(self, *, client: Any, run_id: str) -> None:
         self.client = client
@@ -270,6 +281,11 @@ class MlflowRecorder:
 
     def params(self, *, values: dict[str, Any]) -> None:
         tracking.log_params(client=self.client, run_id=self.run_id, params=values)
+
+    def effective_args(self, *, values: dict[str, Any]) -> None:
+        plain = {k: v if v is None or isinstance(v, (str, int, float, bool)) else str(v) for k, v in values.items()}
+        self.client.log_dict(self.run_id, plain, EFFECTIVE_ARGS_ARTIFACT)
+        tracking.log_tags(client=self.client, run_id=self.run_id, tags={TAG_EFFECTIVE_ARGS: EFFECTIVE_ARGS_ARTIFACT})
 
     def epoch(self, *, metrics: dict[str, float], step: int) -> None:
         named = {contract.EPOCH_PREFIX + name: value for name, value in metrics.items()}

@@ -6,9 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from contract import grid as grid_model
+from contract import train_flags
 from contract.train_args import TRAIN_ARGUMENTS
 from jobs.common.errors import BadInput
 
@@ -16,10 +15,9 @@ from jobs.common.errors import BadInput
 # so that the Job accepts exactly what a grid may ask for (optimizer=auto ignores lr0: refused there).
 OPTIMIZERS = grid_model.OPTIMIZERS
 # --arg keys that have their own flag, or that the job manages itself.
-FLAG_KEYS = {"data": "--data", "model": "--model", "epochs": "--epochs", "imgsz": "--imgsz", "lr0": "--lr0",
-             "batch": "--batch", "seed": "--seed", "optimizer": "--optimizer", "device": "--device"}
+FLAG_KEYS = train_flags.FLAG_KEYS
 MANAGED_KEYS = (grid_model.RESERVED_ARGUMENTS - set(FLAG_KEYS)) | {"save_dir"}
-CHECKED_FLAGS = ("epochs", "imgsz", "lr0", "batch", "seed", "optimizer")
+CHECKED_FLAGS = train_flags.NAMED_FLAGS
 
 
 @dataclass(frozen=True)
@@ -44,16 +42,15 @@ class TrainOptions:
 
 
 def parse_extra(*, pairs: list[str]) -> dict[str, Any]:
-    """`["nbs=8", "warmup_epochs=0"]` -> {"nbs": 8, "warmup_epochs": 0}; values are YAML scalars."""
+    """`["nbs=8", "warmup_epochs=0"]` -> {"nbs": 8, "warmup_epochs": 0}; values are YAML scalars
+    (contract.train_flags.decode_argument); BadInput naming the pair."""
     extra: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise BadInput(f"--arg {pair}: expected KEY=VALUE")
         try:
-            extra[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError as exc:
-            raise BadInput(f"--arg {pair}: value is not valid YAML ({exc})") from exc
+            key, value = train_flags.decode_argument(pair)
+        except ValueError as exc:
+            raise BadInput(f"--arg {pair}: {exc}") from exc
+        extra[key] = value
     return extra
 
 

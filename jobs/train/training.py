@@ -1,7 +1,8 @@
 """ultralytics adapter: train one YOLO model inside a run that the job owns.
 
 Nothing here talks to MLflow: what is worth logging goes to a `Recorder`
-(params that took effect, per-epoch metrics); the caller decides where. The
+(the arguments as asked, every argument that took effect, per-epoch metrics);
+the caller decides where. The
 Recorder is also asked after each epoch whether training should stop early
 (the controller's request); training then ends cleanly after that epoch.
 ultralytics' own integrations (MLflow, Platform, ...) never run: its MLflow
@@ -47,7 +48,15 @@ LATENCY_IMAGES = 32
 
 
 class Recorder(Protocol):
-    def params(self, *, values: dict[str, Any]) -> None: ...
+    def params(self, *, values: dict[str, Any]) -> None:
+        """The arguments a person compares runs on: the training's arguments as asked (the grid's axes and
+        recipe: the flags and --arg pairs), logged once when training starts."""
+        ...
+
+    def effective_args(self, *, values: dict[str, Any]) -> None:
+        """Every argument ultralytics trained with (its defaults included) and what tp4 checked took effect
+        (optimizer_class, lr0_effective, accumulate, torch_threads): kept whole, not as run params."""
+        ...
 
     def epoch(self, *, metrics: dict[str, float], step: int) -> None: ...
 
@@ -78,6 +87,8 @@ class TrainResult:
 def configure_environment() -> None:
     """Job-friendly ultralytics defaults; call before importing ultralytics."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install inside a Job
+    # MLflow's download bars (logging the model reads its files back) are carriage-return noise in a Job's log
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def is_integration(callback: Callable[..., Any]) -> bool:
@@ -185,9 +196,11 @@ class EpochCallbacks:
     """Feeds a Recorder from ultralytics trainer events, checks that lr0 took effect, and ends
     training after an epoch when the Recorder asks for it."""
 
-    def __init__(self, *, recorder: Recorder, lr0: float, threads: int | None) -> None:
+    def __init__(self, *, recorder: Recorder, lr0: float, threads: int | None,
+                 asked: dict[str, Any] | None = None) -> None:
         self.recorder = recorder
         self.lr0 = lr0
+        self.asked = dict(asked or {})  # the train() arguments as asked: the params a person compares
         self.threads = threads
         self.pending_epoch: int | None = None
         self.first_batch_at: float | None = None
@@ -200,10 +213,13 @@ class EpochCallbacks:
         effective = min(g.get("initial_lr", g["lr"]) for g in trainer.optimizer.param_groups)
         if not math.isclose(effective, self.lr0, rel_tol=1e-9):
             raise BadInput(f"--lr0 {self.lr0} did not take effect: the optimizer starts at lr={effective}")
+        # ultralytics' ~110 arguments as params would bury the few a person compares (and its `conf`, None in
+        # training, would clash with the model config's conf that MLflow logs as a param with the model)
+        self.recorder.params(values={k: v for k, v in self.asked.items() if k not in INTERNAL_ARGS})
         args = {k: v for k, v in vars(trainer.args).items() if k not in INTERNAL_ARGS}
-        self.recorder.params(values={**args, "optimizer_class": type(trainer.optimizer).__name__,
-                              "lr0_effective": effective, "accumulate": trainer.accumulate,
-                              "torch_threads": torch.get_num_threads()})
+        self.recorder.effective_args(values={**args, "optimizer_class": type(trainer.optimizer).__name__,
+                                             "lr0_effective": effective, "accumulate": trainer.accumulate,
+                                             "torch_threads": torch.get_num_threads()})
 
     def on_train_batch_end(self, _: Any) -> None:
         if self.first_batch_at is None:
@@ -262,7 +278,7 @@ def train(
     *, model: Any, data_yaml: Path, args: dict[str, Any], workdir: Path, recorder: Recorder, threads: int | None
 ) -> TrainResult:
     """Train `model` on `data_yaml`; outputs go under `workdir`."""
-    callbacks = EpochCallbacks(recorder=recorder, lr0=float(args["lr0"]), threads=threads)
+    callbacks = EpochCallbacks(recorder=recorder, lr0=float(args["lr0"]), threads=threads, asked=args)
     callbacks.register(model=model)
     trainer_class = owned_run_trainer(model.task_map[model.task]["trainer"])
     started = time.perf_counter()

@@ -302,10 +302,12 @@ def test_the_controllers_spec_is_read_back_through_the_grid_model() -> None:
                 dataset={"path": "data/tiny_coco", "md5": "0" * 32 + ".dir"})
     stored = GridSpec.model_validate(spec).to_dict()
     rules = rules_from_grid_json({"spec": stored, "points": document["points"]})
-    assert (rules.objective, rules.direction, rules.language, rules.registered_name, rules.min_success_fraction) == \
+    spec_ = rules.spec
+    assert (spec_.objective_metric, spec_.objective_direction, spec_.language, spec_.registered_model,
+            spec_.min_success_fraction) == \
         ("mAP50", "maximize", "fr", "flat-model", 0.5)
-    assert rules.constraints[0].min == 0.3 and rules.constraints[0].max is None
-    assert rules.dataset_md5 == "0" * 32 + ".dir" and rules.config_axes == ("imgsz", "lr0")
+    assert rules.spec.constraints[0].min == 0.3 and rules.spec.constraints[0].max is None
+    assert rules.spec.dataset_md5 == "0" * 32 + ".dir" and rules.config_axes == ("imgsz", "lr0")
     assert rules_from_grid_json({"spec": stored, "points": document["points"]}).spec.to_dict() == stored
 
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 # Before anything imports ultralytics: no network, no user settings file.
 os.environ.setdefault("YOLO_OFFLINE", "true")
@@ -383,13 +384,19 @@ def test_job_finishes_as_child_of_parent(finished) -> None:
 
 @pytest.mark.slow
 def test_job_logs_params_that_took_effect(finished) -> None:
-    _, run, _, _ = finished
+    client, run, _, _ = finished
     params = run.data.params
-    expected = {"epochs": "1", "imgsz": "64", "batch": "4", "lr0": "0.02", "lr0_effective": "0.02", "seed": "3",
-                "optimizer": "SGD", "optimizer_class": "SGD", "nbs": "4", "warmup_epochs": "0", "workers": "0",
+    expected = {"epochs": "1", "imgsz": "64", "batch": "4", "lr0": "0.02", "seed": "3",
+                "optimizer": "SGD", "nbs": "4", "warmup_epochs": "0", "workers": "0",
                 "device": "cpu", "model": str(BACKBONE), "weights": str(BACKBONE), "weights_source": "path",
-                "data": "data/tiny/data.yaml", "torch_threads": "2", "accumulate": "1"}
+                "data": "data/tiny/data.yaml"}
     assert {k: params.get(k) for k in expected} == expected
+    # what took effect, and ultralytics' every argument: the artifact the tag names, not ~110 params
+    effective = client.download_artifacts(run.info.run_id, run.data.tags["tp4.ultralytics_args"])
+    took = yaml.safe_load(Path(effective).read_text())
+    assert {k: took[k] for k in ("lr0_effective", "optimizer_class", "torch_threads", "accumulate")} == {
+        "lr0_effective": 0.02, "optimizer_class": "SGD", "torch_threads": 2, "accumulate": 1}
+    assert "mosaic" in took and "mosaic" not in params
     assert params["dataset_md5"].endswith(".dir")
     assert not {"project", "name", "save_dir"} & params.keys()
 

@@ -1,4 +1,4 @@
-"""`python -m jobs.common.warm_start`: the local executor's warm start (a fork server).
+"""`python -m jobs.warm_start`: the local executor's warm start (a fork server).
 
 A train Job spends seconds before its first batch importing what every Job
 imports again: MLflow with its SQLAlchemy store, ultralytics, torch and the
@@ -23,18 +23,14 @@ multiprocessing forkserver is not used: it is one per interpreter, started
 with the environment of its first use (one project's YOLO_CONFIG_DIR for
 every later one), and runs a function, not `python -m MODULE`.
 
-Protocol (one JSON object per line; stdin from the controller, answers on
-the stdout the server was started with):
-- server -> controller, once: `{"ready": true, "seconds": S, "threads": T}` (S
-  seconds to preload; T threads alive, must be 1 to fork safely), or `{"ready":
-  false, "error": "..."}` then exit 1;
-- controller -> server: `{"id": N, "module": "jobs.train", "argv": [...], "env":
-  {...}, "cwd": "...", "log": "...", "exit_file": "..."}`; answer `{"id": N, "pid":
-  P}` or `{"id": N, "error": "..."}` (nothing was forked: the Job starts cold);
-- server -> controller, when child P ends: `{"pid": P, "exit": CODE}`. The child
-  also writes CODE to its `exit_file` as it ends: read when the server is gone.
-End of stdin (the controller closed it or died) ends the server; running
-children go on (adopted by init), as cold-started ones do.
+Protocol: the messages of contract.warm_start, one JSON line each (requests on stdin from the
+controller, replies on the stdout the server was started with): `Ready` once (then exit 1 when not
+ready), an `Answer` per `Request` (the pid forked, or the error that kept it from forking: the Job then
+starts cold), an `Exited` per child that ends; the child also writes its exit code to the request's
+`exit_file` as it ends, read when the server is gone. End of stdin (the controller closed it or died)
+ends the server; running children go on (adopted by init), as cold-started ones do.
+
+This module sits above both Jobs (it runs them): jobs.common imports no Job.
 
 A child ends as an interpreter does: non-daemon threads joined, atexit handlers
 run, streams flushed; an uncaught KeyboardInterrupt ends it by SIGINT. What the
@@ -48,7 +44,6 @@ started (a file edited during a submission takes effect at the next one).
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -56,9 +51,11 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, TextIO
+from typing import TextIO
 
 import contract
+from contract.warm_start import Answer, Exited, Ready, Reply, Request, decode_request, encode
+from jobs.common.environment import configure_environment
 
 # Imported once, here. The first four are what the entry points (contract.WARM_START_JOB_MODULES)
 # import; the rest is what they import later, during every Job: ultralytics' model and trainer,
@@ -71,7 +68,7 @@ POLL_S = 0.1
 
 def preload() -> None:
     """Import what the Jobs import, and warm MLflow's map of installed packages."""
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # as jobs.train.training.configure_environment
+    configure_environment()
     import importlib
 
     for name in PRELOAD:
@@ -85,7 +82,7 @@ def preload() -> None:
         warm()
 
 
-def run_child(request: dict[str, Any], *, answers: int, added_env: dict[str, str]) -> int:
+def run_child(request: Request, *, answers: int, added_env: dict[str, str]) -> int:
     """In the forked child: become the Job (`python -m module argv`), return its exit code. `answers`:
     the server's answer pipe, closed here (the controller sees it end when the server ends);
     `added_env`: what the preloaded imports set in the environment (a cold Job's imports set it too)."""
@@ -97,7 +94,7 @@ def run_child(request: dict[str, Any], *, answers: int, added_env: dict[str, str
     # what a fresh interpreter has (SIGPIPE stays ignored, as Python sets it at start)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    log = os.open(request.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)
@@ -105,15 +102,15 @@ def run_child(request: dict[str, Any], *, answers: int, added_env: dict[str, str
     for fd in (log, null):
         os.close(fd)
     print(f"tp4: warm start: forked by the warm-start server (pid {os.getppid()}), which imported "
-          f"{request['module']}'s stack once", flush=True)
-    _set_title(["python", "-m", request["module"], *request["argv"]])  # before environ changes: it moves it
-    os.chdir(request["cwd"])
+          f"{request.module}'s stack once", flush=True)
+    _set_title(["python", "-m", request.module, *request.argv])  # before environ changes: it moves it
+    os.chdir(request.cwd)
     os.environ.clear()
-    os.environ.update({**added_env, **request["env"]})
+    os.environ.update({**added_env, **request.env})
     tempfile.tempdir = None  # TMPDIR is the attempt's own
-    sys.argv = [request["module"], *request["argv"]]
+    sys.argv = [request.module, *request.argv]
     try:
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        runpy.run_module(request.module, run_name="__main__", alter_sys=True)
     except SystemExit as stop:
         return _exit_code(stop.code)
     except KeyboardInterrupt:
@@ -178,21 +175,21 @@ class Server:
         self.pending = b""
         self.added_env: dict[str, str] = {}  # what the preloaded imports set in os.environ
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.answers.write(json.dumps(message) + "\n")
+    def send(self, message: Reply) -> None:
+        self.answers.write(encode(message))
         self.answers.flush()
 
-    def start(self, request: dict[str, Any]) -> None:
+    def start(self, request: Request) -> None:
         """Fork the Job `request` asks for; answer its pid, or an error (the controller then starts it
         cold: nothing was forked)."""
-        if request.get("module") not in contract.WARM_START_JOB_MODULES:
-            self.send({"id": request.get("id"), "error": f"module {request.get('module')!r} is not one of "
-                       f"{contract.WARM_START_JOB_MODULES}"})
+        if request.module not in contract.WARM_START_JOB_MODULES:
+            self.send(Answer(id=request.id, error=f"module {request.module!r} is not one of "
+                             f"{contract.WARM_START_JOB_MODULES}"))
             return
         try:
             pid = os.fork()
         except OSError as error:  # EAGAIN (a process limit), ENOMEM: this Job starts cold
-            self.send({"id": request.get("id"), "error": f"fork: {error}"})
+            self.send(Answer(id=request.id, error=f"fork: {error}"))
             return
         if pid == 0:  # the child: never returns to the loop
             code = 1
@@ -201,9 +198,9 @@ class Server:
             except BaseException:
                 traceback.print_exc()
             finally:
-                _finish_child(code, exit_file=request.get("exit_file"))
+                _finish_child(code, exit_file=request.exit_file)
         self.children.add(pid)
-        self.send({"id": request.get("id"), "pid": pid})
+        self.send(Answer(id=request.id, pid=pid))
 
     def reap(self) -> None:
         while self.children:
@@ -215,16 +212,15 @@ class Server:
             if pid == 0:
                 return
             self.children.discard(pid)
-            self.send({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+            self.send(Exited(pid=pid, exit=os.waitstatus_to_exitcode(status)))
 
     def request(self, line: bytes) -> None:
         try:
-            request = json.loads(line)
+            request = decode_request(line)
         except ValueError as error:
-            print(f"warm start: a request that is not JSON ({error}): {line[:200]!r}", file=sys.stderr, flush=True)
+            print(f"warm start: not a request ({error}): {line[:200]!r}", file=sys.stderr, flush=True)
             return
-        if isinstance(request, dict):
-            self.start(request)
+        self.start(request)
 
     def serve(self, requests: int) -> None:
         while True:
@@ -253,7 +249,7 @@ def main() -> int:
         preload()
     except BaseException as error:  # noqa: BLE001 - reported, then the controller starts Jobs cold
         traceback.print_exc()
-        server.send({"ready": False, "error": f"{type(error).__name__}: {error}"})
+        server.send(Ready(ready=False, error=f"{type(error).__name__}: {error}"))
         return 1
     server.added_env = {k: v for k, v in os.environ.items() if before.get(k) != v}
     # A Python thread could hold a lock (logging's, the import lock) that a child would wait on for
@@ -262,9 +258,9 @@ def main() -> int:
     threads = threading.active_count()
     if threads != 1:
         print(f"warm start: {threads} Python threads after preloading: forking is unsafe", file=sys.stderr)
-        server.send({"ready": False, "error": f"{threads} Python threads after preloading: forking is unsafe"})
+        server.send(Ready(ready=False, error=f"{threads} Python threads after preloading: forking is unsafe"))
         return 1
-    server.send({"ready": True, "seconds": round(time.perf_counter() - began, 3), "threads": threads})
+    server.send(Ready(ready=True, seconds=round(time.perf_counter() - began, 3), threads=threads))
     server.serve(sys.stdin.fileno())
     return 0
 

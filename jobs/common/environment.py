@@ -1,0 +1,17 @@
+"""What a Job sets in its own environment before ultralytics is imported (both Jobs, and the warm-start server
+that imports their stack for them)."""
+
+from __future__ import annotations
+
+import os
+
+# ultralytics' defaults a Job keeps unless its environment says otherwise.
+JOB_ENV_DEFAULTS = {
+    "YOLO_AUTOINSTALL": "false",  # never pip-install inside a Job
+}
+
+
+def configure_environment() -> None:
+    """Job-friendly ultralytics defaults (JOB_ENV_DEFAULTS) where unset; call before importing ultralytics."""
+    for name, value in JOB_ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
