@@ -28,20 +28,25 @@ class Backend(Protocol):
         a grid of more than `max_points` points is refused before anything starts."""
         ...
 
-    def show_status(self, *, grid: str | None, console: Console) -> int:
-        """A table of a grid's points (grid: a name or a grid file; None: every grid)."""
+    def show_status(self, *, grid: str | None, console: Console, output: str | None = None,
+                    show_obsolete: bool = False) -> int:
+        """A table of a grid's points (grid: a name or a grid file; None: every grid), or the same rows as
+        `output` (controller.output.OUTPUTS: json, yaml, wide, name). Jobs of an earlier submission that the
+        grid no longer has are left out unless `show_obsolete` (then marked). NotFound (exit 1): no such grid."""
         ...
 
     def show_logs(self, *, job: str, follow: bool, attempt: int | None) -> int:
-        """A Job attempt's log on stdout (attempt: 1-based; None: the latest)."""
+        """A Job attempt's log on stdout (job: NAME or job/NAME; attempt: 1-based; None: the latest).
+        NotFound (exit 1): no such Job; InvalidInput (exit 2): no such attempt."""
         ...
 
     def show_report(self, *, grid: str, console: Console) -> int:
         """The decision summary of a finished grid and where its report is."""
         ...
 
-    def delete_grid(self, *, grid: str, console: Console) -> int:
-        """Delete a grid and its Jobs (its MLflow runs stay)."""
+    def delete_grid(self, *, grid: str, console: Console, purge_runs: bool = False) -> int:
+        """Delete a grid and its Jobs, running ones stopped (its MLflow runs stay unless `purge_runs`).
+        NotFound (exit 1): no such grid."""
         ...
 
     def finalize_grid(self, *, grid: str, wait: bool, console: Console) -> int:

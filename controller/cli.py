@@ -15,6 +15,7 @@ from controller import submitting
 from controller.backend import BACKENDS, open_backend
 from controller.baseline import add_arguments as add_baseline_arguments
 from controller.errors import InvalidInput, NameClash
+from controller.output import OUTPUTS, print_manifests
 from controller.submitting import NotFound
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
@@ -59,8 +60,18 @@ def _max_points(command: argparse.ArgumentParser) -> None:
                          "an axis must not start millions of Jobs; raise it for a grid that really is larger")
 
 
+def _output(command: argparse.ArgumentParser, *, default: str) -> None:
+    command.add_argument("-o", "--output", choices=OUTPUTS, default=None,
+                         help=f"json or yaml (every column, parseable), name (job/NAME lines), wide (default: "
+                         f"{default})")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m controller", description="tp4: YOLO experiment grids as Jobs.")
+    parser = argparse.ArgumentParser(prog="python -m controller", description="tp4: YOLO experiment grids as Jobs.",
+                                     epilog="exit codes: 0 done, 1 failed or not found (a grid, Job or report that "
+                                     "does not exist), 2 bad input (a flag, a value, a grid file), 130 interrupted; "
+                                     "docs/cli.md")
+    parser.add_argument("--version", action="version", version=f"tp4 {contract.CODE_VERSION}")
     parser.add_argument("--root", type=Path, default=Path.cwd(), help="project folder (default: current directory)")
     _target(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,14 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="print the Job manifests of a grid (validates it)")
     render.add_argument("grid", type=Path)
     _max_points(render)
+    _output(render, default="the manifests as YAML; wide: a table of the Jobs and their arguments")
 
     status = _command(commands, "status", help="a table of the grid's points")
     status.add_argument("grid", nargs="?", help="grid name or file (default: every grid)")
+    _output(status, default="a table; wide: also each Job's role, submission, MLflow run and start")
+    status.add_argument("--show-obsolete", action="store_true",
+                        help="also the Jobs of an earlier submission that the grid no longer has (marked obsolete)")
 
     logs = _command(commands, "logs", help="the log of a Job's latest attempt")
-    logs.add_argument("job", help="Job name, e.g. train-416-0.01-42")
+    logs.add_argument("job", help="Job name, e.g. train-416-0.01-42 or job/train-416-0.01-42 (as status -o name "
+                      "prints it)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the Job ends")
-    logs.add_argument("--attempt", type=int, help="an earlier attempt (1-based)")
+    logs.add_argument("--attempt", type=int, help="attempt N (1-based), counted over every submission whose log "
+                      "is kept (default: the latest)")
 
     report = _command(commands, "report", help="the decision summary and where the report is")
     report.add_argument("grid", help="grid name or file")
@@ -96,8 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     finalize.add_argument("--no-wait", dest="wait", action="store_false",
                           help="kubernetes: return once the finalize Job is created again")
 
-    delete = _command(commands, "delete", help="kubernetes: delete a Grid (its Jobs and pods with it)")
+    delete = _command(commands, "delete", help="delete a grid: its running Jobs stopped, its state and logs "
+                      "removed (a cluster: the Grid, its Jobs and pods); its report and MLflow runs kept")
     delete.add_argument("grid", help="grid name or file")
+    delete.add_argument("--purge-runs", action="store_true", help="also delete the grid's MLflow runs (parent "
+                        "runs, points, finalizers; not the baseline's)")
 
     _command(commands, "run", help="kubernetes: the controller's reconcile loop (what the chart's Deployment runs)")
 
@@ -146,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace, console: Console) -> int:
     root = args.root.resolve()
     if args.command == "render":
-        print(submitting.render_grid(grid_path=args.grid, root=root, max_points=args.max_points), end="")
+        text = submitting.render_grid(grid_path=args.grid, root=root, max_points=args.max_points)
+        print(print_manifests(text, args.output), end="")
         return 0
     if args.command == "data":
         return submitting.build_dataset(source=args.source, out=args.out, seed=args.seed)
@@ -170,7 +191,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return target.submit_grid(grid_path=args.grid, weights=args.weights, parallelism=args.parallelism,
                                   wait=args.wait, console=console, max_points=args.max_points)
     if args.command == "status":
-        return target.show_status(grid=args.grid, console=console)
+        return target.show_status(grid=args.grid, console=console, output=args.output,
+                                  show_obsolete=args.show_obsolete)
     if args.command == "logs":
         return target.show_logs(job=args.job, follow=args.follow, attempt=args.attempt)
     if args.command == "report":
@@ -178,7 +200,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "finalize":
         return target.finalize_grid(grid=args.grid, wait=args.wait, console=console)
     if args.command == "delete":
-        return target.delete_grid(grid=args.grid, console=console)
+        return target.delete_grid(grid=args.grid, console=console, purge_runs=args.purge_runs)
     if args.command == "run":
         return target.run_controller()
     raise AssertionError(args.command)

@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 
 import contract
@@ -153,12 +155,26 @@ def embedded_artifact_location(root: Path, name: str) -> str:
 def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:
     """The id of the active experiment `name`, created when missing (embedded store: its artifacts
     under <root>/.tp4/mlartifacts, the folder created now so that a location that cannot be
-    written is bad input before any run exists); `InvalidInput` when it is deleted or unwritable."""
+    written is bad input before any run exists); `InvalidInput` when it is deleted or unwritable.
+    Get-or-create: another process (a second `submit-grid` of a grid in the same experiment) may
+    create it between the look and the create; its experiment is then this one."""
     experiment_id = check_experiment(mlflow, name=name)
-    if experiment_id is not None:
-        if mlflow.get_experiment(experiment_id).tags.get(contract.TAG_EXPERIMENT_KIND) is None:
-            mlflow.set_experiment_tag(experiment_id, contract.TAG_EXPERIMENT_KIND, contract.EXPERIMENT_KIND_TRAINING)
-        return experiment_id
+    if experiment_id is None:
+        try:
+            return _create_experiment(mlflow, name=name, root=root, uri=uri)
+        except MlflowException as error:
+            if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        experiment_id = check_experiment(mlflow, name=name)
+        if experiment_id is None:  # created, then deleted and purged at once: nothing sensible to log into
+            raise InvalidInput([Problem("experiment", f"MLflow experiment {name!r} was created by another process "
+                                        "and removed again while this grid started: submit again")])
+    if mlflow.get_experiment(experiment_id).tags.get(contract.TAG_EXPERIMENT_KIND) is None:
+        mlflow.set_experiment_tag(experiment_id, contract.TAG_EXPERIMENT_KIND, contract.EXPERIMENT_KIND_TRAINING)
+    return experiment_id
+
+
+def _create_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:
     location = None
     if is_embedded(uri):
         location = embedded_artifact_location(root, name)
@@ -177,7 +193,8 @@ def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridP
     """One parent run per submission, holding the grid spec the finalizer reads back; `process`
     ('host pid start', see TAG_PROCESS) names the controller process that owns it.
     Creates the run first: a failure after that is the caller's to close (end_run FAILED)."""
-    run = mlflow.create_run(experiment_id, run_name=f"grid-{grid.name}", tags={
+    run = mlflow.create_run(experiment_id, run_name=parent_run_name(mlflow, experiment_id=experiment_id,
+                                                                     grid=grid.name), tags={
         contract.TAG_ROLE: contract.ROLE_PARENT, contract.TAG_GRID: grid.name,
         contract.TAG_CODE_VERSION: contract.CODE_VERSION, contract.TAG_BACKEND: backend,
         contract.TAG_DATASET_MD5: dataset_md5,
@@ -194,6 +211,27 @@ def start_parent_run(mlflow: MlflowClient, *, grid: GridSpec, points: list[GridP
         end_run(mlflow, run_id, status="KILLED", reason="interrupted during setup")
         raise
     return run_id
+
+
+def parent_run_name(mlflow: MlflowClient, *, experiment_id: str, grid: str) -> str:
+    """The name of a new submission's parent run: `grid-<grid> #<n>`, n = 1 + the parent runs this grid already
+    has in the experiment (deleted ones included), so that two submissions of a grid (a changed axis, a
+    resubmission after a failure) are never two runs of one name side by side in the runs table."""
+    query = f"tags.`{contract.TAG_ROLE}` = '{contract.ROLE_PARENT}' and tags.`{contract.TAG_GRID}` = '{grid}'"
+    earlier = mlflow.search_runs([experiment_id], filter_string=query, run_view_type=ViewType.ALL, max_results=5000)
+    return f"grid-{grid} #{len(earlier) + 1}"
+
+
+def delete_grid_runs(mlflow: MlflowClient, *, experiment_id: str, grid: str) -> int:
+    """Delete every active run tagged with grid `grid` in the experiment (its parent runs, points and
+    finalizers; not the lab's baseline runs, which only borrow its recipe); MLflow's soft delete, restorable
+    until its garbage collection. How many."""
+    query = f"tags.`{contract.TAG_GRID}` = '{grid}'"
+    runs = [run for run in mlflow.search_runs([experiment_id], filter_string=query, max_results=50000)
+            if run.data.tags.get(contract.TAG_ROLE) != contract.ROLE_BASELINE]
+    for run in runs:
+        mlflow.delete_run(run.info.run_id)
+    return len(runs)
 
 
 class ParentRunFailed(Exception):

@@ -45,8 +45,10 @@ class ClusterBackend:
                                                        parallelism=parallelism, wait=wait, console=console,
                                                        max_points=max_points))
 
-    def show_status(self, *, grid: str | None, console: Console) -> int:
-        return self._call(lambda: commands.show_status(api=self.api, grid=grid, console=console))
+    def show_status(self, *, grid: str | None, console: Console, output: str | None = None,
+                    show_obsolete: bool = False) -> int:
+        return self._call(lambda: commands.show_status(api=self.api, grid=grid, console=console, output=output,
+                                                       show_obsolete=show_obsolete))
 
     def show_logs(self, *, job: str, follow: bool, attempt: int | None) -> int:
         return self._call(lambda: commands.show_logs(api=self.api, job=job, follow=follow, attempt=attempt))
@@ -54,8 +56,9 @@ class ClusterBackend:
     def show_report(self, *, grid: str, console: Console) -> int:
         return self._call(lambda: commands.show_report(api=self.api, grid=grid, console=console))
 
-    def delete_grid(self, *, grid: str, console: Console) -> int:
-        return self._call(lambda: commands.delete_grid(api=self.api, grid=grid, console=console))
+    def delete_grid(self, *, grid: str, console: Console, purge_runs: bool = False) -> int:
+        return self._call(lambda: commands.delete_grid(api=self.api, grid=grid, console=console,
+                                                       purge_runs=purge_runs))
 
     def finalize_grid(self, *, grid: str, wait: bool, console: Console) -> int:
         return self._call(lambda: commands.finalize_grid(api=self.api, grid=grid, wait=wait, console=console))

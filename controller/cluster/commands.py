@@ -29,12 +29,13 @@ from controller.cluster.jobs import LABEL_SUBMISSION, job_phase
 from controller.cluster.kube import GRIDS, JOBS, Kube, label_selector
 from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, grid_object
 from controller.cluster.status import parse_time, timestamp
-from controller.cluster.view import grid_state, summary_lines
+from controller.cluster.view import current_jobs, grid_state, summary_lines
 from controller.core.expanding import GridPoint, finalizer_name
 from controller.core.reconciling import JobPhase
 from controller.core.summary import decision_line, decision_lines
 from controller.errors import InvalidInput, Problem
-from controller.progress import ProgressView, status_table
+from controller.output import grid_document, job_name, print_grids
+from controller.progress import ProgressView
 from controller.submitting import NoSubmission, NotFound, grid_name, prepare
 
 POLL_SECONDS = 2.0
@@ -60,8 +61,9 @@ def server_of(api: Kube) -> str:
     return api.server
 
 
-def _missing(what: str, name: str, api: Kube) -> InvalidInput:
-    return InvalidInput([Problem(what, f"no {what} named {name!r} in namespace {api.namespace}")])
+def _missing(what: str, name: str, api: Kube) -> NotFound:
+    """A missing object: exit code 1, as kubectl's."""
+    return NotFound(f"no {what} named {name!r} in namespace {api.namespace}")
 
 
 # --- submit-grid -----------------------------------------------------------------------------
@@ -235,7 +237,10 @@ def cluster_decision_line(grid: dict[str, Any]) -> str | None:
 
 # --- status, logs, report, delete --------------------------------------------------------------
 
-def show_status(*, api: Kube, grid: str | None, console: Console) -> int:
+def show_status(*, api: Kube, grid: str | None, console: Console, output: str | None = None,
+                show_obsolete: bool = False) -> int:
+    """The status of one Grid (or of every Grid of the namespace) in `output` format (controller.output): its
+    Jobs; those the Grid's current spec and submission no longer have are left out unless `show_obsolete`."""
     if grid:
         try:
             grids = [api.get(GRIDS, grid_name(grid))]
@@ -243,17 +248,23 @@ def show_status(*, api: Kube, grid: str | None, console: Console) -> int:
             raise _missing("grid", grid_name(grid), api) from None
     else:
         grids = api.list_objects(GRIDS).items
-    if not grids:
+    if not grids and output in (None, "wide"):
         console.print(f"no grid in namespace {api.namespace}")
+    documents, notes = [], {}
     for obj in grids:
         name = obj["metadata"]["name"]
         jobs = api.list_objects(JOBS, selector=label_selector({contract.LABEL_GRID: name})).items
         state = grid_state(obj, jobs)
-        order = sorted(state.jobs, key=lambda n: (state.jobs[n].role != contract.ROLE_TRAIN, n))
+        current = current_jobs(obj, jobs)
+        obsolete = frozenset(state.jobs) - current if current is not None else frozenset()
+        order = sorted((n for n in state.jobs if show_obsolete or n not in obsolete),
+                       key=lambda n: (state.jobs[n].role != contract.ROLE_TRAIN, n))
         metric = ((obj.get("spec") or {}).get("objective") or {}).get("metric", contract.METRIC_MAP50_95)
-        console.print(status_table(state, points=order, metric=metric))
-        for line in summary_lines(obj)[1:]:
-            console.print(line, highlight=False, soft_wrap=True)
+        status = {k: v for k, v in (obj.get("status") or {}).items() if k in ("counts", "best", "decision", "report")}
+        documents.append((state, grid_document(state, points=order, metric=metric, obsolete=obsolete,
+                                               hidden=0 if show_obsolete else len(obsolete), status=status)))
+        notes[name] = summary_lines(obj)[1:]
+    print_grids(console, documents, output=output, single=grid is not None, notes=notes)
     return 0
 
 
@@ -261,12 +272,13 @@ def show_logs(*, api: Kube, job: str, follow: bool, attempt: int | None, out: Bi
               sleep: Callable[[float], None] = time.sleep) -> int:
     """The log of the pod of a Job's latest attempt (or of attempt N), followed with -f."""
     out = out or sys.stdout.buffer
+    job = job_name(job)
     try:
         pods = api.attempts(job)
     except kube.NotFound:
         raise _missing("job", job, api) from None
     if not pods:
-        raise InvalidInput([Problem("job", f"{job} has no pod yet (pending, or suspended by its queue)")])
+        raise NotFound(f"{job} has no pod yet (pending, or suspended by its queue)")
     if attempt is not None and not 1 <= attempt <= len(pods):
         raise InvalidInput([Problem("--attempt", f"{job} has attempts 1..{len(pods)}, not {attempt}")])
     pod = pods[(attempt or len(pods)) - 1]
@@ -294,7 +306,7 @@ def show_report(*, api: Kube, grid: str, console: Console) -> int:
     uri = cluster_tracking_uri()
     if uri is None:
         if obj is None or report is None:
-            raise InvalidInput([Problem("grid", f"no decision report for {name!r} in namespace {api.namespace} yet")])
+            raise NotFound(f"no decision report for {name!r} in namespace {api.namespace} yet")
         for line in summary_lines(obj):
             console.print(line, highlight=False, soft_wrap=True)
         console.print("set MLFLOW_TRACKING_URI to the cluster's MLflow (e.g. kubectl port-forward svc/tp4-mlflow 5000) "
@@ -306,7 +318,7 @@ def show_report(*, api: Kube, grid: str, console: Console) -> int:
     elif found := tracking.latest_report(mlflow, grid=name):
         run_id, decision = found
     else:
-        raise InvalidInput([Problem("grid", f"no decision report for {name!r} on the Grid nor in MLflow at {uri}")])
+        raise NotFound(f"no decision report for {name!r} on the Grid nor in MLflow at {tracking.redact(uri)}")
     for line in decision_lines(decision):
         console.print(line, highlight=False, soft_wrap=True)
     console.print(f"report: runs:/{run_id}/{cluster_results.REPORT_MD} ({tracking.redact(uri)})",
@@ -409,12 +421,30 @@ def finalize_grid(*, api: Kube, grid: str, wait: bool, console: Console,
     return 0
 
 
-def delete_grid(*, api: Kube, grid: str, console: Console) -> int:
+def delete_grid(*, api: Kube, grid: str, console: Console, purge_runs: bool = False) -> int:
+    """Delete the Grid (the garbage collector deletes its Jobs and their pods); with `purge_runs`, its MLflow
+    runs too (MLFLOW_TRACKING_URI: the cluster's MLflow as this machine reaches it). NotFound: no such Grid."""
     name = grid_name(grid)
+    uri = cluster_tracking_uri()
+    if purge_runs and uri is None:
+        raise InvalidInput([Problem("--purge-runs", "needs the cluster's MLflow: set MLFLOW_TRACKING_URI (e.g. "
+                                    "kubectl port-forward svc/tp4-mlflow 5000)")])
+    experiment = None
+    if purge_runs:
+        try:
+            experiment = ((api.get(GRIDS, name).get("spec") or {}).get("experiment"))
+        except kube.NotFound:
+            raise _missing("grid", name, api) from None
     if not api.delete(GRIDS, name, propagation="Background"):
         raise _missing("grid", name, api)
+    runs = "its MLflow runs stay"
+    if purge_runs and uri is not None and experiment:
+        mlflow = tracking.client(uri)
+        found = tracking.check_experiment(mlflow, name=experiment)
+        purged = tracking.delete_grid_runs(mlflow, experiment_id=found, grid=name) if found else 0
+        runs = f"{purged} MLflow runs deleted"
     console.print(f"grid {name} deleted from namespace {api.namespace}: the garbage collector deletes its Jobs "
-                  "(and their pods); its MLflow runs stay", highlight=False, soft_wrap=True)
+                  f"(and their pods); {runs}", highlight=False, soft_wrap=True)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import contract
@@ -31,6 +32,24 @@ def job_record(job: dict[str, Any], *, metrics: dict[str, float] | None = None) 
                     spec_hash=found.get(contract.LABEL_SPEC_HASH, ""), submission=found.get(LABEL_SUBMISSION, ""),
                     role=found.get(contract.LABEL_ROLE, ""), manifest={}, phase=phase, attempts=tries,
                     metrics=dict(metrics or {}))
+
+
+def current_jobs(grid: dict[str, Any], jobs: list[dict[str, Any]]) -> frozenset[str] | None:
+    """The Jobs of the Grid's current spec and submission: the points its spec expands to, and every Job the
+    latest submission (status.parentRunId) created (a search's points, its finalizer). None when the spec
+    cannot be read here (every Job then counts as current)."""
+    from contract.grid import parse_grid
+    from controller.core.expanding import expand
+
+    try:
+        spec = parse_grid(copy.deepcopy(grid.get("spec") or {}), source=f"grid/{grid['metadata']['name']}",
+                          base_dir=None)
+        points = {p.name for p in expand(spec, dataset_md5=str(spec.dataset_md5))}
+    except Exception:  # a spec this version cannot read (a newer CRD): show every Job
+        return None
+    submission = (grid.get("status") or {}).get("parentRunId", "")
+    created = {j["metadata"]["name"] for j in jobs if submission and labels(j).get(LABEL_SUBMISSION) == submission}
+    return frozenset(points | created)
 
 
 def progressing_message(grid: dict[str, Any]) -> str:

@@ -11,10 +11,14 @@ from contract.decision import (
     Decision,
     Separation,
 )
+from contract.warning_words import warning_sentence
+
+SHOWN_WARNINGS = 5  # `report` prints the first ones; the report lists them all
 
 
 def decision_lines(decision: Decision) -> list[str]:
-    """The decision summary, from decision.json (written by the finalizer)."""
+    """The decision summary, from decision.json (written by the finalizer): the verdict, the candidate, the
+    registry, and the first warnings in words (contract.warning_words)."""
     verdict = decision.decision
     objective = decision.objective.metric
     lines = [f"grid {decision.grid}: decision {verdict.verdict}"]
@@ -33,9 +37,10 @@ def decision_lines(decision: Decision) -> list[str]:
     if registry is not None and registry.version:
         moved = "champion moved" if registry.champion_moved else "champion unchanged"
         lines.append(f"registered: {registry.name} version {registry.version} ({moved})")
-    for flag in decision.flags[:5]:
-        details = ", ".join(f"{k}={v}" for k, v in flag.data.items())
-        lines.append(f"warning: {flag.code}" + (f" ({details})" if details else ""))
+    for flag in decision.flags[:SHOWN_WARNINGS]:
+        lines.append(f"warning: {warning_sentence(flag.code, flag.data)}")
+    if len(decision.flags) > SHOWN_WARNINGS:
+        lines.append(f"... and {len(decision.flags) - SHOWN_WARNINGS} more warnings in the report")
     return lines
 
 

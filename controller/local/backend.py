@@ -11,10 +11,23 @@ from contract.errors import InvalidInput, Problem
 from contract.grid import DEFAULT_MAX_POINTS
 from controller import tracking
 from controller.core.reconciling import GridPhase
+from controller.core.state import GridState
 from controller.local import inspecting
 from controller.local.executor import LocalRun, default_parallelism, run_grid_locally
 from controller.progress import ProgressView
 from controller.submitting import grid_name, prepare
+
+
+class RecordingView(ProgressView):
+    """The progress view that also records the submission's points for `status` (inspecting.record_current)."""
+
+    def __init__(self, *, root: Path, points: list[str], metric: str, console: Console) -> None:
+        super().__init__(points=points, metric=metric, console=console)
+        self.root = root
+
+    def update(self, state: GridState) -> None:
+        inspecting.record_current(self.root, state, points=self.points)
+        super().update(state)
 
 
 @dataclass
@@ -39,7 +52,8 @@ class LocalBackend:
         what = f"{len(points)} points" if grid.search.mode != "tpe" else f"a TPE search of {grid.search.trials} trials"
         console.print(f"grid [bold]{grid.name}[/]: {what}, {run.parallelism} at a time, "
                       f"tracking at {tracking.tracking_uri(self.root)}", highlight=False, soft_wrap=True)
-        view = ProgressView(points=[p.name for p in points], metric=grid.objective_metric, console=console)
+        view = RecordingView(root=self.root, points=[p.name for p in points], metric=grid.objective_metric,
+                             console=console)
         outcome = run_grid_locally(run, view=view)
         if outcome.up_to_date:
             console.print("nothing to do: every point and the finalizer already succeeded with this spec",
@@ -60,8 +74,10 @@ class LocalBackend:
 
         return run_finalizer_again(root=self.root, grid=grid_name(grid), console=console)
 
-    def show_status(self, *, grid: str | None, console: Console) -> int:
-        return inspecting.show_status(root=self.root, grid=grid, console=console)
+    def show_status(self, *, grid: str | None, console: Console, output: str | None = None,
+                    show_obsolete: bool = False) -> int:
+        return inspecting.show_status(root=self.root, grid=grid, console=console, output=output,
+                                      show_obsolete=show_obsolete)
 
     def show_logs(self, *, job: str, follow: bool, attempt: int | None) -> int:
         return inspecting.show_logs(root=self.root, job=job, follow=follow, attempt=attempt)
@@ -69,9 +85,10 @@ class LocalBackend:
     def show_report(self, *, grid: str, console: Console) -> int:
         return inspecting.show_report(root=self.root, grid=grid, console=console)
 
-    def delete_grid(self, *, grid: str, console: Console) -> int:
-        raise InvalidInput([Problem("delete", "is for grids on a cluster (--backend kubernetes); a local grid's "
-                                    "state is .tp4/grids/<grid>/")])
+    def delete_grid(self, *, grid: str, console: Console, purge_runs: bool = False) -> int:
+        from controller.local.deleting import delete_local_grid
+
+        return delete_local_grid(root=self.root, grid=grid, console=console, purge_runs=purge_runs)
 
     def run_controller(self) -> int:
         raise InvalidInput([Problem("run", "is the cluster's reconcile loop: give --backend kubernetes "

@@ -136,7 +136,7 @@ def test_logs_follow_a_running_pod_and_name_bad_jobs(
     from tests.controller.cluster.test_kube_adapter import job as a_job
 
     kube.put_object("jobs", {**a_job("train-1"), "status": {}})
-    assert cli("logs", "train-1") == 2
+    assert cli("logs", "train-1") == 1  # no pod: nothing to read, as kubectl's NotFound
     assert "has no pod yet" in capsys.readouterr().err
     first = kube.start_job("train-1", log=["try 1"])
     kube.finish_job("train-1", succeeded=False, retry=True)
@@ -148,13 +148,13 @@ def test_logs_follow_a_running_pod_and_name_bad_jobs(
     assert cli("logs", "train-1", "--attempt", "1") == 0
     assert capsys.readouterr().out.splitlines() == ["try 1", "error"]
     assert cli("logs", "train-1", "--attempt", "3") == 2
-    assert cli("logs", "nope") == 2
+    assert cli("logs", "job/nope") == 1  # a missing object: 1, as kubectl's
     assert "no job named 'nope' in namespace default" in capsys.readouterr().err
 
 
 def test_report_without_mlflow_and_delete(project: Path, kube: FakeKube, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli("submit-grid", "grid.yaml", "--no-wait") == 0
-    assert cli("report", "lab") == 2  # no decision yet
+    assert cli("report", "lab") == 1  # no decision yet: not found
     api = cluster_commands.open_api(kubeconfig=None, context=None, namespace=None)
     api.patch_status(
         GRIDS,
@@ -168,15 +168,15 @@ def test_report_without_mlflow_and_delete(project: Path, kube: FakeKube, capsys:
 
     assert cli("delete", "lab") == 0
     assert kube.sent("DELETE", "/grids/lab")[0].body["propagationPolicy"] == "Background"
-    assert cli("delete", "lab") == 2 and cli("status", "lab") == 2
+    assert cli("delete", "lab") == 1 and cli("status", "lab") == 1
     assert "no grid named 'lab' in namespace default" in capsys.readouterr().err
 
 
 def test_cluster_verbs_need_the_cluster_and_local_ones_stay_local(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["delete", "lab"]) == 2
-    assert "is for grids on a cluster" in capsys.readouterr().err
+    assert main(["delete", "lab"]) == 1  # a local grid that does not exist
+    assert "no grid named 'lab'" in capsys.readouterr().err
     monkeypatch.delenv(contract.ENV_TRACKING_URI, raising=False)
     assert main(["run"]) == 2  # the controller needs the MLflow server's URL (the chart's ConfigMap)
     assert "MLFLOW_TRACKING_URI" in capsys.readouterr().err

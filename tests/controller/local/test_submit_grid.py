@@ -187,4 +187,4 @@ def test_report_prints_the_decision_from_the_folder_or_from_mlflow(
     assert remote.stdout.splitlines()[0] == local.stdout.splitlines()[0]
     assert "runs:/" in remote.stdout and "/report/decision.md" in remote.stdout
     unknown = controller(project, "report", "no-such-grid")
-    assert unknown.returncode == 2 and "no decision report for 'no-such-grid'" in unknown.stderr
+    assert unknown.returncode == 1 and "no decision report for 'no-such-grid'" in unknown.stderr
