@@ -135,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ui = commands.add_parser("ui", help="the MLflow UI on this project's runs (what make ui runs)")
     ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=_port, default=os.environ.get("UI_PORT", "5000"),
+                    help="the UI's port (default: $UI_PORT, else 5000)")
 
     data = commands.add_parser("data", help="the dataset").add_subparsers(dest="data_command", required=True)
     build = data.add_parser("build", help="build data/tiny_coco from COCO128")
@@ -204,6 +205,17 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "run":
         return target.run_controller()
     raise AssertionError(args.command)
+
+
+def _port(text: str) -> int:
+    """A TCP port (1-65535), from --port or $UI_PORT; argparse reports anything else as bad input (exit 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import os
 # ultralytics' defaults a Job keeps unless its environment says otherwise.
 JOB_ENV_DEFAULTS = {
     "YOLO_AUTOINSTALL": "false",  # never pip-install inside a Job
+    # MLflow's download bars (logging the model reads its files back) are carriage-return noise in a Job's log
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 

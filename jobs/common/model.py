@@ -9,6 +9,7 @@ pinned (`pinned_requirements`), so MLflow infers nothing at logging time.
 
 from __future__ import annotations
 
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -55,12 +56,16 @@ def log_model(*, client: MlflowClient, run_id: str, weights: Path, imgsz: int, p
     run = client.get_run(run_id)
     mlflow.set_tracking_uri(client.tracking_uri)
     mlflow.set_experiment(experiment_id=run.info.experiment_id)
-    info = Model.log(
-        artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id, python_model=str(PYFUNC_FILE),
-        artifacts={"weights": str(weights)}, signature=SIGNATURE, pip_requirements=pinned_requirements(),
-        model_config={"imgsz": imgsz, "conf": DEFAULT_CONF}, registered_model_name=registered_name,
-        tags={contract.TAG_POINT: point} if point else None,
-    )
+    with warnings.catch_warnings():
+        # The schema is SIGNATURE, given; an input example would make MLflow load YOLO and predict once at
+        # logging time, in every train Job, only to silence its advice to give one.
+        warnings.filterwarnings("ignore", message=r".*An input example was not provided", category=UserWarning)
+        info = Model.log(
+            artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id, python_model=str(PYFUNC_FILE),
+            artifacts={"weights": str(weights)}, signature=SIGNATURE, pip_requirements=pinned_requirements(),
+            model_config={"imgsz": imgsz, "conf": DEFAULT_CONF}, registered_model_name=registered_name,
+            tags={contract.TAG_POINT: point} if point else None,
+        )
     model_id = str(info.model_id)
     name, digest = dataset if dataset else (None, None)
     for key, value in (metrics or {}).items():

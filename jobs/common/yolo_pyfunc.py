@@ -31,7 +31,9 @@ class YoloDetector(PythonModel):
         self.imgsz = int(config.get("imgsz", 640))
         self.conf = float(config.get("conf", 0.25))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # model_input is typed pd.DataFrame, a type hint MLflow infers no schema from: the explicit SIGNATURE
+    # (jobs/common/model.py) is the schema, and MLflow does not warn about an unsupported hint.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from PIL import Image
         from ultralytics.engine.results import Results
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from jobs.common import connecting, dataset, mlflow_dataset, model, termination, tracking
+from jobs.common import connecting, dataset, environment, mlflow_dataset, model, termination, tracking
 from jobs.common.errors import BadInput, Terminated
 from jobs.train import training
 from jobs.train.options import TrainOptions, validate
@@ -150,7 +150,7 @@ def cpu_seconds() -> float:
 def run_train_job(*, options: TrainOptions) -> int:
     """Run the job; returns the process exit code."""
     clock = PhaseClock()
-    training.configure_environment()
+    environment.configure_environment()
     try:
         with termination.terminate_on_signals():
             _run(options=options, clock=clock)

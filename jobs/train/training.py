@@ -13,7 +13,6 @@ per trainer, without touching the user's ultralytics settings file.
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import statistics
@@ -82,13 +81,6 @@ class TrainResult:
     def gpu_seconds(self) -> float:
         """Wall seconds of training (its final validation included) on a CUDA device; 0.0 on any other."""
         return self.train_seconds if self.device_type == "cuda" else 0.0
-
-
-def configure_environment() -> None:
-    """Job-friendly ultralytics defaults; call before importing ultralytics."""
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")  # never pip-install inside a Job
-    # MLflow's download bars (logging the model reads its files back) are carriage-return noise in a Job's log
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def is_integration(callback: Callable[..., Any]) -> bool:

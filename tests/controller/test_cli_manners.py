@@ -181,8 +181,6 @@ def test_a_train_run_logs_what_a_person_compares_and_its_log_no_mlflow_noise(pro
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="jobs/common/yolo_pyfunc.py's predict type hint (model_input: Any) and "
-                   "jobs/common/model.py's missing input_example: outside this change (see the report)")
 def test_a_train_jobs_log_has_no_mlflow_user_warnings(project: Path) -> None:
     (log,) = (project / ".tp4" / "grids" / "tiny" / "logs").glob(f"{POINT}.*.log")
     text = log.read_text(errors="replace")
