@@ -74,7 +74,12 @@ def check_dataset(dataset_path: str, *, root: Path, md5: str) -> tuple[Problem |
     folder = root / dataset_path
     project = dvc_project(folder)
     if folder.is_dir():
-        entries = file_entries(path=folder)
+        try:
+            entries = file_entries(path=folder)
+        except OSError as error:  # a file gone between the listing and its read: the folder is being replaced
+            return Problem("dataset.path", f"dataset folder {dataset_path} changed while it was read "
+                           f"({type(error).__name__}: {error}): is a `data build` (or `dvc checkout`) writing it? "
+                           "submit again once it has ended"), None
         actual = listing_md5(entries=entries)
         if actual == md5:
             return None, None

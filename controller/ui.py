@@ -126,11 +126,13 @@ def serve(*, root: Path, host: str, port: int, console: Console) -> int:
         from mlflow.server.handlers import initialize_backend_stores
         from mlflow.tracing.trace_rollup_service import validate_sql_trace_rollup_startup
 
+        from controller import tracking
         from controller.ui_app import create_app
 
         store = settings[BACKEND_STORE_URI_ENV_VAR]
-        validate_sql_trace_rollup_startup(store)
-        initialize_backend_stores(store, store, settings[ARTIFACT_ROOT_ENV_VAR])
+        with tracking.store_lock(store):  # a first submit-grid may be creating this store at the same moment
+            validate_sql_trace_rollup_startup(store)
+            initialize_backend_stores(store, store, settings[ARTIFACT_ROOT_ENV_VAR])
         config = uvicorn.Config(create_app(), host=host, port=port, workers=1, log_config=str(_UVICORN_LOG_CONFIG))
         console.print(f"MLflow UI on {link(host=host, port=port)} (Ctrl-C stops it)", highlight=False,
                       soft_wrap=True)

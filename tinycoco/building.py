@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -136,16 +137,31 @@ def write_atomically(*, files: Mapping[str, bytes], out_dir: Path) -> None:
 
 
 def _swap_in(*, staging: Path, out_dir: Path) -> None:
-    # Two renames: POSIX cannot rename a folder over a non-empty one. Either
-    # way `out_dir` is never a half-written dataset.
-    if not os.path.lexists(out_dir):
-        staging.rename(out_dir)
-        return
-    retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:12]}")
-    out_dir.rename(retired)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        retired.rename(out_dir)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
+    # Two renames: POSIX cannot rename a folder over a non-empty one. Either way `out_dir` is never a
+    # half-written dataset. Another build of the same folder (two `data build` at once) may swap in between
+    # our two renames: then we go again, and the last build to swap in stays, whole; the others' folders go.
+    taken = (errno.EEXIST, errno.ENOTEMPTY)  # rename's answers when `out_dir` is there again
+    while True:
+        if not os.path.lexists(out_dir):
+            try:
+                staging.rename(out_dir)
+                return
+            except OSError as error:
+                if error.errno not in taken:
+                    raise
+                continue
+        retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:12]}")
+        try:
+            out_dir.rename(retired)
+        except FileNotFoundError:
+            continue  # another build retired it first
+        try:
+            staging.rename(out_dir)
+        except BaseException as error:
+            if not isinstance(error, OSError) or error.errno not in taken:
+                retired.rename(out_dir)
+                raise
+        else:
+            shutil.rmtree(retired, ignore_errors=True)
+            return
+        shutil.rmtree(retired, ignore_errors=True)  # another build swapped in: its folder is the newer one

@@ -49,11 +49,17 @@ def relocate(root: Path) -> str | None:
     """Rewrite the embedded store's artifact locations that point into another project folder
     (this one's former place) to this project's `.tp4/mlartifacts`. Returns a one-line account of
     what was done, None when there was nothing to do (no store, or no foreign location)."""
+    from controller.tracking import store_lock  # MLflow: imported by the commands that open the store only
+
     path = store_path(root)
     if not path.is_file():
         return None
-    with closing(sqlite3.connect(path, timeout=30)) as db:
+    # Under the store's lock: another tp4 command may be creating this store now (the very first commands
+    # of a new project), and a store without its tables yet has nothing to relocate.
+    with store_lock(contract.embedded_tracking_uri(root)), closing(sqlite3.connect(path, timeout=30)) as db:
         tables = {name for (name,) in db.execute("select name from sqlite_master where type='table'")}
+        if "experiments" not in tables:
+            return None
         old = foreign_prefixes(db, root)
         if not old:
             return None
