@@ -4,7 +4,7 @@ MLflow is the only store of a search (controller/core/searching.py rebuilds Optu
 read here on every call):
 - each point the controller asks for (a sampled trial, a confirm re-run) is recorded on the submission's
   parent run, as the tag contract.TAG_TRIAL_PREFIX + <name> = JSON {"number", "params", "phase",
-  "spec_hash"}, *before* its Job is created: a controller that dies between the two finds the trial and
+  "spec_hash"} (contract.trial), *before* its Job is created: a controller that dies between the two finds the trial and
   creates the Job; one that dies before recording asks again from the same history;
 - a trial's status, objective(s) and per-epoch curve come from its newest train run in the grid's
   experiment (any submission: a resubmission keeps the finished trials it carries over);
@@ -14,7 +14,6 @@ read here on every call):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 import contract
 from contract.grid import GridSpec
+from contract.trial import TrialTag, trial_tags
 from controller.core.expanding import GridPoint, point_spec
 from controller.core.searching import (
     Decision,
@@ -57,29 +57,21 @@ class Trial:
     spec_hash: str
 
     def tag(self) -> tuple[str, str]:
-        return contract.TAG_TRIAL_PREFIX + self.name, json.dumps(
-            {"number": self.number, "params": self.params, "phase": self.phase, "spec_hash": self.spec_hash},
-            sort_keys=True)
+        """The parent run's tag (contract.trial: its one encoder)."""
+        return TrialTag(self.name, self.number, self.params, self.phase, self.spec_hash).tag()
 
     def point(self) -> GridPoint:
         return GridPoint(name=self.name, params=self.params, spec_hash=self.spec_hash, phase=self.phase)
 
 
 def recorded_trials(mlflow: MlflowClient, parent_run_id: str) -> list[Trial]:
-    """The trials recorded on a parent run, by number (unreadable tags are skipped)."""
-    tags = mlflow.get_run(parent_run_id).data.tags
-    found = []
-    for key, value in tags.items():
-        if not key.startswith(contract.TAG_TRIAL_PREFIX):
-            continue
-        try:
-            data = json.loads(value)
-            found.append(Trial(name=key.removeprefix(contract.TAG_TRIAL_PREFIX), number=int(data["number"]),
-                               params=dict(data["params"]), phase=str(data["phase"]),
-                               spec_hash=str(data["spec_hash"])))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return sorted(found, key=lambda t: t.number)
+    """The trials recorded on a parent run, by number (contract.trial's decoder; a tag that does not decode
+    is logged and skipped: the search asks again what it would have held)."""
+    found, problems = trial_tags(mlflow.get_run(parent_run_id).data.tags)
+    for problem in problems:
+        log.warning("trial tag skipped: %s", problem)
+    return [Trial(name=t.name, number=t.number, params=t.params, phase=t.phase, spec_hash=t.spec_hash)
+            for t in found]
 
 
 TAGS_PER_BATCH = 100  # MLflow's limit of tags in one log_batch

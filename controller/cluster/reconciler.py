@@ -1,9 +1,10 @@
-"""One reconcile of one Grid on a cluster: observe its Jobs, run the shared rules, act, write its status.
+"""One reconcile of one Grid on a cluster: the submission driver's step, then the Grid's status.
 
-The decisions are the reconciler's (controller/reconciling.py), the same as
-the local executor's; this module only observes (the mirrors of Grids and
-Jobs kept by watches), applies the plan through the Kubernetes adapter, and
-talks to MLflow (the submission's parent run, the best point, the decision).
+The orchestration (observe, search, the shared rules, act, the parent run, carried trials, the budget)
+is the submission driver's (controller/driving.py), the same as the local executor's; its Jobs are
+created and watched through the cluster's Job store (controller/cluster/store.py). What is this
+module's own: the Grid resource (when a submission is asked for, its status and Events) and MLflow's
+results in that status (the best point, the decision).
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import contract
-from contract.grid import GridSpec
 from controller import tracking
 from controller.cluster import kube
 from controller.cluster import results as cluster_results
 from controller.cluster.informer import Mirror
-from controller.cluster.jobs import observe, owned
-from controller.cluster.kube import GRIDS, JOBS, Kube
+from controller.cluster.kube import GRIDS, Kube
 from controller.cluster.orphans import close_submission
 from controller.cluster.resource import ANNOTATION_SUBMITTED_AT, ClusterGrid, read_grid
 from controller.cluster.settings import ClusterSettings
@@ -38,26 +37,12 @@ from controller.cluster.status import (
     timestamp,
     up_to_date_status,
 )
-from controller.core.expanding import GridPoint, finalizer_name
-from controller.core.reconciling import (
-    CONFIGURATION_ERROR,
-    Conflict,
-    Create,
-    Delete,
-    DesiredGrid,
-    DesiredJob,
-    GridPhase,
-    JobPhase,
-    ObservedJob,
-    Plan,
-    is_up_to_date,
-    reconcile,
-)
-from controller.core.rendering import finalizer_hash, render_finalize_job, render_train_job
+from controller.cluster.store import ClusterStore
+from controller.core.expanding import GridPoint
+from controller.core.reconciling import DesiredGrid, GridPhase, ObservedJob, is_up_to_date
+from controller.driving import JobStore, Step, Submission, searches
+from controller.driving import desired_grid as driver_desired_grid
 from controller.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from controller.searching import Search
 
 TERMINAL = (GridPhase.SUCCEEDED.value, GridPhase.FAILED.value)
 
@@ -66,16 +51,9 @@ log = logging.getLogger(__name__)
 
 
 def desired_grid(cluster: ClusterGrid, submission: str, *, pending: bool = False) -> DesiredGrid:
-    return DesiredGrid(grid=cluster.spec.name, submission=submission,
-                       points=tuple(DesiredJob(p.name, p.spec_hash) for p in cluster.points),
-                       finalizer=DesiredJob(finalizer_name(cluster.spec), finalizer_hash(cluster.spec)),
-                       parallelism=cluster.parallelism, failure_budget=cluster.spec.job.failure_budget,
-                       pending=pending)
-
-
-def searches(grid: GridSpec) -> bool:
-    """True when points are asked, stopped or confirmed as results come (controller.searching)."""
-    return grid.sampled or grid.early_stopping is not None or grid.confirm is not None
+    """The desired grid of a Grid resource's points (controller.driving.desired_grid)."""
+    return driver_desired_grid(cluster.spec, cluster.points, submission=submission, parallelism=cluster.parallelism,
+                               pending=pending)
 
 
 def asked_at(grid: dict[str, Any]) -> datetime | None:
@@ -104,9 +82,8 @@ class GridController:
         self.api, self.grids, self.jobs, self.mlflow = api, grids, jobs, mlflow
         self.settings, self.root, self.clock = settings, root, clock
         self.experiments: dict[str, str] = {}
-        self.searches: dict[str, Search] = {}  # by submission (parent run id): rebuilt from MLflow after a restart
-        self.pending: dict[str, bool] = {}
-        self.budget_spent: dict[str, bool] = {}
+        # each grid's current submission, by grid name: rebuilt from MLflow after a restart
+        self.submissions: dict[str, Submission] = {}
         # set by the loop: reconcile this grid again in `delay` s (a search reads MLflow while Jobs run)
         self.requeue: Callable[[str, float], None] | None = None
 
@@ -131,89 +108,72 @@ class GridController:
                                                    generation=grid["metadata"].get("generation", 0),
                                                    message=str(error), now=self.clock()))
             return
-        names = [p.name for p in cluster.points] + [finalizer_name(cluster.spec)]
-        observed = observe(self.jobs.snapshot().values(), grid=name, names=names)
         experiment_id = self.experiment(cluster.spec.experiment)
         if submission_requested(grid):
-            grid = self.new_submission(grid, cluster, observed, experiment_id)
+            grid = self.new_submission(grid, cluster, experiment_id)
             if grid is None:
                 return
         status = grid["status"]
-        submission = status["parentRunId"]
-        pending = False
-        if searches(cluster.spec):
-            cluster, pending = self.look_at_search(cluster, observed, submission=submission,
-                                                   experiment_id=experiment_id)
-            names = [p.name for p in cluster.points] + [finalizer_name(cluster.spec)]
-            observed = observe(self.jobs.snapshot().values(), grid=name, names=names)
-        plan = reconcile(desired_grid(cluster, submission, pending=pending), observed)
-        self.budget_spent[submission] = bool(plan.counts.skipped) or plan.reason == CONFIGURATION_ERROR
-        if searches(cluster.spec) and plan.phase.value not in TERMINAL and self.requeue is not None:
+        submission = self.submission(cluster, parent_run_id=status["parentRunId"], experiment_id=experiment_id)
+        step = submission.step(self.job_store(grid))
+        if searches(cluster.spec) and not step.terminal and self.requeue is not None:
             from controller.searching import POLL_SECONDS
 
             self.requeue(name, POLL_SECONDS)
-        conflicts = self.apply(plan, grid=grid, cluster=cluster, submission=status["parentRunId"])
-        outcome = self.outcome(grid, cluster, plan, experiment_id, conflicts)
-        new = grid_status(status, plan=plan, observed=observed, grid=name,
-                          points={p.name: p.spec_hash for p in cluster.points}, outcome=outcome, now=self.clock())
+        outcome = self.outcome(grid, cluster, step, experiment_id, points=submission.points)
+        new = grid_status(status, plan=dataclasses.replace(step.plan, message=step.message), observed=step.observed,
+                          grid=name, points={p.name: p.spec_hash for p in submission.points}, outcome=outcome,
+                          now=self.clock())
         if new["phase"] in TERMINAL and status.get("phase") not in TERMINAL:
-            tracking.end_run(self.mlflow, outcome.submission,
-                             status="FINISHED" if new["phase"] == GridPhase.SUCCEEDED.value else "FAILED")
+            submission.end(GridPhase(new["phase"]))
         self.write_status(grid, new)
 
-    def look_at_search(self, cluster: ClusterGrid, observed: dict[str, ObservedJob], *, submission: str,
-                       experiment_id: str) -> tuple[ClusterGrid, bool]:
-        """The grid with the points its search has asked so far (new ones recorded in MLflow first), and
-        whether more will come. Hopeless running points get a stop request; a Job still running
-        early_stopping.grace_seconds after it gets its deadline cut (the Job controller stops it)."""
-        from controller.searching import Search  # Optuna (and numpy): imported by a grid that searches
+    def job_store(self, grid: dict[str, Any]) -> JobStore:
+        """Where the Grid's Jobs are created and observed: the Kubernetes API (its Events on the Grid)."""
+        return ClusterStore(api=self.api, jobs=self.jobs, grid=grid,
+                            event=lambda reason, message, point: self.event(grid, reason, message, point=point))
 
-        search = self.searches.get(submission)
-        if search is None:
-            search = Search(self.mlflow, cluster.spec, experiment_id, submission, cluster.dataset_md5)
-            search.start(cluster.points)
-            self.searches = {submission: search, **{k: v for k, v in self.searches.items()
-                                                    if v.grid.name != cluster.spec.name}}
-        if search.due():
-            jobs = {n: j for n, j in observed.items() if j.grid == cluster.spec.name}
-            # a Job failed in an earlier submission is retried by this one: in flight, not a failed trial
-            live = {p.name for p in search.trials if p.name not in jobs or not jobs[p.name].phase.terminal
-                    or (jobs[p.name].phase is JobPhase.FAILED and jobs[p.name].submission != submission)}
-            failed = {n for n, j in jobs.items() if j.phase is JobPhase.FAILED and j.submission == submission}
-            tick = search.tick(room=cluster.parallelism - len(live), live=live, failed=failed,
-                               budget_spent=self.budget_spent.get(submission, False))
-            self.pending[submission] = tick.pending
-            for decision in tick.stops:
-                log.info("stop requested", extra={"grid": cluster.spec.name, "point": decision.name,
-                                                  "epoch": decision.epoch, "rule": decision.rule})
-            for point in tick.overdue:
-                job = jobs.get(point)
-                if job is not None and not job.phase.terminal:
-                    self.api.patch(JOBS, point, {"spec": {"activeDeadlineSeconds": 1}})
-        return dataclasses.replace(cluster, points=search.points), self.pending.get(submission, True)
+    def submission(self, cluster: ClusterGrid, *, parent_run_id: str, experiment_id: str) -> Submission:
+        """The driver of the grid's current submission: the one this controller began, or one resumed
+        from MLflow (a restarted controller; its search rebuilt from the trials on the parent run)."""
+        known = self.submissions.get(cluster.spec.name)
+        if known is not None and known.parent_run_id == parent_run_id:
+            return known
+        resumed = Submission.resume(mlflow=self.mlflow, grid=cluster.spec, points=cluster.points,
+                                    dataset_md5=cluster.dataset_md5, parallelism=cluster.parallelism,
+                                    experiment_id=experiment_id, parent_run_id=parent_run_id,
+                                    render=self.settings.render_settings(parent_run_id=parent_run_id))
+        self.submissions[cluster.spec.name] = resumed
+        return resumed
 
-    def new_submission(self, grid: dict[str, Any], cluster: ClusterGrid, observed: dict[str, ObservedJob],
+    def new_submission(self, grid: dict[str, Any], cluster: ClusterGrid,
                        experiment_id: str) -> dict[str, Any] | None:
         """Start one (a parent run, recorded in the status at once), or find the grid up to date (None)."""
         status, meta = grid.get("status") or {}, grid["metadata"]
         previous = status.get("parentRunId", "")
-        if previous and is_up_to_date(desired_grid(cluster, previous), observed):
-            self.write_status(grid, up_to_date_status(status, generation=meta.get("generation", 0),
-                                                      start_time=start_time(grid, self.clock()), now=self.clock()))
-            return None
-        if previous:  # superseded while it ran
+        if previous:
+            store = self.job_store(grid)
+            desired = desired_grid(cluster, previous)
+            observed: dict[str, ObservedJob] = store.observe([p.name for p in desired.points]
+                                                             + [desired.finalizer.name])
+            if is_up_to_date(desired, observed):
+                self.write_status(grid, up_to_date_status(status, generation=meta.get("generation", 0),
+                                                          start_time=start_time(grid, self.clock()),
+                                                          now=self.clock()))
+                return None
+            # superseded while it ran
             close_submission(self.mlflow, previous,
                              reason=f"superseded by a new submission of grid {cluster.spec.name}")
-        parent = tracking.start_parent_run(self.mlflow, grid=cluster.spec, points=cluster.points,
-                                           experiment_id=experiment_id, backend="kubernetes",
-                                           dataset_md5=cluster.dataset_md5)
-        # the orphan sweep (controller/cluster/orphans.py) closes only the runs of its own namespace
-        self.mlflow.set_tag(parent, contract.TAG_NAMESPACE, self.api.namespace)
-        if previous and searches(cluster.spec):  # the trials the superseded submission asked carry over
-            from controller.searching import Search, recorded_trials
-
-            Search(self.mlflow, cluster.spec, experiment_id, parent, cluster.dataset_md5).start(
-                cluster.points, carried=tuple(recorded_trials(self.mlflow, previous)))
+        submission = Submission.begin(
+            mlflow=self.mlflow, grid=cluster.spec, points=cluster.points, dataset_md5=cluster.dataset_md5,
+            parallelism=cluster.parallelism, experiment_id=experiment_id,
+            render=self.settings.render_settings(parent_run_id=""), backend="kubernetes",  # the new run's id: begin
+            # the orphan sweep (controller/cluster/orphans.py) closes only the runs of its own namespace
+            tags={contract.TAG_NAMESPACE: self.api.namespace}, previous=previous)
+        for note in submission.notes:
+            log.warning(note, extra={"grid": cluster.spec.name})
+        self.submissions[cluster.spec.name] = submission
+        parent = submission.parent_run_id
         started = {key: value for key, value in status.items() if key in ("conditions", "counts")}
         started.update(observedGeneration=meta.get("generation"), phase=GridPhase.PENDING.value, parentRunId=parent,
                        startTime=start_time(grid, self.clock()))
@@ -223,54 +183,13 @@ class GridController:
                    f"{cluster.parallelism} at a time")
         return self.write_status(grid, started)
 
-    # --- acting on the plan -------------------------------------------------------------------
-
-    def apply(self, plan: Plan, *, grid: dict[str, Any], cluster: ClusterGrid, submission: str) -> list[Conflict]:
-        conflicts = list(plan.conflicts)
-        points = {p.name: p for p in cluster.points}
-        for action in plan.actions:
-            if isinstance(action, Delete):
-                self.api.delete(JOBS, action.name, propagation="Background")
-                self.jobs.forget(action.name)
-                self.event(grid, "JobDeleted", f"job {action.name}: {action.reason}", point=action.name)
-            elif isinstance(action, Create):
-                conflict = self.create_job(action, grid=grid, cluster=cluster, points=points, submission=submission)
-                conflicts += [conflict] if conflict else []
-        return conflicts
-
-    def manifest(self, action: Create, *, cluster: ClusterGrid, points: dict[str, GridPoint],
-                 submission: str) -> dict[str, Any]:
-        """The Job that `action` creates; `points`: the grid's points by name."""
-        settings = self.settings.render_settings(parent_run_id=submission)
-        if action.finalizer:
-            return render_finalize_job(cluster.spec, settings, dataset_md5=cluster.dataset_md5)
-        return render_train_job(cluster.spec, points[action.name], settings, dataset_md5=cluster.dataset_md5)
-
-    def create_job(self, action: Create, *, grid: dict[str, Any], cluster: ClusterGrid, points: dict[str, GridPoint],
-                   submission: str) -> Conflict | None:
-        body = owned(self.manifest(action, cluster=cluster, points=points, submission=submission), grid=grid,
-                     submission=submission)
-        try:
-            self.jobs.remember(self.api.create(JOBS, body))
-        except kube.Conflict:
-            existing = self.api.get(JOBS, action.name)
-            owner = (existing["metadata"].get("labels") or {}).get(contract.LABEL_GRID)
-            if owner == cluster.spec.name:
-                self.jobs.remember(existing)  # ours: the watch had not shown it yet
-                return None
-            return Conflict(action.name, owner or "(a Job that tp4 did not create)")
-        if action.finalizer:
-            self.event(grid, "FinalizerCreated", f"every point is terminal: job {action.name} ranks the runs",
-                       point=action.name)
-        else:
-            log.info("job created", extra={"grid": cluster.spec.name, "point": action.name, "run": submission})
-        return None
-
     # --- results and status -------------------------------------------------------------------
 
-    def outcome(self, grid: dict[str, Any], cluster: ClusterGrid, plan: Plan, experiment_id: str,
-                conflicts: list[Conflict]) -> Outcome:
-        status = grid["status"]
+    def outcome(self, grid: dict[str, Any], cluster: ClusterGrid, step: Step, experiment_id: str, *,
+                points: list[GridPoint]) -> Outcome:
+        """The status's results: the best point of `points` (the grid's, with those its search asked)
+        when one more point succeeded, the decision once the grid ended."""
+        status, plan = grid["status"], step.plan
         best, verdict, report = status.get("best"), status.get("decision"), status.get("report")
         try:
             newly = plan.counts.succeeded != (status.get("counts") or {}).get("succeeded")
@@ -278,7 +197,7 @@ class GridController:
                 best = cluster_results.best_point(self.mlflow, experiment_id=experiment_id, grid=cluster.spec.name,
                                                   metric=cluster.spec.objective_metric,
                                                   direction=cluster.spec.objective_direction,
-                                                  hashes={p.spec_hash: p.name for p in cluster.points})
+                                                  hashes={p.spec_hash: p.name for p in points})
         except (MlflowException, OSError) as error:  # shown at a later reconcile; the grid goes on
             log.warning("best point not read from MLflow", extra={"grid": cluster.spec.name, "error": str(error)})
         if plan.phase.value in TERMINAL and verdict is None:
@@ -286,7 +205,7 @@ class GridController:
             verdict, report = cluster_results.decision(self.mlflow, parent_run_id=status["parentRunId"])
         return Outcome(generation=grid["metadata"].get("generation", 0), submission=status["parentRunId"],
                        start_time=status.get("startTime", ""), best=best, decision=verdict, report=report,
-                       conflicts=conflicts)
+                       conflicts=step.conflicts)
 
     def write_status(self, grid: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         old = grid.get("status") or {}

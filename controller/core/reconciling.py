@@ -2,13 +2,15 @@
 
 Level-triggered: the plan depends only on what is desired and what is
 observed now, so running it again after a crash or a resubmission creates
-nothing twice. Both executors (local processes, Kubernetes) act on its plan.
+nothing twice. The submission driver (controller/driving.py) acts on its plan through either Job store
+(local processes, Kubernetes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 # A Job that a podFailurePolicy FailJob rule failed: its container exited 2, a configuration error
 # that retrying cannot fix (the Job controller's condition reason; the local kubelet uses it too).
@@ -34,6 +36,13 @@ class GridPhase(StrEnum):
     FINALIZING = "Finalizing"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+
+
+# What a point is now (reconcile's Plan.states): not created yet; created and not done (running, waiting,
+# or about to be deleted and created again: its spec changed, or it failed in an earlier submission);
+# succeeded; failed in this submission; its name held by another grid.
+PointState = Literal["missing", "active", "succeeded", "failed", "blocked"]
+IN_FLIGHT: tuple[PointState, ...] = ("missing", "active", "blocked")  # a search counts these as trials in flight
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,16 @@ class Plan:
     counts: Counts = Counts()
     message: str = ""
     reason: str = ""  # why the grid is in this phase, when the phase alone does not say (CONFIGURATION_ERROR)
+    states: dict[str, PointState] = field(default_factory=dict)  # each desired point's state, by name
+    budget_spent: bool = False  # the failure budget is spent or a configuration error stops the grid: start no point
+
+    def in_flight(self) -> set[str]:
+        """The points a search counts as in flight: not created yet, not done, or to be created again."""
+        return {name for name, state in self.states.items() if state in IN_FLIGHT}
+
+    def failed(self) -> set[str]:
+        """The points that failed in this submission."""
+        return {name for name, state in self.states.items() if state == "failed"}
 
     @property
     def creates(self) -> list[Create]:
@@ -115,7 +134,7 @@ class Plan:
         return [a for a in self.actions if isinstance(a, Conflict)]
 
 
-def _classify(point: DesiredJob, job: ObservedJob | None, desired: DesiredGrid) -> tuple[str, Action | None]:
+def _classify(point: DesiredJob, job: ObservedJob | None, desired: DesiredGrid) -> tuple[PointState, Action | None]:
     """What a point is now: 'missing', 'active', 'succeeded', 'failed' or 'blocked', and what to do."""
     if job is None:
         return "missing", None
@@ -133,8 +152,9 @@ def _classify(point: DesiredJob, job: ObservedJob | None, desired: DesiredGrid) 
 
 
 def reconcile(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> Plan:
-    """Decide the actions that move the observed Jobs towards the desired grid."""
-    states: dict[str, str] = {}
+    """Decide the actions that move the observed Jobs towards the desired grid; the plan also carries each
+    point's state and whether the failure budget is spent (what a search and a status read)."""
+    states: dict[str, PointState] = {}
     actions: list[Action] = []
     for point in desired.points:
         state, action = _classify(point, observed.get(point.name), desired)
@@ -163,16 +183,18 @@ def reconcile(desired: DesiredGrid, observed: dict[str, ObservedJob]) -> Plan:
     if counts.running or counts.waiting or (desired.pending and not budget_spent):
         message = f"{counts.succeeded + counts.failed}/{counts.total} points done" + (f"; {stop}" if stop else "")
         message += "; searching" if desired.pending and not (counts.running or counts.waiting) else ""
-        return Plan(actions=actions, phase=GridPhase.RUNNING, counts=counts, message=message)
+        return Plan(actions=actions, phase=GridPhase.RUNNING, counts=counts, message=message, states=states,
+                    budget_spent=budget_spent)
     if config_failed and observed.get(desired.finalizer.name) is None:
         return Plan(actions=actions, phase=GridPhase.FAILED, counts=counts, message=stop + "; finalizer skipped",
-                    reason=CONFIGURATION_ERROR)
+                    reason=CONFIGURATION_ERROR, states=states, budget_spent=True)
     finalizer_actions, phase, message = _finalize(desired, observed.get(desired.finalizer.name), counts)
-    return Plan(actions=actions + finalizer_actions, phase=phase, counts=counts, message=message)
+    return Plan(actions=actions + finalizer_actions, phase=phase, counts=counts, message=message, states=states,
+                budget_spent=budget_spent)
 
 
 def configuration_failures(desired: DesiredGrid, observed: dict[str, ObservedJob],
-                           states: dict[str, str]) -> list[str]:
+                           states: dict[str, PointState]) -> list[str]:
     """The points whose failures stop the grid, or []: every point that finished in this submission
     failed with a configuration error (exit code 2, CONFIGURATION_FAILURE), and at least
     MIN_CONFIGURATION_FAILURES of them did (all of them, in a smaller grid). A configuration error
@@ -190,14 +212,14 @@ def _configuration_message(failed: list[str], counts: Counts) -> str:
             f"would hit; see their logs){skipped}")
 
 
-def _blocked(desired: DesiredGrid, actions: list[Action], states: dict[str, str], *, blocked: int, failed: int,
+def _blocked(desired: DesiredGrid, actions: list[Action], states: dict[str, PointState], *, blocked: int, failed: int,
              active: int, missing: int) -> Plan:
     """A point's name belongs to another grid: start nothing new (the grid could never be complete,
     and a finalizer would decide without that point) until the name is free again."""
     counts = Counts(total=len(desired.points), succeeded=sum(s == "succeeded" for s in states.values()),
                     failed=failed, running=active, waiting=missing + blocked)
     return Plan(actions=actions, phase=GridPhase.PENDING, counts=counts,
-                message=f"blocked: {blocked} Job names belong to other grids")
+                message=f"blocked: {blocked} Job names belong to other grids", states=states)
 
 
 def _finalize(desired: DesiredGrid, job: ObservedJob | None, counts: Counts) -> tuple[list[Action], GridPhase, str]:

@@ -38,7 +38,7 @@ from optuna.trial import TrialState
 import contract
 from contract.grid import GridSpec
 from contract.objective import Direction, objective_key
-from controller.core.expanding import JOB_NAME, MAX_NAME_LENGTH, GridPoint, format_value, point_spec
+from controller.core.points import JOB_NAME, MAX_NAME_LENGTH, GridPoint, format_value, point_spec
 
 optuna.logging.set_verbosity(logging.WARNING)
 

@@ -57,7 +57,8 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_documented_contracts_are_there() -> None:
     assert set(CONTRACTS) >= {"controller-no-ml", "controller-no-jobs-no-dataset-builder",
                               "jobs-no-kubernetes-no-controller", "contract-is-a-leaf", "core-is-pure",
-                              "backends-independent", "jobs-common-imports-no-job", "finalize-layers"}
+                              "backends-independent", "jobs-common-imports-no-job", "finalize-layers",
+                              "one-driver-two-stores", "core-imports-nothing-above"}
 
 
 @pytest.mark.parametrize("contract_id", sorted(CONTRACTS))

@@ -140,3 +140,25 @@ def test_controller_restart_adopts_existing_jobs() -> None:
     assert plan.actions == [] and plan.counts.running == 2
     again = reconcile(desired(), jobs)
     assert again == plan
+
+
+def test_the_plan_says_each_points_state_as_a_search_counts_it() -> None:
+    plan = reconcile(desired(), observed(
+        job("train-0", JobPhase.RUNNING),
+        job("train-1", JobPhase.FAILED, submission="run1"),  # failed in an earlier submission: retried, in flight
+        job("train-2", JobPhase.FAILED),  # failed in this one
+        job("train-3", JobPhase.SUCCEEDED)))
+    assert plan.states == {"train-0": "active", "train-1": "active", "train-2": "failed", "train-3": "succeeded"}
+    assert plan.in_flight() == {"train-0", "train-1"} and plan.failed() == {"train-2"}
+    blocked = reconcile(desired(), observed(job("train-0", JobPhase.RUNNING, grid="other")))
+    assert blocked.states["train-0"] == "blocked" and blocked.in_flight() == {f"train-{i}" for i in range(4)}
+
+
+def test_the_plan_says_when_the_failure_budget_is_spent() -> None:
+    two_failed = observed(job("train-0", JobPhase.FAILED), job("train-1", JobPhase.FAILED))
+    assert not reconcile(desired(failure_budget=2), two_failed).budget_spent
+    spent = reconcile(desired(failure_budget=1), two_failed)
+    assert spent.budget_spent and spent.counts.skipped == 2 and spent.creates == [Create(FINAL.name, finalizer=True)]
+    # spent with no point left to skip (the budget, not the skipped count, says it: a search asks no more)
+    last = observed(job("train-0", JobPhase.FAILED), job("train-1", JobPhase.FAILED))
+    assert reconcile(desired(points=POINTS[:2], failure_budget=1, pending=True), last).budget_spent
