@@ -23,7 +23,7 @@ from controller.driving import JobStore, Step, Submission, desired_grid
 from controller.errors import InvalidInput, NameClash, Problem
 from controller.local import processes, relocating, sweeping
 from controller.local.kubelet import LocalKubelet, remove_attempt_tmp
-from controller.local.state import GridState, grid_dir, job_owners, load_state, safe_child
+from controller.local.state import GridState, claim_job_names, grid_dir, load_state, safe_child
 from controller.local.store import LocalStore, observe
 from controller.progress import ProgressView
 
@@ -58,9 +58,10 @@ def default_parallelism(grid: GridSpec, requested: int | None) -> int:
 
 
 def check_name_clashes(run: LocalRun) -> None:
-    owners = job_owners(run.root)
+    """NameClash when another grid of the project uses or claimed one of this submission's Job names;
+    otherwise they are claimed for it, under the project's names lock (two grids submitted together)."""
     names = [p.name for p in run.points] + [finalizer_name(run.grid)]
-    clashes = {n: owners[n] for n in names if owners.get(n, run.grid.name) != run.grid.name}
+    clashes = claim_job_names(run.root, run.grid.name, names)
     if clashes:
         raise NameClash("; ".join(f"job {n} already belongs to grid {g}" for n, g in clashes.items()))
 

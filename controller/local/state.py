@@ -17,12 +17,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from contract.errors import InvalidInput, Problem
 from controller.core.reconciling import JobPhase
 from controller.core.state import Attempt, GridState, JobRecord
 
 __all__ = ["Attempt", "GridState", "JobRecord", "grid_dir", "state_path", "load_state", "save_state",
-           "known_grids", "job_names", "job_owners", "safe_child"]
+           "known_grids", "job_names", "job_owners", "claim_job_names", "safe_child"]
 
 
 def safe_child(base: Path, name: str) -> Path:
@@ -219,11 +221,44 @@ def job_names(root: Path, grid: str) -> list[str]:
     return names
 
 
+CLAIMS_FILE = "claims.json"  # the Job names a grid's latest submission will use (claim_job_names)
+NAMES_LOCK = ".names.lock"  # beside the grids' folders: one name check at a time in a project
+
+
 def job_owners(root: Path, *, skip: str | None = None) -> dict[str, str]:
-    """Job name -> the grid that uses it, across every grid of this project (but `skip`)."""
+    """Job name -> the grid that uses it, across every grid of this project (but `skip`): the Jobs in its
+    state, and the names its latest submission claimed before creating them."""
     owners: dict[str, str] = {}
-    for grid in known_grids(root):
+    base = root / ".tp4" / "grids"
+    claimed = sorted(p.parent.name for p in base.glob(f"*/{CLAIMS_FILE}")) if base.exists() else []
+    for grid in sorted({*known_grids(root), *claimed}):
         if grid != skip:
-            for name in job_names(root, grid):
+            for name in [*job_names(root, grid), *_claims(grid_dir(root, grid) / CLAIMS_FILE)]:
                 owners.setdefault(name, grid)
     return owners
+
+
+def _claims(path: Path) -> list[str]:
+    try:
+        names = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def claim_job_names(root: Path, grid: str, names: list[str]) -> dict[str, str]:
+    """Under the project's names lock, the names of `names` another grid already uses or claimed ({name:
+    grid}); when none, `names` are recorded as `grid`'s claim (atomically) before it creates any Job, so two
+    grids submitted at the same moment cannot both take one name."""
+    base = root / ".tp4" / "grids"
+    base.mkdir(parents=True, exist_ok=True)
+    with FileLock(base / NAMES_LOCK, timeout=60):
+        owners = job_owners(root, skip=grid)
+        clashes = {n: owners[n] for n in names if n in owners}
+        if not clashes:
+            folder = grid_dir(root, grid)
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f".{CLAIMS_FILE}.tmp"
+            partial.write_text(json.dumps(sorted(set(names))))
+            os.replace(partial, folder / CLAIMS_FILE)
+        return clashes
