@@ -1,4 +1,4 @@
-"""The local kubelet's warm start (controller.local.warm, jobs.common.warm_start), on real processes:
+"""The local kubelet's warm start (controller.local.warm, jobs.warm_start), on real processes:
 an attempt forked by the server is the Job's own process (its environment, working directory, log,
 session, exit code, stop), Jobs it cannot serve start cold, a server that ends loses nothing that runs,
 and a warm training gives the metrics a cold one gives."""
