@@ -10,10 +10,8 @@ started.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -134,29 +132,11 @@ def check_experiment(mlflow: MlflowClient, *, name: str) -> str | None:
     return experiment.experiment_id
 
 
-def artifact_folder(name: str) -> str:
-    """A folder name for experiment `name` under .tp4/mlartifacts: the name itself when it is one
-    plain component, else a slug plus a hash of the name (an experiment may be called '../x')."""
-    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and ".." not in name:
-        return name
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "experiment"
-    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-
-
-def embedded_artifact_location(root: Path, name: str) -> str:
-    """file:// URI of experiment `name`'s artifacts, always inside <root>/.tp4/mlartifacts."""
-    folder = artifact_folder(name)
-    location = contract.embedded_artifact_location(root, folder)
-    base = (root / contract.EMBEDDED_DIR / "mlartifacts").resolve()
-    assert (base / folder).resolve().parent == base, folder
-    return location
-
-
 def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:
-    """The id of the active experiment `name`, created when missing (embedded store: its artifacts
-    under <root>/.tp4/mlartifacts, the folder created now so that a location that cannot be
-    written is bad input before any run exists); `InvalidInput` when it is deleted or unwritable.
-    Get-or-create: another process (a second `submit-grid` of a grid in the same experiment) may
+    """The id of the active experiment `name`, created when missing (a SQLite store, the embedded one
+    among them: its artifacts under mlartifacts/ beside the database, the folder created now so that a
+    location that cannot be written is bad input before any run exists); `InvalidInput` when it is
+    deleted or unwritable. Get-or-create: another process (a second `submit-grid` of a grid in the same experiment) may
     create it between the look and the create; its experiment is then this one."""
     experiment_id = check_experiment(mlflow, name=name)
     if experiment_id is None:
@@ -175,10 +155,12 @@ def ensure_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) 
 
 
 def _create_experiment(mlflow: MlflowClient, *, name: str, root: Path, uri: str) -> str:
-    location = None
-    if is_embedded(uri):
-        location = embedded_artifact_location(root, name)
-        folder = (root / contract.EMBEDDED_DIR / "mlartifacts" / artifact_folder(name))
+    """Its artifacts where the Jobs put them too (contract.artifact_location: beside a SQLite store, the embedded
+    one's .tp4/mlartifacts among them; a server decides itself); the folder made now."""
+    location = contract.artifact_location(uri, name)
+    artifact_root = contract.sqlite_artifact_root(uri)
+    if artifact_root is not None:
+        folder = artifact_root / contract.artifact_folder(name)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:

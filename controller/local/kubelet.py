@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import contract
-from controller.core.reconciling import JobPhase
+from controller.core.reconciling import CONFIGURATION_FAILURE, JobPhase
 from controller.local import processes
 from controller.local.state import Attempt, JobRecord, safe_child
 from controller.local.warm import WarmProcess, WarmStarter
@@ -139,7 +139,7 @@ class LocalKubelet:
             self._finish(job, code, JobPhase.SUCCEEDED, "")
             return True
         if code in fail_job_exit_codes(job.manifest):
-            self._finish(job, code, JobPhase.FAILED, "PodFailurePolicy")
+            self._finish(job, code, JobPhase.FAILED, CONFIGURATION_FAILURE)
             return True
         if len(job.attempts) <= job.manifest["spec"].get("backoffLimit", 6):
             self._finish_attempt(job, code, "Error")

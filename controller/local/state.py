@@ -19,6 +19,7 @@ from typing import Any
 
 from filelock import FileLock
 
+import contract
 from contract.errors import InvalidInput, Problem
 from controller.core.reconciling import JobPhase
 from controller.core.state import Attempt, GridState, JobRecord
@@ -40,7 +41,7 @@ def safe_child(base: Path, name: str) -> Path:
 
 
 def grid_dir(root: Path, grid: str) -> Path:
-    return safe_child(root / ".tp4" / "grids", grid)
+    return safe_child(root / contract.EMBEDDED_DIR / "grids", grid)
 
 
 def state_path(root: Path, grid: str) -> Path:
@@ -198,7 +199,7 @@ def _save_snapshot(path: Path, state: GridState) -> int:
 
 
 def known_grids(root: Path) -> list[str]:
-    base = root / ".tp4" / "grids"
+    base = root / contract.EMBEDDED_DIR / "grids"
     return sorted(p.parent.name for p in base.glob("*/state.json")) if base.exists() else []
 
 
@@ -229,7 +230,7 @@ def job_owners(root: Path, *, skip: str | None = None) -> dict[str, str]:
     """Job name -> the grid that uses it, across every grid of this project (but `skip`): the Jobs in its
     state, and the names its latest submission claimed before creating them."""
     owners: dict[str, str] = {}
-    base = root / ".tp4" / "grids"
+    base = root / contract.EMBEDDED_DIR / "grids"
     claimed = sorted(p.parent.name for p in base.glob(f"*/{CLAIMS_FILE}")) if base.exists() else []
     for grid in sorted({*known_grids(root), *claimed}):
         if grid != skip:
@@ -250,7 +251,7 @@ def claim_job_names(root: Path, grid: str, names: list[str]) -> dict[str, str]:
     """Under the project's names lock, the names of `names` another grid already uses or claimed ({name:
     grid}); when none, `names` are recorded as `grid`'s claim (atomically) before it creates any Job, so two
     grids submitted at the same moment cannot both take one name."""
-    base = root / ".tp4" / "grids"
+    base = root / contract.EMBEDDED_DIR / "grids"
     base.mkdir(parents=True, exist_ok=True)
     with FileLock(base / NAMES_LOCK, timeout=60):
         owners = job_owners(root, skip=grid)

@@ -157,10 +157,12 @@ def test_a_name_is_never_used_as_a_path_unchecked(tmp_path: Path, name: str) -> 
 
 def test_experiment_names_stay_under_the_artifact_root(tmp_path: Path) -> None:
     for name in ("../../outside", "/etc", "a b/c", "..", "ok-name.v2"):
-        location = tracking.embedded_artifact_location(tmp_path, name)
+        location = contract.artifact_location(contract.embedded_tracking_uri(tmp_path), name)
+        assert location is not None
         assert location.startswith((tmp_path / ".tp4" / "mlartifacts").resolve().as_uri() + "/"), (name, location)
-    assert tracking.artifact_folder("ok-name.v2") == "ok-name.v2"
-    assert tracking.artifact_folder("../x") != tracking.artifact_folder("/x")
+        assert "/.." not in location.removeprefix("file://")
+    assert contract.artifact_folder("ok-name.v2") == "ok-name.v2"
+    assert contract.artifact_folder("../x") != contract.artifact_folder("/x")
 
 
 def test_a_deleted_experiment_is_named_with_both_ways_out(tmp_path: Path) -> None:
