@@ -29,6 +29,7 @@ import yaml
 
 import contract
 from contract.grid import TOP_KEYS, JobSettings, parse_grid
+from contract.grid_resource import GRID
 from controller.cluster import rbac
 from controller.core.expanding import expand
 from controller.core.rendering import RenderSettings, SecretRef, render_all
@@ -323,6 +324,8 @@ def test_helm_lint_strict(helm: Path, value_set: str) -> None:
         ("containerSecurityContext.allowPrivilegeEscalation=true", "allowPrivilegeEscalation"),
         ("podSecurityContext.runAsNonRoot=false", "runAsNonRoot"),
         ("minio.env.MINIO_ROOT_PASSWORD=hunter2", "MINIO_ROOT_PASSWORD"),
+        ("rbac.userRoles.admin=true", "additional properties 'admin' not allowed"),
+        ("rbac.userRoles.edit=yes", "/rbac/userRoles/edit"),
     ],
 )
 def test_values_schema_rejects(helm: Path, setting: str, message: str) -> None:
@@ -706,7 +709,9 @@ def test_value_sets_render_what_they_promise(helm: Path) -> None:
         "Pod",
         "PersistentVolumeClaim",
     }
-    assert not find(defaults, "Ingress") and not find(defaults, "NetworkPolicy")
+    assert not find(defaults, "Ingress")
+    assert len(find(defaults, "NetworkPolicy")) == 4
+    assert len(find(defaults, "ClusterRole")) == 2
     assert [s["metadata"]["name"] for s in find(defaults, "Secret")] == [f"{RELEASE}-postgres", f"{RELEASE}-s3"]
 
     auth = render("auth-values.yaml")
@@ -896,6 +901,124 @@ def test_role_equals_controller_rbac_module(helm: Path) -> None:
     binding = one(render(), "RoleBinding", f"{RELEASE}-controller")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-controller", "namespace": NAMESPACE}]
     assert binding["roleRef"]["name"] == f"{RELEASE}-controller"
+
+
+# --- users' RBAC: Grid permissions aggregated into Kubernetes' user-facing ClusterRoles -----------------
+
+AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def cluster_role_grants(role: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
+    merged: dict[tuple[str, str], frozenset[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                merged[(group, resource)] = merged.get((group, resource), frozenset()) | frozenset(rule["verbs"])
+    return merged
+
+
+def aggregated_to(role: dict[str, Any]) -> set[str]:
+    labels = role["metadata"]["labels"]
+    return {
+        key.removeprefix(AGGREGATE) for key, value in labels.items() if key.startswith(AGGREGATE) and value == "true"
+    }
+
+
+def test_user_cluster_roles_are_aggregated_to_edit_admin_and_view(helm: Path) -> None:
+    roles = {role["metadata"]["name"]: role for role in find(render(), "ClusterRole")}
+    grids, status = (GRID.group, GRID.plural), (GRID.group, f"{GRID.plural}/status")
+    # named after the release's namespace: two releases never own the same cluster-scoped object
+    edit, view = roles.pop(f"{NAMESPACE}-{RELEASE}-grids-edit"), roles.pop(f"{NAMESPACE}-{RELEASE}-grids-view")
+    assert roles == {}
+    assert aggregated_to(edit) == {"edit", "admin"}
+    assert cluster_role_grants(edit) == {
+        grids: frozenset({"create", "update", "patch", "delete", "get", "list", "watch"})
+    }
+    assert aggregated_to(view) == {"view"}
+    assert cluster_role_grants(view) == {
+        grids: frozenset({"get", "list", "watch"}),
+        status: frozenset({"get", "list", "watch"}),
+    }
+
+
+@pytest.mark.parametrize(
+    ("setting", "left"),
+    [
+        (["--set", "rbac.userRoles.edit=false"], {"view"}),
+        (["--set", "rbac.userRoles.view=false"], {"edit", "admin"}),
+        (["--set", "rbac.userRoles.edit=false", "--set", "rbac.userRoles.view=false"], set()),
+    ],
+)
+def test_user_cluster_roles_are_turned_off_by_values(helm: Path, setting: list[str], left: set[str]) -> None:
+    manifests = render("defaults", *setting)
+    assert set().union(*(aggregated_to(role) for role in find(manifests, "ClusterRole"))) == left
+    assert validation_errors(manifests) == []
+    assert rbac_violations(manifests) == []
+
+
+# --- NetworkPolicies: on by default ------------------------------------------------------------------
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    wanted = policy["spec"]["podSelector"].get("matchLabels") or {}
+    return all(labels.get(key) == value for key, value in wanted.items())
+
+
+def pod_labels(manifests: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, str]]]:
+    for m in manifests:
+        where = f"{m['kind']}/{m['metadata']['name']}"
+        if m["kind"] == "Pod":
+            yield where, m["metadata"].get("labels") or {}
+        elif m["kind"] in WORKLOAD_KINDS:
+            yield where, m["spec"]["template"]["metadata"].get("labels") or {}
+
+
+def allowed_peers(manifests: list[dict[str, Any]], component: str) -> list[dict[str, Any]]:
+    """The `from` peers of every policy that selects the component's pods."""
+    labels = next(labels for where, labels in pod_labels(manifests) if where.endswith(f"/{RELEASE}-{component}"))
+    return [
+        peer
+        for policy in find(manifests, "NetworkPolicy")
+        if selects(policy, labels)
+        for rule in policy["spec"].get("ingress") or []
+        for peer in rule.get("from") or []
+    ]
+
+
+def test_network_policies_are_rendered_by_default(helm: Path) -> None:
+    manifests = render()
+    policies = find(manifests, "NetworkPolicy")
+    assert all(policy["spec"]["policyTypes"] == ["Ingress"] for policy in policies)
+    # every pod of the chart (hooks and helm tests included) and every grid Job is selected by one at least
+    job_pod = controller_job_manifests(manifests)[0]["spec"]["template"]["metadata"]["labels"]
+    for where, labels in [*pod_labels(manifests), ("a grid's Job", job_pod)]:
+        assert any(selects(policy, labels) for policy in policies), f"{where}: no NetworkPolicy selects it"
+    tp4_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "tp4"}}}
+    mlflow_pods = {"podSelector": {"matchLabels": _selector_labels("mlflow")}}
+    assert allowed_peers(manifests, "postgres") == [mlflow_pods]
+    assert allowed_peers(manifests, "mlflow") == [tp4_pods]
+    assert allowed_peers(manifests, "minio") == [tp4_pods]
+    assert allowed_peers(manifests, "controller") == []
+    assert not any(selects(policy, job_pod) and policy["spec"].get("ingress") for policy in policies)
+
+
+def test_network_policies_admit_the_namespaces_the_values_name(helm: Path) -> None:
+    manifests = render("auth-values.yaml")
+    assert allowed_peers(manifests, "mlflow")[1:] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+
+
+def test_network_policies_are_turned_off_by_values(helm: Path) -> None:
+    assert find(render("defaults", "--set", "networkPolicy.enabled=false"), "NetworkPolicy") == []
+
+
+def _selector_labels(component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "tp4",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": component,
+    }
 
 
 def test_only_the_controller_and_its_test_mount_an_api_token(helm: Path) -> None:
