@@ -83,12 +83,20 @@ class LocalKubelet:
         self.processes: dict[str, subprocess.Popen[bytes] | WarmProcess] = {}
         self.warm = WarmStarter(root=root, env=self.base_env, log=logs_dir / "warm-start.log")
 
-    def base_env(self) -> dict[str, str]:
-        """The environment every attempt starts from (the controller's, with the kubelet's own settings);
-        each Job's manifest adds its own (process_env)."""
+    def local_settings(self) -> dict[str, str]:
+        """What this machine sets in place of the manifest's values, as a node would: the torch threads of the
+        cores shared by the Jobs running at once (the manifest's are its CPU request on a node of its own), and
+        the ultralytics settings folder inside the project (the manifest's, /tmp/ultralytics, is the
+        container's own /tmp; here it would be the machine's). `start` writes any value it replaces at the top
+        of the attempt's log."""
         threads = str(self.threads_per_job)
-        return {**os.environ, contract.ENV_TORCH_THREADS: threads, "OMP_NUM_THREADS": threads,
+        return {contract.ENV_TORCH_THREADS: threads, "OMP_NUM_THREADS": threads,
                 "YOLO_CONFIG_DIR": str(self.root / contract.EMBEDDED_DIR / "ultralytics"), "PYTHONUNBUFFERED": "1"}
+
+    def base_env(self) -> dict[str, str]:
+        """The environment every attempt starts from: the controller's with local_settings (the warm-start
+        server imports the Jobs' stack in it); each Job's manifest adds its own (process_env)."""
+        return {**os.environ, **self.local_settings()}
 
     def close(self) -> None:
         """End the warm-start server (the attempts it forked go on)."""
@@ -100,11 +108,15 @@ class LocalKubelet:
         log_path = new_log(self.logs_dir, job=job.name, submission=job.submission, attempt=number)
         tmp = attempt_tmp(self.root, str(log_path))
         tmp.mkdir(parents=True, exist_ok=True)
-        base = self.base_env()
+        local = self.local_settings()
+        rendered = process_env(job.manifest, base={}, overrides={})
+        replaced = [f"{name}={rendered[name]} -> {value}" for name, value in local.items()
+                    if name in rendered and rendered[name] != value]
+        if replaced:  # said, not silent: the manifest is the cluster's, these are this machine's
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"tp4 local kubelet: {', '.join(replaced)} (controller/local/kubelet.py: local_settings)\n")
         env = process_env(job.manifest, base=dict(os.environ), overrides={
-            **{k: base[k] for k in (contract.ENV_TORCH_THREADS, "OMP_NUM_THREADS", "YOLO_CONFIG_DIR",
-                                    "PYTHONUNBUFFERED")},
-            contract.ENV_ATTEMPT: str(number), "TMPDIR": str(tmp)})
+            **local, contract.ENV_ATTEMPT: str(number), "TMPDIR": str(tmp)})
         command = process_command(job.manifest)
         process: subprocess.Popen[bytes] | WarmProcess | None = self.warm.start(
             command=command, env=env, cwd=self.root, log=log_path)

@@ -124,3 +124,18 @@ def test_manifest_helpers() -> None:
     assert process_command(m)[1:] == ["-c", "pass"]
     env = process_env(m, base={"PATH": "/bin"}, overrides={"X": "1"})
     assert env == {"PATH": "/bin", "GREETING": "hello", "X": "1"}
+
+
+def test_what_the_kubelet_sets_in_place_of_the_manifest_is_said_in_the_log(tmp_path: Path) -> None:
+    """The manifest is the cluster's: its CPU request's torch threads and the container's /tmp settings folder
+    are replaced by this machine's (local_settings), and the attempt's log says which, never silently."""
+    job = new_job("import os; print('threads', os.environ['TP4_TORCH_THREADS'], os.environ['YOLO_CONFIG_DIR'])")
+    env = job.manifest["spec"]["template"]["spec"]["containers"][0]["env"]
+    env += [{"name": "TP4_TORCH_THREADS", "value": "7"}, {"name": "YOLO_CONFIG_DIR", "value": "/tmp/ultralytics"}]
+    done = run(tmp_path, job)
+    assert done.phase is JobPhase.SUCCEEDED
+    log = Path(done.attempts[-1].log).read_text().splitlines()
+    ours = str(tmp_path / ".tp4" / "ultralytics")
+    assert log[0] == (f"tp4 local kubelet: TP4_TORCH_THREADS=7 -> 1, YOLO_CONFIG_DIR=/tmp/ultralytics -> {ours} "
+                      "(controller/local/kubelet.py: local_settings)")
+    assert f"threads 1 {ours}" in log
