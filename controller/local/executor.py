@@ -23,7 +23,7 @@ from controller.driving import JobStore, Step, Submission, desired_grid
 from controller.errors import InvalidInput, NameClash, Problem
 from controller.local import processes, relocating, sweeping
 from controller.local.kubelet import LocalKubelet, remove_attempt_tmp
-from controller.local.state import GridState, claim_job_names, grid_dir, load_state, safe_child
+from controller.local.state import GridState, claim_job_names, grid_dir, job_owners, load_state, safe_child
 from controller.local.store import LocalStore, observe
 from controller.progress import ProgressView
 
@@ -57,11 +57,16 @@ def default_parallelism(grid: GridSpec, requested: int | None) -> int:
     return requested or grid.job.parallelism or cpu_count()
 
 
-def check_name_clashes(run: LocalRun) -> None:
-    """NameClash when another grid of the project uses or claimed one of this submission's Job names;
-    otherwise they are claimed for it, under the project's names lock (two grids submitted together)."""
+def check_name_clashes(run: LocalRun, *, claim: bool = False) -> None:
+    """NameClash when another grid of the project uses or claimed one of this submission's Job names. With
+    `claim` (right before the submission begins, once every check passed: a refused submission writes
+    nothing), the names are claimed for it under the project's names lock (two grids submitted together)."""
     names = [p.name for p in run.points] + [finalizer_name(run.grid)]
-    clashes = claim_job_names(run.root, run.grid.name, names)
+    if claim:
+        clashes = claim_job_names(run.root, run.grid.name, names)
+    else:
+        owners = job_owners(run.root, skip=run.grid.name)
+        clashes = {n: owners[n] for n in names if n in owners}
     if clashes:
         raise NameClash("; ".join(f"job {n} already belongs to grid {g}" for n, g in clashes.items()))
 
@@ -282,6 +287,7 @@ def run_grid_locally(run: LocalRun, *, view: ProgressView) -> Outcome:
         if up_to_date:
             return Outcome(phase=GridPhase.SUCCEEDED, state=executor.state, report=report_path(run.root, run.grid),
                            up_to_date=True)
+        check_name_clashes(run, claim=True)  # every check passed: claim the names, then begin
         previous = {sig: signal.signal(sig, _raise_interrupt) for sig in STOP_SIGNALS}
         try:
             executor.begin()

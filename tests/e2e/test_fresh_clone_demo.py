@@ -55,9 +55,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Com
                       digest=setup.pinned_digest(clone / "pyproject.toml"), extras=())
     if step.recreate or step.install:
         pytest.fail(f"{VENV} is not up to date for this clone ({step.reason}): run `make setup-test` first")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TP4_", "PYTHON"))}
+    # a student's shell: no variable of this test run's make (make test) reaches the student's make
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_", "TP4_", "PYTHON")) and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     env["TP4_SHARED"] = str(SHARED)  # the Makefile's offline copies: COCO128 and the backbone
-    done = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=3000)
+    done = subprocess.run(["make", "--no-print-directory", "demo"], cwd=clone, env=env, capture_output=True,
+                          text=True, timeout=3000)
     return clone, done
 
 

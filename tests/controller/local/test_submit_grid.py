@@ -140,7 +140,7 @@ def test_ctrl_c_kills_children_and_marks_runs_killed(
     shutil.copytree(project / "data", folder / "data")
     grid = yaml.safe_load((project / "grid.yaml").read_text())
     grid["name"], grid["experiment"] = "interrupted", "interrupted-e2e"
-    grid["train"]["epochs"] = 50
+    grid["train"]["epochs"] = 1000  # no point can finish before the interrupt, however small the data set
     (folder / "grid.yaml").write_text(yaml.safe_dump(grid))
     process = subprocess.Popen(
         [sys.executable, "-m", "controller", "--root", str(folder), "submit-grid", "grid.yaml"],
