@@ -47,18 +47,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Trial:
-    """A point recorded on the parent run."""
-
-    name: str
-    number: int
-    params: dict[str, Any]
-    phase: str
-    spec_hash: str
-
-    def tag(self) -> tuple[str, str]:
-        """The parent run's tag (contract.trial: its one encoder)."""
-        return TrialTag(self.name, self.number, self.params, self.phase, self.spec_hash).tag()
+class Trial(TrialTag):
+    """A point recorded on the parent run: the contract's trial (its fields, its one encoder `tag`) as a point."""
 
     def point(self) -> GridPoint:
         return GridPoint(name=self.name, params=self.params, spec_hash=self.spec_hash, phase=self.phase)
